@@ -1,0 +1,500 @@
+//! The token state machine: fresh, due, dead; one flight at a time; generations; backoff.
+//!
+//! The hot path reads the current token and its phase from atomics and never takes the lock
+//! or reads the clock: a timer task moves each token's phase forward at its refresh point
+//! and at its dead point. Everything else (starting a flight, recording a failure, waiting)
+//! is the cold path and takes a plain mutex that is never held across an `.await`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use http::HeaderValue;
+use tokio::sync::{watch, Notify};
+use tokio::task::AbortHandle;
+use tokio::time::{sleep_until, Instant};
+
+use crate::{Error, Exchange, Grant};
+
+/// How much earlier than its expiry a token stops being sent, at most.
+const MAX_MARGIN: Duration = Duration::from_secs(5);
+/// The share of a lifetime over which the refresh point is spread, so a fleet started
+/// together does not refresh in lockstep.
+const SPREAD: f64 = 0.1;
+/// The first backoff step after a failed attempt; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Rounds a waiter makes before concluding that tokens die faster than they arrive.
+const MAX_WAIT_ROUNDS: usize = 3;
+
+/// Where a token is on its timeline. Phases only move forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub(crate) enum Phase {
+    /// Send it.
+    Fresh = 0,
+    /// Send it, and make sure a refresh is under way.
+    Due = 1,
+    /// Too close to expiry to send: wait for a new one.
+    Dead = 2,
+    /// The server refused it: wait for a new one, from a new login if possible.
+    Revoked = 3,
+}
+
+impl Phase {
+    fn from_u8(value: u8) -> Phase {
+        match value {
+            0 => Phase::Fresh,
+            1 => Phase::Due,
+            2 => Phase::Dead,
+            _ => Phase::Revoked,
+        }
+    }
+}
+
+/// One token with its timeline.
+pub(crate) struct Token {
+    grant: Grant,
+    header: HeaderValue,
+    generation: u64,
+    phase: AtomicU8,
+    refresh_at: Instant,
+    dead_at: Instant,
+    expires_at: Instant,
+}
+
+impl Token {
+    fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Ordering::Acquire))
+    }
+
+    /// Moves the phase forward to `to`; returns whether it moved.
+    fn advance(&self, to: Phase) -> bool {
+        self.phase.fetch_max(to as u8, Ordering::AcqRel) < to as u8
+    }
+
+    fn phase_at(&self, now: Instant) -> Phase {
+        if now >= self.dead_at {
+            Phase::Dead
+        } else if now >= self.refresh_at {
+            Phase::Due
+        } else {
+            Phase::Fresh
+        }
+    }
+}
+
+/// When a token should be refreshed: `refresh_at` is the share of the lifetime left at
+/// the refresh point.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    pub(crate) refresh_at: f64,
+}
+
+/// What the next attempt should do, decided under the lock from the current token.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// The token to refresh, if there is one.
+    pub(crate) current: Option<Grant>,
+    /// The current token is expired or was refused: a refresh would only be refused too.
+    pub(crate) login_first: bool,
+}
+
+/// A boxed future: only on the cold path.
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Performs an attempt: the service side implements it by sending requests through the
+/// wrapped service, so the cache never sees HTTP.
+pub(crate) trait Fetch: Send + 'static {
+    fn fetch(&self, plan: Plan) -> BoxFuture<Result<Grant, Error>>;
+}
+
+/// What the waiters of an attempt learn when it ends.
+#[derive(Debug, Clone)]
+enum Settled {
+    Pending,
+    Installed,
+    Failed(Error),
+}
+
+/// The hot path's answer.
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    /// A usable token; `due` asks the caller to make sure a refresh is under way.
+    Send {
+        header: HeaderValue,
+        generation: u64,
+        due: bool,
+    },
+    /// No usable token: wait for [`Cache::usable_token`].
+    Wait,
+}
+
+struct Failure {
+    error: Error,
+    retry_after: Instant,
+}
+
+/// The cold state, behind the mutex.
+#[derive(Default)]
+struct Cold {
+    /// The last failure while no token was usable, and when trying again is allowed.
+    failure: Option<Failure>,
+    consecutive_failures: u32,
+    generation: u64,
+    timer: Option<AbortHandle>,
+    /// A token handed in by the user, installed on first use, with when it was handed in.
+    initial: Option<(Grant, Instant)>,
+}
+
+/// One token, shared by every clone of a service.
+pub(crate) struct Cache {
+    current: ArcSwapOption<Token>,
+    /// A flight is under way, or waiting out a backoff while the token is still valid.
+    refreshing: AtomicBool,
+    cold: Mutex<Cold>,
+    settled: watch::Sender<Settled>,
+    /// Cuts a flight's backoff short when its token is revoked under it.
+    wake_flight: Notify,
+    timing: Timing,
+    rng: AtomicU64,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let current = self.current.load();
+        let token = current.as_deref();
+        f.debug_struct("Cache")
+            .field("generation", &token.map(|t| t.generation))
+            .field("phase", &token.map(Token::phase))
+            .field("refreshing", &self.refreshing.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cache {
+    pub(crate) fn new(timing: Timing, initial: Option<Grant>) -> Self {
+        let cold = Cold {
+            initial: initial.map(|grant| (grant, Instant::now())),
+            ..Cold::default()
+        };
+        Cache {
+            current: ArcSwapOption::empty(),
+            refreshing: AtomicBool::new(false),
+            cold: Mutex::new(cold),
+            settled: watch::Sender::new(Settled::Pending),
+            wake_flight: Notify::new(),
+            timing,
+            rng: AtomicU64::new(seed()),
+        }
+    }
+
+    /// The hot path: no lock, no clock, no allocation.
+    pub(crate) fn lookup(&self) -> Lookup {
+        let current = self.current.load();
+        match current.as_deref() {
+            Some(token) => match token.phase() {
+                Phase::Fresh | Phase::Due => Lookup::Send {
+                    header: token.header.clone(),
+                    generation: token.generation,
+                    due: token.phase() == Phase::Due,
+                },
+                Phase::Dead | Phase::Revoked => Lookup::Wait,
+            },
+            None => Lookup::Wait,
+        }
+    }
+
+    /// Starts a background refresh unless one is under way. The caller does not wait.
+    pub(crate) fn refresh_in_background(self: &Arc<Self>, fetch: impl FnOnce() -> Box<dyn Fetch>) {
+        if self.refreshing.load(Ordering::Acquire) {
+            return;
+        }
+        let flight = {
+            let mut cold = self.lock();
+            if self.refreshing.load(Ordering::Acquire) {
+                return;
+            }
+            self.begin_flight(&mut cold)
+        };
+        match flight {
+            Ok(flight) => flight.launch(fetch()),
+            Err(error) => tracing::warn!(%error, "cannot start a token refresh"),
+        }
+    }
+
+    /// Waits for a usable token, sharing one attempt with every other waiter.
+    pub(crate) async fn usable_token(
+        self: Arc<Self>,
+        fetch: impl Fn() -> Box<dyn Fetch> + Send,
+    ) -> Result<(HeaderValue, u64), Error> {
+        for _ in 0..MAX_WAIT_ROUNDS {
+            let (mut settled, flight) = {
+                let mut cold = self.lock();
+                self.install_initial(&mut cold);
+                if let Lookup::Send {
+                    header, generation, ..
+                } = self.lookup()
+                {
+                    return Ok((header, generation));
+                }
+                let mut flight = None;
+                if !self.refreshing.load(Ordering::Acquire) {
+                    if let Some(failure) = cold.failure.as_ref() {
+                        if Instant::now() < failure.retry_after {
+                            return Err(failure.error.clone());
+                        }
+                    }
+                    flight = Some(self.begin_flight(&mut cold)?);
+                }
+                // Subscribed under the lock: the flight settles under it too, so no
+                // outcome can slip between our check and our wait.
+                (self.settled.subscribe(), flight)
+            };
+            if let Some(flight) = flight {
+                flight.launch(fetch());
+            }
+            // The sender lives in `self`, which we hold: `changed` cannot fail.
+            let _ = settled.changed().await;
+            let outcome = settled.borrow_and_update().clone();
+            if let Settled::Failed(error) = outcome {
+                return Err(error);
+            }
+        }
+        Err(Error::invalid(
+            Exchange::Refresh,
+            "every new token was dead on arrival",
+        ))
+    }
+
+    /// A request carrying `generation` was answered 401: that token is no good.
+    pub(crate) fn invalidate(&self, generation: u64) {
+        let current = self.current.load();
+        if let Some(token) = current.as_deref() {
+            if token.generation == generation && token.advance(Phase::Revoked) {
+                tracing::debug!(generation, "token refused by the server; replacing it");
+                self.wake_flight.notify_one();
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Cold> {
+        // The state stays consistent at every await-free step, so a poisoned lock is usable.
+        self.cold.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn install_initial(&self, cold: &mut Cold) {
+        if self.current.load().is_none() {
+            if let Some((grant, given_at)) = cold.initial.take() {
+                self.install(cold, grant, given_at);
+            }
+        }
+    }
+
+    /// Marks a flight as under way; the caller launches it once the lock is released
+    /// (a task dropped by a shutting-down runtime must not find the lock held).
+    fn begin_flight(self: &Arc<Self>, cold: &mut Cold) -> Result<Flight, Error> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        cold.failure = None;
+        self.refreshing.store(true, Ordering::Release);
+        self.settled.send_replace(Settled::Pending);
+        Ok(Flight {
+            cache: Arc::clone(self),
+            runtime,
+            landed: false,
+        })
+    }
+
+    fn plan(&self) -> Plan {
+        let current = self.current.load_full();
+        let now = Instant::now();
+        Plan {
+            login_first: current
+                .as_deref()
+                .map_or(true, |t| t.phase() == Phase::Revoked || now >= t.expires_at),
+            current: current.map(|t| t.grant.clone()),
+        }
+    }
+
+    /// Makes `grant`, obtained by a request sent at `sent_at`, the current token.
+    fn install(&self, cold: &mut Cold, grant: Grant, sent_at: Instant) {
+        let lifetime = grant.lifetime();
+        let expires_at = sent_at + lifetime;
+        let dead_at = expires_at - lifetime.min(MAX_MARGIN * 10) / 10;
+        let left = self.timing.refresh_at;
+        let spread = lifetime.mul_f64(SPREAD * self.random());
+        let refresh_at = (sent_at + lifetime.mul_f64(1.0 - left) + spread).min(dead_at);
+        cold.generation += 1;
+        let token = Token {
+            header: grant.bearer_header(),
+            grant,
+            generation: cold.generation,
+            phase: AtomicU8::new(Phase::Fresh as u8),
+            refresh_at,
+            dead_at,
+            expires_at,
+        };
+        token.advance(token.phase_at(Instant::now()));
+        let token = Arc::new(token);
+        tracing::debug!(
+            generation = token.generation,
+            lifetime_secs = lifetime.as_secs_f64(),
+            "new access token"
+        );
+        if let Some(timer) = cold.timer.take() {
+            timer.abort();
+        }
+        cold.timer = tokio::runtime::Handle::try_current()
+            .ok()
+            .map(|rt| rt.spawn(follow_timeline(Arc::downgrade(&token))).abort_handle());
+        self.current.store(Some(token));
+        cold.failure = None;
+        cold.consecutive_failures = 0;
+    }
+
+    /// Records a failed attempt; returns when to try again if the flight should go on.
+    fn record_failure(&self, cold: &mut Cold, error: Error) -> Option<Instant> {
+        cold.consecutive_failures = cold.consecutive_failures.saturating_add(1);
+        let now = Instant::now();
+        let retry_after = now + self.backoff(cold.consecutive_failures);
+        tracing::warn!(
+            %error,
+            failures = cold.consecutive_failures,
+            retry_in_ms = (retry_after - now).as_millis() as u64,
+            "token request failed"
+        );
+        let current = self.current.load();
+        match current.as_deref() {
+            // The token is still good: keep serving it and retry in the background, but
+            // never later than the moment it dies.
+            Some(token) if token.phase() < Phase::Dead => Some(retry_after.min(token.dead_at)),
+            _ => {
+                cold.failure = Some(Failure { error, retry_after });
+                None
+            }
+        }
+    }
+
+    fn backoff(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(16);
+        let step = FIRST_BACKOFF.saturating_mul(1 << doublings).min(MAX_BACKOFF);
+        // ±25%, so clients that failed together do not retry together.
+        step.mul_f64(0.75 + 0.5 * self.random())
+    }
+
+    /// A number in `[0, 1)`, from splitmix64: cheap, and good enough to spread timers.
+    fn random(&self) -> f64 {
+        let mut z = self
+            .rng
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        if let Some(timer) = self.lock().timer.take() {
+            timer.abort();
+        }
+    }
+}
+
+/// Owns one flight: one attempt, and its retries while the token is still good.
+///
+/// If the flight ends without landing (a panic in the wrapped service, a runtime shutting
+/// down), its `Drop` releases the waiters with an error, so nobody waits on a flight that
+/// is gone.
+struct Flight {
+    cache: Arc<Cache>,
+    runtime: tokio::runtime::Handle,
+    landed: bool,
+}
+
+impl Flight {
+    fn launch(self, fetch: Box<dyn Fetch>) {
+        let runtime = self.runtime.clone();
+        runtime.spawn(self.fly(fetch));
+    }
+
+    async fn fly(mut self, fetch: Box<dyn Fetch>) {
+        loop {
+            let plan = self.cache.plan();
+            let sent_at = Instant::now();
+            let outcome = fetch.fetch(plan).await;
+            let Some(retry_at) = self.settle(outcome, sent_at) else {
+                self.landed = true;
+                return;
+            };
+            tokio::select! {
+                _ = sleep_until(retry_at) => {}
+                _ = self.cache.wake_flight.notified() => {}
+            }
+        }
+    }
+
+    /// Publishes an attempt's outcome; returns when to try again if the flight goes on.
+    fn settle(&self, outcome: Result<Grant, Error>, sent_at: Instant) -> Option<Instant> {
+        let cache = &self.cache;
+        let mut cold = cache.lock();
+        let retry_at = match outcome {
+            Ok(grant) => {
+                cache.install(&mut cold, grant, sent_at);
+                cache.settled.send_replace(Settled::Installed);
+                None
+            }
+            Err(error) => {
+                let retry_at = cache.record_failure(&mut cold, error.clone());
+                cache.settled.send_replace(Settled::Failed(error));
+                retry_at
+            }
+        };
+        if retry_at.is_none() {
+            cache.refreshing.store(false, Ordering::Release);
+        }
+        retry_at
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        if self.landed {
+            return;
+        }
+        let error = Error::transport(Exchange::Refresh, "the token refresh task ended early");
+        let mut cold = self.cache.lock();
+        self.cache.record_failure(&mut cold, error.clone());
+        self.cache.refreshing.store(false, Ordering::Release);
+        self.cache.settled.send_replace(Settled::Failed(error));
+    }
+}
+
+/// Moves a token to `Due` at its refresh point and to `Dead` at its dead point.
+async fn follow_timeline(token: Weak<Token>) {
+    let Some((refresh_at, dead_at)) = token.upgrade().map(|t| (t.refresh_at, t.dead_at)) else {
+        return;
+    };
+    for (at, phase) in [(refresh_at, Phase::Due), (dead_at, Phase::Dead)] {
+        sleep_until(at).await;
+        match token.upgrade() {
+            Some(token) => {
+                token.advance(phase);
+            }
+            None => return,
+        }
+    }
+}
+
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // Each `RandomState` is keyed differently, which is all the spread needs.
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}

@@ -1,0 +1,52 @@
+//! The protocol seam: how to ask for a token and how to read the answer.
+//!
+//! The layer knows when to ask; a [`TokenEndpoint`] knows how. [`OcientAuth`](crate::OcientAuth)
+//! is the Ocient implementation; another token service (an OAuth 2.0 refresh-token grant, say)
+//! plugs in by implementing this trait.
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode, Uri};
+
+use crate::{Error, Exchange, Grant};
+
+/// The answer to a login or refresh request, read in full.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Answer<'a> {
+    /// Which request this answers.
+    pub exchange: Exchange,
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The response headers.
+    pub headers: &'a HeaderMap,
+    /// The whole body (at most 1 MiB; larger answers never reach the protocol).
+    pub body: &'a [u8],
+}
+
+/// Builds login and refresh requests for one token service and reads its answers.
+///
+/// Every request is sent through the service the layer wraps, so it shares its connection
+/// pool, TLS and proxy settings. Implementations hold credentials; their `Debug` must not
+/// show them.
+pub trait TokenEndpoint: std::fmt::Debug + Send + Sync + 'static {
+    /// The URI whose origin (scheme, host, port) gets the token.
+    fn origin(&self) -> &Uri;
+
+    /// A token obtained elsewhere, to use before logging in. Its lifetime counts from now.
+    fn initial_grant(&self) -> Option<Grant> {
+        None
+    }
+
+    /// The login request, or `None` when there are no credentials to log in with.
+    fn login_request(&self) -> Option<Request<Bytes>>;
+
+    /// The request that trades `current` for a fresh grant.
+    fn refresh_request(&self, current: &Grant) -> Request<Bytes>;
+
+    /// Turns an answer into a grant, or into the error that explains why not.
+    fn read_answer(&self, answer: Answer<'_>) -> Result<Grant, Error>;
+
+    /// Whether `error` means the token itself is no good (expired, revoked, unknown), so
+    /// only a new login helps.
+    fn rejects_token(&self, error: &Error) -> bool;
+}

@@ -1,0 +1,133 @@
+//! The error a caller gets when the layer cannot obtain a token.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+
+/// Which token request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Exchange {
+    /// Logging in with the credentials.
+    Login,
+    /// Refreshing the current token.
+    Refresh,
+}
+
+impl fmt::Display for Exchange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Exchange::Login => "login",
+            Exchange::Refresh => "token refresh",
+        })
+    }
+}
+
+/// Why the layer could not put a token on a request.
+///
+/// The service returns it boxed in a [`tower::BoxError`](https://docs.rs/tower/latest/tower/type.BoxError.html);
+/// recover it with `downcast_ref`:
+///
+/// ```
+/// # fn handle(err: Box<dyn std::error::Error + Send + Sync>) {
+/// use tower_token_refresh::Error;
+///
+/// match err.downcast_ref::<Error>() {
+///     Some(Error::Rejected { vendor_code: -304, .. }) => eprintln!("wrong user or password"),
+///     Some(other) => eprintln!("no token: {other}"),
+///     None => eprintln!("the request itself failed: {err}"),
+/// }
+/// # }
+/// ```
+///
+/// The error is cheap to clone: every caller waiting on one failed attempt gets a copy. No
+/// variant ever holds the password or a token.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The endpoint answered, and said no: a non-2xx status, or a non-zero `vendor_code`.
+    #[error(
+        "{exchange} rejected: HTTP {status}, vendor_code {vendor_code}, sql_state {sql_state}: {reason}"
+    )]
+    Rejected {
+        /// Which request was rejected.
+        exchange: Exchange,
+        /// The HTTP status of the answer.
+        status: StatusCode,
+        /// Ocient's vendor code (`0` when the answer carried none).
+        vendor_code: i64,
+        /// The SQLSTATE of the answer (empty when it carried none).
+        sql_state: String,
+        /// The server's reason, with any secret the layer knows removed.
+        reason: String,
+    },
+    /// The endpoint answered with something the layer cannot use.
+    #[error("{exchange} gave an unusable answer: {reason}")]
+    InvalidResponse {
+        /// Which request got the answer.
+        exchange: Exchange,
+        /// What was wrong with it. Never contains the answer's token.
+        reason: String,
+    },
+    /// The wrapped service failed to deliver the token request or its answer.
+    #[error("{exchange} failed in transport: {source}")]
+    Transport {
+        /// Which request failed.
+        exchange: Exchange,
+        /// The wrapped service's error.
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// The token request did not complete, body included, within the refresh timeout.
+    #[error("{exchange} did not complete within {after:?}")]
+    Timeout {
+        /// Which request timed out.
+        exchange: Exchange,
+        /// The refresh timeout in force.
+        after: Duration,
+    },
+    /// The token is no longer good and there are no credentials to log in again with.
+    #[error("no usable token and no credentials to log in with")]
+    MissingCredentials,
+    /// The layer was used outside a Tokio runtime, where it cannot run its refresh task.
+    #[error("the token refresh layer needs a Tokio runtime")]
+    NoRuntime,
+}
+
+impl Error {
+    /// The Ocient vendor code, for a [`Error::Rejected`].
+    pub fn vendor_code(&self) -> Option<i64> {
+        match self {
+            Error::Rejected { vendor_code, .. } => Some(*vendor_code),
+            _ => None,
+        }
+    }
+
+    /// Removes `secret` from any text the server sent back, in case it echoed a token.
+    pub(crate) fn without_secret(mut self, secret: &str) -> Self {
+        if let Error::Rejected { reason, .. } | Error::InvalidResponse { reason, .. } = &mut self {
+            if !secret.is_empty() && reason.contains(secret) {
+                *reason = reason.replace(secret, "<redacted>");
+            }
+        }
+        self
+    }
+
+    pub(crate) fn invalid(exchange: Exchange, reason: impl Into<String>) -> Self {
+        Error::InvalidResponse {
+            exchange,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn transport(
+        exchange: Exchange,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Transport {
+            exchange,
+            source: Arc::from(source.into()),
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! One attempt at a token, sent through the wrapped service.
+//!
+//! The attempt owns a clone of the inner service and drives it itself (ready, then call),
+//! so it never borrows a caller's readiness. Every request and its body are bounded by the
+//! refresh timeout and by a size cap.
+
+use std::future::poll_fn;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::CONTENT_LENGTH;
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tower_service::Service;
+
+use crate::cache::{BoxFuture, Fetch, Plan};
+use crate::endpoint::{Answer, TokenEndpoint};
+use crate::{Error, Exchange, Grant};
+
+/// The largest login or refresh answer read; anything longer is hostile.
+pub(crate) const MAX_ANSWER: usize = 1024 * 1024;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Sends token requests, with bodies of type `B`, through a clone of the wrapped service.
+pub(crate) struct Fetcher<S, B> {
+    service: S,
+    endpoint: Arc<dyn TokenEndpoint>,
+    timeout: Duration,
+    _body: PhantomData<fn(B)>,
+}
+
+impl<S, B> Fetcher<S, B> {
+    pub(crate) fn new(service: S, endpoint: Arc<dyn TokenEndpoint>, timeout: Duration) -> Self {
+        Fetcher {
+            service,
+            endpoint,
+            timeout,
+            _body: PhantomData,
+        }
+    }
+}
+
+impl<S: Clone, B> Clone for Fetcher<S, B> {
+    fn clone(&self) -> Self {
+        Fetcher::new(self.service.clone(), Arc::clone(&self.endpoint), self.timeout)
+    }
+}
+
+impl<S, B, ResBody> Fetch for Fetcher<S, B>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+    B: From<Bytes> + Send + 'static,
+    ResBody: Body + Send + 'static,
+    ResBody::Data: Send,
+    ResBody::Error: Into<BoxError>,
+{
+    fn fetch(&self, plan: Plan) -> BoxFuture<Result<Grant, Error>> {
+        let attempt = Attempt {
+            service: self.service.clone(),
+            endpoint: Arc::clone(&self.endpoint),
+            timeout: self.timeout,
+            _body: PhantomData,
+        };
+        Box::pin(attempt.run(plan))
+    }
+}
+
+struct Attempt<S, B> {
+    service: S,
+    endpoint: Arc<dyn TokenEndpoint>,
+    timeout: Duration,
+    _body: PhantomData<fn(B)>,
+}
+
+impl<S, B, ResBody> Attempt<S, B>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+    B: From<Bytes> + Send + 'static,
+    ResBody: Body + Send + 'static,
+    ResBody::Data: Send,
+    ResBody::Error: Into<BoxError>,
+{
+    /// Refreshes the current token; logs in when there is none, when it is past saving, or
+    /// when the server refuses to refresh it.
+    async fn run(mut self, plan: Plan) -> Result<Grant, Error> {
+        let Some(current) = plan.current else {
+            return self.login().await;
+        };
+        if plan.login_first && self.endpoint.login_request().is_some() {
+            return self.login().await;
+        }
+        let request = self.endpoint.refresh_request(&current);
+        let refreshed = self.exchange(Exchange::Refresh, request).await;
+        let refreshed = refreshed.map_err(|e| e.without_secret(current.access_token().expose()));
+        match refreshed {
+            Err(error) if self.endpoint.rejects_token(&error) => {
+                if self.endpoint.login_request().is_some() {
+                    tracing::debug!(%error, "refresh refused; logging in again");
+                    self.login().await
+                } else {
+                    Err(error)
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn login(&mut self) -> Result<Grant, Error> {
+        let request = self
+            .endpoint
+            .login_request()
+            .ok_or(Error::MissingCredentials)?;
+        self.exchange(Exchange::Login, request).await
+    }
+
+    async fn exchange(&mut self, exchange: Exchange, request: Request<Bytes>) -> Result<Grant, Error> {
+        let timeout = self.timeout;
+        match tokio::time::timeout(timeout, self.send(exchange, request)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout {
+                exchange,
+                after: timeout,
+            }),
+        }
+    }
+
+    async fn send(&mut self, exchange: Exchange, request: Request<Bytes>) -> Result<Grant, Error> {
+        let request = request.map(B::from);
+        let service = &mut self.service;
+        poll_fn(|cx| service.poll_ready(cx))
+            .await
+            .map_err(|e| Error::transport(exchange, e))?;
+        let response = service
+            .call(request)
+            .await
+            .map_err(|e| Error::transport(exchange, e))?;
+        let (parts, body) = response.into_parts();
+        let body = read_capped(exchange, &parts.headers, body).await?;
+        self.endpoint.read_answer(Answer {
+            exchange,
+            status: parts.status,
+            headers: &parts.headers,
+            body: &body,
+        })
+    }
+}
+
+/// Reads the whole body, refusing anything over [`MAX_ANSWER`] before or while reading it.
+async fn read_capped<ResBody>(
+    exchange: Exchange,
+    headers: &http::HeaderMap,
+    body: ResBody,
+) -> Result<Bytes, Error>
+where
+    ResBody: Body,
+    ResBody::Error: Into<BoxError>,
+{
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_ANSWER as u64) {
+        return Err(Error::invalid(exchange, "answer larger than 1 MiB"));
+    }
+    match Limited::new(body, MAX_ANSWER).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => {
+            Err(Error::invalid(exchange, "answer larger than 1 MiB"))
+        }
+        Err(e) => Err(Error::transport(exchange, e)),
+    }
+}

@@ -1,0 +1,136 @@
+//! [`TokenRefreshLayer`]: configuration, and the [`Layer`] that applies it.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use http::Uri;
+use tower_layer::Layer;
+
+use crate::cache::{Cache, Timing};
+use crate::endpoint::TokenEndpoint;
+use crate::service::{Config, Origin, TokenRefresh};
+
+/// How long a login or refresh may take, answer body included, unless set otherwise.
+const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Ocient's advice: refresh once half the lifetime is left.
+const DEFAULT_REFRESH_AT: f64 = 0.5;
+
+/// Applies [`TokenRefresh`] to a service.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use hyper_util::client::legacy::Client;
+/// use hyper_util::rt::TokioExecutor;
+/// use tower::ServiceBuilder;
+/// use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let auth = OcientAuth::new("http://sql-node:9090".parse().unwrap())
+///     .credentials("jdoe", "secret")
+///     .database("retail_analytics");
+/// let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+/// let service = ServiceBuilder::new()
+///     .layer(TokenRefreshLayer::new(auth).refresh_at(0.3))
+///     .service(client);
+/// # let _ = service;
+/// # }
+/// ```
+///
+/// Every service this layer makes, and every clone of them, shares one token: one login,
+/// one refresh at a time. Changing the configuration starts a new token.
+#[derive(Clone)]
+pub struct TokenRefreshLayer {
+    endpoint: Arc<dyn TokenEndpoint>,
+    refresh_at: f64,
+    refresh_timeout: Duration,
+    extra_origins: Vec<Origin>,
+    shared: Arc<OnceLock<(Arc<Cache>, Arc<Config>)>>,
+}
+
+impl TokenRefreshLayer {
+    /// Keeps a token from `endpoint` (an [`OcientAuth`](crate::OcientAuth)) fresh.
+    pub fn new(endpoint: impl TokenEndpoint) -> Self {
+        TokenRefreshLayer {
+            endpoint: Arc::new(endpoint),
+            refresh_at: DEFAULT_REFRESH_AT,
+            refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
+            extra_origins: Vec::new(),
+            shared: Arc::default(),
+        }
+    }
+
+    /// Refreshes once `remaining_fraction` of the token's lifetime is left (default `0.5`).
+    ///
+    /// Clamped to `0.0..=0.9`; `0.0` refreshes only when the token is about to expire. The
+    /// refresh point is moved later by up to a tenth of the lifetime at random, so clients
+    /// started together do not refresh together.
+    pub fn refresh_at(mut self, remaining_fraction: f64) -> Self {
+        self.refresh_at = if remaining_fraction.is_nan() {
+            DEFAULT_REFRESH_AT
+        } else {
+            remaining_fraction.clamp(0.0, 0.9)
+        };
+        self.reconfigured()
+    }
+
+    /// Bounds each login and refresh request, answer body included (default 30 s).
+    pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
+        self.refresh_timeout = timeout;
+        self.reconfigured()
+    }
+
+    /// Also sends the token to `uri`'s origin (scheme, host and port).
+    ///
+    /// Requests to any other origin pass through without the token. A `uri` without a
+    /// scheme or host names no origin and is ignored.
+    pub fn allow_origin(mut self, uri: Uri) -> Self {
+        self.extra_origins.extend(Origin::of(&uri));
+        self.reconfigured()
+    }
+
+    fn reconfigured(mut self) -> Self {
+        self.shared = Arc::default();
+        self
+    }
+
+    fn shared(&self) -> &(Arc<Cache>, Arc<Config>) {
+        self.shared.get_or_init(|| {
+            let timing = Timing {
+                refresh_at: self.refresh_at,
+            };
+            let cache = Cache::new(timing, self.endpoint.initial_grant());
+            let origins = Origin::of(self.endpoint.origin())
+                .into_iter()
+                .chain(self.extra_origins.iter().cloned())
+                .collect();
+            let config = Config {
+                endpoint: Arc::clone(&self.endpoint),
+                origins,
+                refresh_timeout: self.refresh_timeout,
+            };
+            (Arc::new(cache), Arc::new(config))
+        })
+    }
+}
+
+impl<S> Layer<S> for TokenRefreshLayer {
+    type Service = TokenRefresh<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let (cache, config) = self.shared();
+        TokenRefresh::new(inner, Arc::clone(cache), Arc::clone(config))
+    }
+}
+
+impl fmt::Debug for TokenRefreshLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenRefreshLayer")
+            .field("endpoint", &self.endpoint)
+            .field("refresh_at", &self.refresh_at)
+            .field("refresh_timeout", &self.refresh_timeout)
+            .field("extra_origins", &self.extra_origins)
+            .finish()
+    }
+}

@@ -1,0 +1,257 @@
+//! [`OcientAuth`]: the Ocient HTTP Query API's `/v1/login` and `/v1/token_refresh`.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, StatusCode, Uri};
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use crate::endpoint::{Answer, TokenEndpoint};
+use crate::{Error, Exchange, Grant, Secret};
+
+/// Ocient vendor codes that mean "this token is no good": only a new login helps.
+///
+/// -304 wrong user/password, -733 session expired, -1204 no session, -1205 token invalid,
+/// -1206 signature mismatch, -1207 unknown issuer, -1208 token expired.
+const TOKEN_NO_GOOD: [i64; 7] = [-304, -733, -1204, -1205, -1206, -1207, -1208];
+
+/// The longest `reason` an error repeats from the server.
+const MAX_REASON: usize = 256;
+
+/// How to log in to an Ocient SQL node and refresh its access tokens.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
+///
+/// let auth = OcientAuth::new("https://sql-node:443".parse().unwrap())
+///     .credentials("jdoe", "secret")
+///     .database("retail_analytics");
+/// let layer = TokenRefreshLayer::new(auth);
+///
+/// // A token obtained elsewhere (SSO, another process), refreshed for as long as the
+/// // server allows; with no credentials there is no login to fall back on.
+/// let sso = OcientAuth::new("https://sql-node:443".parse().unwrap())
+///     .initial_token("eyJhbGciOi...", Duration::from_secs(3600));
+/// # let _ = (layer, sso);
+/// ```
+///
+/// `Debug` shows the node and the user, never the password or the token.
+#[derive(Clone)]
+pub struct OcientAuth {
+    base: Uri,
+    credentials: Option<(String, String)>,
+    database: Option<String>,
+    initial: Option<InitialToken>,
+}
+
+#[derive(Clone)]
+struct InitialToken {
+    token: String,
+    expires_in: Duration,
+    given_at: Instant,
+}
+
+impl OcientAuth {
+    /// Talks to the SQL node at `base`, e.g. `https://sql-node:443`.
+    pub fn new(base: Uri) -> Self {
+        OcientAuth {
+            base,
+            credentials: None,
+            database: None,
+            initial: None,
+        }
+    }
+
+    /// Logs in as `username` with `password`, at first and whenever the token is no good.
+    pub fn credentials(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        self.credentials = Some((username.into(), password.into()));
+        self
+    }
+
+    /// The database to log in to and refresh for (the server's default is `system`).
+    pub fn database(mut self, name: impl Into<String>) -> Self {
+        self.database = Some(name.into());
+        self
+    }
+
+    /// Starts from a token obtained elsewhere, valid for `expires_in` from now.
+    pub fn initial_token(mut self, access_token: impl Into<String>, expires_in: Duration) -> Self {
+        self.initial = Some(InitialToken {
+            token: access_token.into(),
+            expires_in,
+            given_at: Instant::now(),
+        });
+        self
+    }
+
+    fn endpoint(&self, path: &str) -> Uri {
+        let base = self.base.to_string();
+        let joined = format!("{}{path}", base.trim_end_matches('/'));
+        joined.parse().unwrap_or_else(|_| self.base.clone())
+    }
+
+    fn json_post(&self, path: &str, body: serde_json::Value) -> Request<Bytes> {
+        let mut request = Request::new(Bytes::from(body.to_string()));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.endpoint(path);
+        request
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        request
+    }
+
+    fn database_field(&self, body: &mut serde_json::Map<String, serde_json::Value>) {
+        if let Some(database) = &self.database {
+            body.insert("database".into(), database.clone().into());
+        }
+    }
+
+    /// Removes the secrets this client knows from text the server sent back.
+    fn scrub(&self, text: &str) -> String {
+        let mut text: String = text.chars().take(MAX_REASON).collect();
+        let password = self.credentials.as_ref().map(|(_, p)| p.as_str());
+        let initial = self.initial.as_ref().map(|i| i.token.as_str());
+        for secret in [password, initial].into_iter().flatten() {
+            if !secret.is_empty() && text.contains(secret) {
+                text = text.replace(secret, "<redacted>");
+            }
+        }
+        text
+    }
+}
+
+impl fmt::Debug for OcientAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OcientAuth")
+            .field("base", &self.base)
+            .field("username", &self.credentials.as_ref().map(|(u, _)| u))
+            .field("password", &self.credentials.as_ref().map(|_| "<redacted>"))
+            .field("database", &self.database)
+            .field("initial_token", &self.initial.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// The status object every Ocient answer carries.
+#[derive(Deserialize, Default)]
+struct Status {
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    sql_state: String,
+    #[serde(default)]
+    vendor_code: i64,
+}
+
+/// A login or token_refresh answer; fields are loose so each defect gets its own message.
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: Option<serde_json::Value>,
+    expires_in: Option<serde_json::Value>,
+    #[serde(default)]
+    status: Option<Status>,
+}
+
+impl TokenEndpoint for OcientAuth {
+    fn origin(&self) -> &Uri {
+        &self.base
+    }
+
+    fn initial_grant(&self) -> Option<Grant> {
+        let initial = self.initial.as_ref()?;
+        let token = Secret::new(initial.token.clone()).ok()?;
+        let left = initial.expires_in.saturating_sub(initial.given_at.elapsed());
+        Some(Grant::new(token, left))
+    }
+
+    fn login_request(&self) -> Option<Request<Bytes>> {
+        let (username, password) = self.credentials.as_ref()?;
+        let mut body = serde_json::Map::new();
+        body.insert("username".into(), username.clone().into());
+        body.insert("password".into(), password.clone().into());
+        self.database_field(&mut body);
+        Some(self.json_post("/v1/login", body.into()))
+    }
+
+    fn refresh_request(&self, current: &Grant) -> Request<Bytes> {
+        let mut body = serde_json::Map::new();
+        self.database_field(&mut body);
+        let mut request = self.json_post("/v1/token_refresh", body.into());
+        request
+            .headers_mut()
+            .insert(AUTHORIZATION, current.bearer_header());
+        request
+    }
+
+    fn read_answer(&self, answer: Answer<'_>) -> Result<Grant, Error> {
+        let exchange = answer.exchange;
+        let parsed: Result<TokenAnswer, _> = serde_json::from_slice(answer.body);
+        let status = match &parsed {
+            Ok(TokenAnswer {
+                status: Some(status),
+                ..
+            }) => Some(status),
+            _ => None,
+        };
+        let vendor_code = status.map_or(0, |s| s.vendor_code);
+        if !answer.status.is_success() || vendor_code != 0 {
+            return Err(Error::Rejected {
+                exchange,
+                status: answer.status,
+                vendor_code,
+                sql_state: status.map(|s| s.sql_state.clone()).unwrap_or_default(),
+                reason: self.scrub(status.map_or("", |s| s.reason.as_str())),
+            });
+        }
+        // serde's message can quote the body, and the body can hold a token: say where only.
+        let parsed = parsed.map_err(|e| {
+            let at = format!("line {} column {}", e.line(), e.column());
+            Error::invalid(exchange, format!("not a token answer ({at})"))
+        })?;
+        let token = access_token(exchange, parsed.access_token)?;
+        let lifetime = lifetime(exchange, parsed.expires_in)?;
+        Ok(Grant::new(token, lifetime))
+    }
+
+    fn rejects_token(&self, error: &Error) -> bool {
+        match error {
+            Error::Rejected {
+                status,
+                vendor_code,
+                ..
+            } => {
+                *status == StatusCode::UNAUTHORIZED
+                    || *status == StatusCode::FORBIDDEN
+                    || TOKEN_NO_GOOD.contains(vendor_code)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn access_token(exchange: Exchange, value: Option<serde_json::Value>) -> Result<Secret, Error> {
+    match value {
+        Some(serde_json::Value::String(token)) => Secret::new(token)
+            .map_err(|e| Error::invalid(exchange, format!("access_token refused: {e}"))),
+        Some(_) => Err(Error::invalid(exchange, "access_token is not a string")),
+        None => Err(Error::invalid(exchange, "access_token is missing")),
+    }
+}
+
+/// `expires_in` in seconds: a positive number, clamped by [`Grant::new`] when absurd.
+fn lifetime(exchange: Exchange, value: Option<serde_json::Value>) -> Result<Duration, Error> {
+    let seconds = match value {
+        Some(serde_json::Value::Number(n)) => n.as_f64().unwrap_or(0.0),
+        Some(_) => return Err(Error::invalid(exchange, "expires_in is not a number")),
+        None => return Err(Error::invalid(exchange, "expires_in is missing")),
+    };
+    if seconds <= 0.0 || seconds.is_nan() {
+        return Err(Error::invalid(exchange, "expires_in is not positive"));
+    }
+    let max = crate::token::MAX_LIFETIME.as_secs_f64();
+    Ok(Duration::from_secs_f64(seconds.min(max)))
+}

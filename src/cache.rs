@@ -283,7 +283,9 @@ impl Cache {
 
     fn lock(&self) -> MutexGuard<'_, Cold> {
         // The state stays consistent at every await-free step, so a poisoned lock is usable.
-        self.cold.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.cold
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     fn install_initial(&self, cold: &mut Cold) {
@@ -347,9 +349,10 @@ impl Cache {
         if let Some(timer) = cold.timer.take() {
             timer.abort();
         }
-        cold.timer = tokio::runtime::Handle::try_current()
-            .ok()
-            .map(|rt| rt.spawn(follow_timeline(Arc::downgrade(&token))).abort_handle());
+        cold.timer = tokio::runtime::Handle::try_current().ok().map(|rt| {
+            rt.spawn(follow_timeline(Arc::downgrade(&token)))
+                .abort_handle()
+        });
         self.current.store(Some(token));
         cold.failure = None;
         cold.consecutive_failures = 0;
@@ -380,7 +383,9 @@ impl Cache {
 
     fn backoff(&self, failures: u32) -> Duration {
         let doublings = failures.saturating_sub(1).min(16);
-        let step = FIRST_BACKOFF.saturating_mul(1 << doublings).min(MAX_BACKOFF);
+        let step = FIRST_BACKOFF
+            .saturating_mul(1 << doublings)
+            .min(MAX_BACKOFF);
         // ±25%, so clients that failed together do not retry together.
         step.mul_f64(0.75 + 0.5 * self.random())
     }

@@ -46,7 +46,11 @@ impl<S, B> Fetcher<S, B> {
 
 impl<S: Clone, B> Clone for Fetcher<S, B> {
     fn clone(&self) -> Self {
-        Fetcher::new(self.service.clone(), Arc::clone(&self.endpoint), self.timeout)
+        Fetcher::new(
+            self.service.clone(),
+            Arc::clone(&self.endpoint),
+            self.timeout,
+        )
     }
 }
 
@@ -121,7 +125,11 @@ where
         self.exchange(Exchange::Login, request).await
     }
 
-    async fn exchange(&mut self, exchange: Exchange, request: Request<Bytes>) -> Result<Grant, Error> {
+    async fn exchange(
+        &mut self,
+        exchange: Exchange,
+        request: Request<Bytes>,
+    ) -> Result<Grant, Error> {
         let timeout = self.timeout;
         match tokio::time::timeout(timeout, self.send(exchange, request)).await {
             Ok(result) => result,

@@ -6,8 +6,8 @@
 
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::mem;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -139,7 +139,9 @@ where
                 StateProj::Readying { slow } => {
                     match slow.as_mut().map(|waiting| waiting.service.poll_ready(cx)) {
                         None => {
-                            return Poll::Ready(Err("ResponseFuture polled after completion".into()))
+                            return Poll::Ready(
+                                Err("ResponseFuture polled after completion".into()),
+                            )
                         }
                         Some(Poll::Pending) => return Poll::Pending,
                         Some(Poll::Ready(Err(error))) => return Poll::Ready(Err(error.into())),

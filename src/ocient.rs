@@ -131,7 +131,10 @@ impl fmt::Debug for OcientAuth {
             .field("username", &self.credentials.as_ref().map(|(u, _)| u))
             .field("password", &self.credentials.as_ref().map(|_| "<redacted>"))
             .field("database", &self.database)
-            .field("initial_token", &self.initial.as_ref().map(|_| "<redacted>"))
+            .field(
+                "initial_token",
+                &self.initial.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -164,7 +167,9 @@ impl TokenEndpoint for OcientAuth {
     fn initial_grant(&self) -> Option<Grant> {
         let initial = self.initial.as_ref()?;
         let token = Secret::new(initial.token.clone()).ok()?;
-        let left = initial.expires_in.saturating_sub(initial.given_at.elapsed());
+        let left = initial
+            .expires_in
+            .saturating_sub(initial.given_at.elapsed());
         Some(Grant::new(token, left))
     }
 

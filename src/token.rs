@@ -139,7 +139,10 @@ mod tests {
         let grant = Grant::new(Secret::new("tok3n").unwrap(), Duration::from_secs(60))
             .with_refresh_token(Secret::new("r3fresh").unwrap());
         let shown = format!("{grant:?} {:?}", grant.bearer_header());
-        assert!(!shown.contains("tok3n") && !shown.contains("r3fresh"), "{shown}");
+        assert!(
+            !shown.contains("tok3n") && !shown.contains("r3fresh"),
+            "{shown}"
+        );
     }
 
     #[test]

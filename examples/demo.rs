@@ -1,0 +1,291 @@
+//! Drives concurrent queries through hyper-util's Client and `TokenRefreshLayer` for a
+//! while, and shows the token being refreshed underneath them.
+//!
+//! ```text
+//! cargo run --example demo                      # against an embedded mock Ocient, 4 s tokens
+//! cargo run --example demo -- --url http://sql-node:9090 --user jdoe --password secret \
+//!     --database retail_analytics               # against a real SQL node: SELECT 1
+//! ```
+//!
+//! Other flags: `--seconds N` (default 10), `--concurrency N` (default 32).
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::time::Instant;
+use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+use tower_token_refresh::mock::{MockOcient, MockServer};
+use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
+
+type Body = Full<Bytes>;
+
+struct Args {
+    url: Option<Uri>,
+    user: String,
+    password: String,
+    database: String,
+    seconds: u64,
+    concurrency: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        url: None,
+        user: "jdoe".into(),
+        password: "secret".into(),
+        database: "retail_analytics".into(),
+        seconds: 10,
+        concurrency: 32,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--url" => args.url = Some(value()?.parse().map_err(|e| format!("--url: {e}"))?),
+            "--user" => args.user = value()?,
+            "--password" => args.password = value()?,
+            "--database" => args.database = value()?,
+            "--seconds" => {
+                args.seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?
+            }
+            "--concurrency" => {
+                args.concurrency = value()?
+                    .parse()
+                    .map_err(|e| format!("--concurrency: {e}"))?
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    if args
+        .url
+        .as_ref()
+        .is_some_and(|u| u.scheme_str() != Some("http"))
+    {
+        return Err(
+            "--url: this demo's client speaks plain http; put a TLS connector in front for https"
+                .into(),
+        );
+    }
+    Ok(args)
+}
+
+/// Counts the token requests the layer sends through the client beneath it.
+#[derive(Clone)]
+struct CountTokenRequests<S> {
+    inner: S,
+    stats: Arc<Stats>,
+}
+
+impl<S> Service<Request<Body>> for CountTokenRequests<S>
+where
+    S: Service<Request<Body>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> S::Future {
+        match request.uri().path() {
+            "/v1/login" => self.stats.logins.fetch_add(1, Ordering::Relaxed),
+            "/v1/token_refresh" => self.stats.refreshes.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
+        self.inner.call(request)
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    logins: AtomicU64,
+    refreshes: AtomicU64,
+    latencies: Mutex<Vec<Duration>>,
+}
+
+impl Stats {
+    fn percentiles(&self) -> (Duration, Duration) {
+        let mut all = self.latencies.lock().unwrap().clone();
+        if all.is_empty() {
+            return (Duration::ZERO, Duration::ZERO);
+        }
+        all.sort_unstable();
+        let at = |q: f64| all[((all.len() - 1) as f64 * q).round() as usize];
+        (at(0.50), at(0.99))
+    }
+
+    fn line(&self, generation: Option<u64>) -> String {
+        let (p50, p99) = self.percentiles();
+        format!(
+            "ok {:>7}  failed {:>3}  logins {}  refreshes {:>2}  token gen {:>2}  p50 {:>7.2?}  p99 {:>7.2?}",
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            self.logins.load(Ordering::Relaxed),
+            self.refreshes.load(Ordering::Relaxed),
+            generation.map_or("-".to_string(), |g| g.to_string()),
+            p50,
+            p99,
+        )
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}\nusage: demo [--url URL --user U --password P --database D] [--seconds N] [--concurrency N]");
+            std::process::exit(2);
+        }
+    };
+    let mock = match &args.url {
+        Some(_) => None,
+        None => Some(start_mock().await?),
+    };
+    let base = args
+        .url
+        .clone()
+        .unwrap_or_else(|| mock.as_ref().map(MockServer::uri).unwrap());
+    let auth = OcientAuth::new(base.clone())
+        .credentials(args.user.clone(), args.password.clone())
+        .database(args.database.clone());
+    let stats = Arc::new(Stats::default());
+    let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
+    let service = ServiceBuilder::new()
+        .layer(TokenRefreshLayer::new(auth))
+        .service(CountTokenRequests {
+            inner: client,
+            stats: Arc::clone(&stats),
+        });
+
+    let target = format!(
+        "{}/v1/execute/{}",
+        base.to_string().trim_end_matches('/'),
+        args.database
+    );
+    println!(
+        "{} concurrent clients for {} s against {} ({})",
+        args.concurrency,
+        args.seconds,
+        target,
+        if mock.is_some() {
+            "embedded mock Ocient, 4 s tokens"
+        } else {
+            "real SQL node"
+        },
+    );
+    let until = Instant::now() + Duration::from_secs(args.seconds);
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|_| {
+            tokio::spawn(worker(
+                service.clone(),
+                target.clone(),
+                Arc::clone(&stats),
+                until,
+            ))
+        })
+        .collect();
+
+    let live = std::io::stdout().is_terminal();
+    let generation = || mock.as_ref().map(|m| m.mock().current_generation());
+    let mut tick = tokio::time::interval(Duration::from_millis(if live { 250 } else { 1000 }));
+    while Instant::now() < until {
+        tick.tick().await;
+        if live {
+            print!("\r{}", stats.line(generation()));
+            std::io::stdout().flush()?;
+        } else {
+            println!("{}", stats.line(generation()));
+        }
+    }
+    for worker in workers {
+        worker.await?;
+    }
+    println!("\r{}", stats.line(generation()));
+    summarize(&stats, mock.as_ref());
+    if stats.failed.load(Ordering::Relaxed) > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+async fn start_mock() -> Result<MockServer, BoxError> {
+    let mock = MockOcient::new()
+        .token_lifetime(Duration::from_secs(4))
+        .latency(Duration::from_millis(30));
+    Ok(mock.serve().await?)
+}
+
+async fn worker<S>(service: S, target: String, stats: Arc<Stats>, until: Instant)
+where
+    S: Service<Request<Body>, Response = http::Response<hyper::body::Incoming>, Error = BoxError>
+        + Clone,
+{
+    while Instant::now() < until {
+        let request = Request::post(target.as_str())
+            .header("content-type", "application/json")
+            .body(Full::from(r#"{"statement":"SELECT 1"}"#))
+            .expect("a valid request");
+        let started = Instant::now();
+        let outcome = match service.clone().oneshot(request).await {
+            Ok(response) if response.status().is_success() => response
+                .into_body()
+                .collect()
+                .await
+                .map(|_| ())
+                .map_err(BoxError::from),
+            Ok(response) => Err(format!("HTTP {}", response.status()).into()),
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok(()) => {
+                stats.ok.fetch_add(1, Ordering::Relaxed);
+                stats.latencies.lock().unwrap().push(started.elapsed());
+            }
+            Err(error) => {
+                if stats.failed.fetch_add(1, Ordering::Relaxed) < 5 {
+                    eprintln!("\nrequest failed: {error}");
+                }
+            }
+        }
+    }
+}
+
+fn summarize(stats: &Stats, mock: Option<&MockServer>) {
+    let (p50, p99) = stats.percentiles();
+    println!("\nsummary");
+    println!("  requests ok      {}", stats.ok.load(Ordering::Relaxed));
+    println!(
+        "  requests failed  {}",
+        stats.failed.load(Ordering::Relaxed)
+    );
+    println!(
+        "  logins           {}",
+        stats.logins.load(Ordering::Relaxed)
+    );
+    println!(
+        "  refreshes        {}",
+        stats.refreshes.load(Ordering::Relaxed)
+    );
+    println!("  latency p50/p99  {p50:.2?} / {p99:.2?}");
+    if let Some(server) = mock {
+        let counters = server.mock().counters();
+        println!(
+            "  server saw       {} queries with a good token, {} with a bad one, {} without",
+            counters.queries_ok, counters.queries_bad_token, counters.queries_no_token
+        );
+    }
+}

@@ -1,0 +1,116 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use http_body_util::{BodyExt, Full};
+use tower::{BoxError, Service, ServiceExt};
+use tower_token_refresh::mock::{MockBody, MockOcient};
+use tower_token_refresh::{OcientAuth, TokenRefresh, TokenRefreshLayer};
+
+/// The origin the in-process tests pretend the SQL node has.
+pub const BASE: &str = "http://sql-node.test:9090";
+
+pub fn auth() -> OcientAuth {
+    OcientAuth::new(BASE.parse().unwrap())
+        .credentials("jdoe", "secret")
+        .database("retail_analytics")
+}
+
+pub fn query() -> Request<Full<Bytes>> {
+    query_to(&format!("{BASE}/v1/execute/retail_analytics"))
+}
+
+pub fn query_to(uri: &str) -> Request<Full<Bytes>> {
+    Request::post(uri)
+        .header("content-type", "application/json")
+        .body(Full::from(r#"{"statement":"SELECT 1"}"#))
+        .unwrap()
+}
+
+/// One request through `service`, readied first as the tower contract asks.
+pub async fn send<S>(service: &S, request: Request<Full<Bytes>>) -> Result<S::Response, BoxError>
+where
+    S: Service<Request<Full<Bytes>>, Error = BoxError> + Clone,
+{
+    service.clone().oneshot(request).await
+}
+
+/// What an inner service saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// An in-process Ocient that also keeps every request it was sent.
+#[derive(Clone)]
+pub struct Recorder {
+    pub mock: MockOcient,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Recorder {
+    pub fn new(mock: MockOcient) -> Self {
+        Recorder {
+            mock,
+            seen: Arc::default(),
+        }
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn seen_at(&self, path: &str) -> Vec<Seen> {
+        self.seen().into_iter().filter(|s| s.path == path).collect()
+    }
+}
+
+impl Service<Request<Full<Bytes>>> for Recorder {
+    type Response = Response<MockBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Full<Bytes>>) -> Self::Future {
+        let mut mock = self.mock.clone();
+        let seen = Arc::clone(&self.seen);
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            seen.lock().unwrap().push(Seen {
+                path: parts.uri.path().to_owned(),
+                headers: parts.headers.clone(),
+                body: body.clone(),
+            });
+            mock.call(Request::from_parts(parts, Full::new(body))).await
+        })
+    }
+}
+
+/// The layer over an in-process recorder, as a user would stack it.
+pub fn layered(mock: MockOcient, layer: TokenRefreshLayer) -> (TokenRefresh<Recorder>, Recorder) {
+    let recorder = Recorder::new(mock);
+    let service = tower::ServiceBuilder::new()
+        .layer(layer)
+        .service(recorder.clone());
+    (service, recorder)
+}
+
+/// The `Error` a failed call carries, which must be the crate's own.
+pub fn token_error(error: &BoxError) -> &tower_token_refresh::Error {
+    error
+        .downcast_ref::<tower_token_refresh::Error>()
+        .unwrap_or_else(|| panic!("not a token error: {error}"))
+}

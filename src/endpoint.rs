@@ -23,6 +23,23 @@ pub struct Answer<'a> {
     pub body: &'a [u8],
 }
 
+impl<'a> Answer<'a> {
+    /// An answer to `exchange`.
+    pub fn new(
+        exchange: Exchange,
+        status: StatusCode,
+        headers: &'a HeaderMap,
+        body: &'a [u8],
+    ) -> Self {
+        Answer {
+            exchange,
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
 /// Builds login and refresh requests for one token service and reads its answers.
 ///
 /// Every request is sent through the service the layer wraps, so it shares its connection

@@ -152,12 +152,8 @@ where
             .map_err(|e| Error::transport(exchange, e))?;
         let (parts, body) = response.into_parts();
         let body = read_capped(exchange, &parts.headers, body).await?;
-        self.endpoint.read_answer(Answer {
-            exchange,
-            status: parts.status,
-            headers: &parts.headers,
-            body: &body,
-        })
+        let answer = Answer::new(exchange, parts.status, &parts.headers, &body);
+        self.endpoint.read_answer(answer)
     }
 }
 

@@ -13,6 +13,8 @@ mod fetch;
 mod future;
 mod layer;
 mod ocient;
+#[cfg(feature = "retry")]
+mod retry;
 mod service;
 mod token;
 
@@ -25,5 +27,8 @@ pub use error::{Error, Exchange};
 pub use future::ResponseFuture;
 pub use layer::TokenRefreshLayer;
 pub use ocient::OcientAuth;
+#[cfg(feature = "retry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+pub use retry::RetryUnauthorized;
 pub use service::TokenRefresh;
 pub use token::{Grant, InvalidSecret, Secret, MAX_LIFETIME};

@@ -1,5 +1,91 @@
 //! Tower middleware that keeps an [Ocient HTTP Query API] access token fresh.
 //!
+//! [`TokenRefreshLayer`] wraps any tower HTTP client (hyper-util's `Client`, the clients
+//! inside axum services). It logs in, puts `Authorization: Bearer <token>` on every request
+//! to the API's origin, and refreshes the token before it expires **through the wrapped
+//! service itself**, so that all concurrent callers share one refresh and nobody waits while
+//! a valid token exists.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http::Request;
+//! use http_body_util::Full;
+//! use hyper_util::client::legacy::Client;
+//! use hyper_util::rt::TokioExecutor;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_token_refresh::mock::MockOcient;
+//! use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower::BoxError> {
+//! // An Ocient-compatible server on 127.0.0.1; use your SQL node's URI instead.
+//! let server = MockOcient::new().serve().await?;
+//!
+//! let auth = OcientAuth::new(server.uri())
+//!     .credentials("jdoe", "secret")
+//!     .database("retail_analytics");
+//! let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+//! let service = ServiceBuilder::new()
+//!     .layer(TokenRefreshLayer::new(auth))
+//!     .service(client);
+//!
+//! let request = Request::post(format!("{}v1/execute/retail_analytics", server.uri()))
+//!     .header("content-type", "application/json")
+//!     .body(Full::from(r#"{"statement":"SELECT 1"}"#))?;
+//! let response = service.oneshot(request).await?;
+//! assert!(response.status().is_success());
+//! assert_eq!(server.mock().counters().logins, 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # How it works
+//!
+//! ```text
+//! obtained          refresh point                        dead point              expiry
+//!    |   fresh: send  |  due: send at once, and start ONE  |  dead: wait for the   |
+//!    |                |  background refresh (single-flight)|  shared refresh       |
+//!    0        (1 - refresh_at) x lifetime             lifetime - margin        lifetime
+//!                      + up to 10% spread
+//! ```
+//!
+//! - A token's lifetime counts from when its login or refresh request was **sent**.
+//! - At the refresh point (half the lifetime left by default, see
+//!   [`TokenRefreshLayer::refresh_at`], plus a random spread of up to a tenth of the lifetime
+//!   so a fleet does not refresh in lockstep) the next request starts **one** refresh on its
+//!   own task and goes out at once with the current token.
+//! - At the dead point, a safety margin before expiry (`min(5 s, lifetime / 10)`), the token
+//!   is no longer sent: callers wait, all of them on the same attempt.
+//! - A refresh refused because the token is no good (401/403, or Ocient vendor codes -733 and
+//!   -1204..-1208) leads to a new login with the credentials.
+//! - A request answered `401` retires exactly the token it carried: N rejections of one token
+//!   cause one new token. [`RetryUnauthorized`] retries such a request once.
+//! - Every login and refresh has a timeout ([`TokenRefreshLayer::refresh_timeout`]).
+//! - A timer task moves each token from fresh to due to dead, so the per-request path reads an
+//!   atomic: no clock, no lock, no allocation beyond the header insert, no boxed future.
+//! - Time comes from [`tokio::time::Instant`]: `tokio::time::pause()` drives every expiry in
+//!   tests.
+//!
+//! # Stacking
+//!
+//! - **Retry outside** the token layer, so a retried request passes through it again and picks
+//!   up the new token: `ServiceBuilder::new().layer(RetryLayer::new(RetryUnauthorized::default()))
+//!   .layer(TokenRefreshLayer::new(auth))`.
+//! - **Timeout** anywhere outside: a caller that times out cancels only itself, never the
+//!   shared refresh, which runs on its own task and has its own timeout.
+//! - **FollowRedirect outside** the token layer: each hop then passes through it, and the token
+//!   is attached only when the hop goes to the API's origin (or one added with
+//!   [`TokenRefreshLayer::allow_origin`]). Placed inside, a redirect would be followed with
+//!   whatever headers the first hop had.
+//! - **Buffer / ConcurrencyLimit** inside or outside: a request waiting for a token holds no
+//!   readiness of the inner service, so the refresh itself can always get through, even with a
+//!   limit of one.
+//!
+//! # Protocols
+//!
+//! The Ocient protocol is [`OcientAuth`]; another token service plugs in by implementing
+//! [`TokenEndpoint`] (see `examples/oauth2_refresh.rs` for the OAuth 2.0 refresh-token grant).
+//!
 //! [Ocient HTTP Query API]: https://docs.ocient.com
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -32,3 +118,8 @@ pub use ocient::OcientAuth;
 pub use retry::RetryUnauthorized;
 pub use service::TokenRefresh;
 pub use token::{Grant, InvalidSecret, Secret, MAX_LIFETIME};
+
+// The README's examples compile as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

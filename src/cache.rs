@@ -24,9 +24,6 @@ const MAX_MARGIN: Duration = Duration::from_secs(5);
 /// The share of a lifetime over which the refresh point is spread, so a fleet started
 /// together does not refresh in lockstep.
 const SPREAD: f64 = 0.1;
-/// The first backoff step after a failed attempt; it doubles up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Rounds a waiter makes before concluding that tokens die faster than they arrive.
 const MAX_WAIT_ROUNDS: usize = 3;
 
@@ -88,10 +85,13 @@ impl Token {
 }
 
 /// When a token should be refreshed: `refresh_at` is the share of the lifetime left at
-/// the refresh point.
+/// the refresh point; after a failure the next attempt waits `first_backoff`, doubling up to
+/// `max_backoff`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timing {
     pub(crate) refresh_at: f64,
+    pub(crate) first_backoff: Duration,
+    pub(crate) max_backoff: Duration,
 }
 
 /// What the next attempt should do, decided under the lock from the current token.
@@ -383,9 +383,12 @@ impl Cache {
 
     fn backoff(&self, failures: u32) -> Duration {
         let doublings = failures.saturating_sub(1).min(16);
-        let step = FIRST_BACKOFF
-            .saturating_mul(1 << doublings)
-            .min(MAX_BACKOFF);
+        let Timing {
+            first_backoff: first,
+            max_backoff: max,
+            ..
+        } = self.timing;
+        let step = first.saturating_mul(1 << doublings).min(max);
         // ±25%, so clients that failed together do not retry together.
         step.mul_f64(0.75 + 0.5 * self.random())
     }

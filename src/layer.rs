@@ -15,6 +15,8 @@ use crate::service::{Config, Origin, TokenRefresh};
 const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Ocient's advice: refresh once half the lifetime is left.
 const DEFAULT_REFRESH_AT: f64 = 0.5;
+const DEFAULT_FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Applies [`TokenRefresh`] to a service.
 ///
@@ -43,7 +45,7 @@ const DEFAULT_REFRESH_AT: f64 = 0.5;
 #[derive(Clone)]
 pub struct TokenRefreshLayer {
     endpoint: Arc<dyn TokenEndpoint>,
-    refresh_at: f64,
+    timing: Timing,
     refresh_timeout: Duration,
     extra_origins: Vec<Origin>,
     shared: Arc<OnceLock<(Arc<Cache>, Arc<Config>)>>,
@@ -54,7 +56,11 @@ impl TokenRefreshLayer {
     pub fn new(endpoint: impl TokenEndpoint) -> Self {
         TokenRefreshLayer {
             endpoint: Arc::new(endpoint),
-            refresh_at: DEFAULT_REFRESH_AT,
+            timing: Timing {
+                refresh_at: DEFAULT_REFRESH_AT,
+                first_backoff: DEFAULT_FIRST_BACKOFF,
+                max_backoff: DEFAULT_MAX_BACKOFF,
+            },
             refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
             extra_origins: Vec::new(),
             shared: Arc::default(),
@@ -67,7 +73,7 @@ impl TokenRefreshLayer {
     /// refresh point is moved later by up to a tenth of the lifetime at random, so clients
     /// started together do not refresh together.
     pub fn refresh_at(mut self, remaining_fraction: f64) -> Self {
-        self.refresh_at = if remaining_fraction.is_nan() {
+        self.timing.refresh_at = if remaining_fraction.is_nan() {
             DEFAULT_REFRESH_AT
         } else {
             remaining_fraction.clamp(0.0, 0.9)
@@ -78,6 +84,19 @@ impl TokenRefreshLayer {
     /// Bounds each login and refresh request, answer body included (default 30 s).
     pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
         self.refresh_timeout = timeout;
+        self.reconfigured()
+    }
+
+    /// After a failed login or refresh, waits `first` before the next attempt, doubling
+    /// with each further failure up to `max` (defaults 1 s and 30 s), each wait varied by
+    /// ±25% at random so clients that failed together do not retry together.
+    ///
+    /// While the token is still valid the layer retries on its own, never later than the
+    /// token's dead point. With no usable token, callers during the wait get the last error
+    /// at once instead of hammering the server; the first caller after it tries again.
+    pub fn retry_backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.timing.first_backoff = first;
+        self.timing.max_backoff = max.max(first);
         self.reconfigured()
     }
 
@@ -97,10 +116,7 @@ impl TokenRefreshLayer {
 
     fn shared(&self) -> &(Arc<Cache>, Arc<Config>) {
         self.shared.get_or_init(|| {
-            let timing = Timing {
-                refresh_at: self.refresh_at,
-            };
-            let cache = Cache::new(timing, self.endpoint.initial_grant());
+            let cache = Cache::new(self.timing, self.endpoint.initial_grant());
             let origins = Origin::of(self.endpoint.origin())
                 .into_iter()
                 .chain(self.extra_origins.iter().cloned())
@@ -128,7 +144,7 @@ impl fmt::Debug for TokenRefreshLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenRefreshLayer")
             .field("endpoint", &self.endpoint)
-            .field("refresh_at", &self.refresh_at)
+            .field("timing", &self.timing)
             .field("refresh_timeout", &self.refresh_timeout)
             .field("extra_origins", &self.extra_origins)
             .finish()

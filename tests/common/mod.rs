@@ -51,7 +51,7 @@ pub struct Seen {
 }
 
 /// An in-process Ocient that also keeps every request it was sent.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Recorder {
     pub mock: MockOcient,
     pub seen: Arc<Mutex<Vec<Seen>>>,

@@ -17,6 +17,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::AbortHandle;
 use tokio::time::{sleep_until, Instant};
 
+use crate::event::{Hook, TokenEvent};
 use crate::{Error, Exchange, Grant};
 
 /// How much earlier than its expiry a token stops being sent, at most.
@@ -161,6 +162,7 @@ pub(crate) struct Cache {
     wake_flight: Notify,
     timing: Timing,
     rng: AtomicU64,
+    hook: Option<Hook>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -176,7 +178,7 @@ impl std::fmt::Debug for Cache {
 }
 
 impl Cache {
-    pub(crate) fn new(timing: Timing, initial: Option<Grant>) -> Self {
+    pub(crate) fn new(timing: Timing, initial: Option<Grant>, hook: Option<Hook>) -> Self {
         let cold = Cold {
             initial: initial.map(|grant| (grant, Instant::now())),
             ..Cold::default()
@@ -189,6 +191,7 @@ impl Cache {
             wake_flight: Notify::new(),
             timing,
             rng: AtomicU64::new(seed()),
+            hook,
         }
     }
 
@@ -277,7 +280,15 @@ impl Cache {
             if token.generation == generation && token.advance(Phase::Revoked) {
                 tracing::debug!(generation, "token refused by the server; replacing it");
                 self.wake_flight.notify_one();
+                self.report(TokenEvent::Invalidated { generation });
             }
+        }
+    }
+
+    /// Tells the user's hook; never called with the lock held, so the hook may use the layer.
+    fn report(&self, event: TokenEvent<'_>) {
+        if let Some(hook) = &self.hook {
+            hook(&event);
         }
     }
 
@@ -428,7 +439,8 @@ struct Flight {
 impl Flight {
     fn launch(self, fetch: Box<dyn Fetch>) {
         let runtime = self.runtime.clone();
-        runtime.spawn(self.fly(fetch));
+        let span = tracing::debug_span!("token_flight");
+        runtime.spawn(tracing::Instrument::instrument(self.fly(fetch), span));
     }
 
     async fn fly(mut self, fetch: Box<dyn Fetch>) {
@@ -451,20 +463,39 @@ impl Flight {
     fn settle(&self, outcome: Result<Grant, Error>, sent_at: Instant) -> Option<Instant> {
         let cache = &self.cache;
         let mut cold = cache.lock();
-        let retry_at = match outcome {
+        let retry_at = match &outcome {
             Ok(grant) => {
-                cache.install(&mut cold, grant, sent_at);
+                cache.install(&mut cold, grant.clone(), sent_at);
                 cache.settled.send_replace(Settled::Installed);
                 None
             }
             Err(error) => {
                 let retry_at = cache.record_failure(&mut cold, error.clone());
-                cache.settled.send_replace(Settled::Failed(error));
+                cache.settled.send_replace(Settled::Failed(error.clone()));
                 retry_at
             }
         };
         if retry_at.is_none() {
             cache.refreshing.store(false, Ordering::Release);
+        }
+        let (generation, failures, retry_after) = (
+            cold.generation,
+            cold.consecutive_failures,
+            cold.failure.as_ref().map(|f| f.retry_after),
+        );
+        drop(cold);
+        if cache.hook.is_some() {
+            let retry_in = retry_at.or(retry_after).map_or(Duration::ZERO, |at| {
+                at.saturating_duration_since(Instant::now())
+            });
+            cache.report(match &outcome {
+                Ok(grant) => TokenEvent::Obtained { generation, grant },
+                Err(error) => TokenEvent::Failed {
+                    error,
+                    consecutive_failures: failures,
+                    retry_in,
+                },
+            });
         }
         retry_at
     }

@@ -141,6 +141,7 @@ where
     }
 
     async fn send(&mut self, exchange: Exchange, request: Request<Bytes>) -> Result<Grant, Error> {
+        tracing::debug!(%exchange, uri = %request.uri(), "token request");
         let request = request.map(B::from);
         let service = &mut self.service;
         poll_fn(|cx| service.poll_ready(cx))

@@ -9,6 +9,7 @@ use tower_layer::Layer;
 
 use crate::cache::{Cache, Timing};
 use crate::endpoint::TokenEndpoint;
+use crate::event::{Hook, TokenEvent};
 use crate::service::{Config, Origin, TokenRefresh};
 
 /// How long a login or refresh may take, answer body included, unless set otherwise.
@@ -48,6 +49,7 @@ pub struct TokenRefreshLayer {
     timing: Timing,
     refresh_timeout: Duration,
     extra_origins: Vec<Origin>,
+    hook: Option<Hook>,
     shared: Arc<OnceLock<(Arc<Cache>, Arc<Config>)>>,
 }
 
@@ -63,6 +65,7 @@ impl TokenRefreshLayer {
             },
             refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
             extra_origins: Vec::new(),
+            hook: None,
             shared: Arc::default(),
         }
     }
@@ -109,6 +112,32 @@ impl TokenRefreshLayer {
         self.reconfigured()
     }
 
+    /// Calls `hook` on every new token, every failed attempt and every token the server
+    /// refused: for metrics, alerts, or persisting the token for the next process.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    /// use tower_token_refresh::{OcientAuth, TokenEvent, TokenRefreshLayer};
+    ///
+    /// let failures = Arc::new(AtomicU64::new(0));
+    /// let counter = Arc::clone(&failures);
+    /// let auth = OcientAuth::new("http://sql-node:9090".parse().unwrap()).credentials("jdoe", "secret");
+    /// let layer = TokenRefreshLayer::new(auth).on_token(move |event| {
+    ///     if let TokenEvent::Failed { .. } = event {
+    ///         counter.fetch_add(1, Ordering::Relaxed);
+    ///     }
+    /// });
+    /// # let _ = layer;
+    /// ```
+    ///
+    /// The hook runs on the refresh task (or, for a refused token, in the response future):
+    /// keep it short and non-blocking.
+    pub fn on_token(mut self, hook: impl Fn(&TokenEvent<'_>) + Send + Sync + 'static) -> Self {
+        self.hook = Some(Arc::new(hook));
+        self.reconfigured()
+    }
+
     fn reconfigured(mut self) -> Self {
         self.shared = Arc::default();
         self
@@ -116,7 +145,8 @@ impl TokenRefreshLayer {
 
     fn shared(&self) -> &(Arc<Cache>, Arc<Config>) {
         self.shared.get_or_init(|| {
-            let cache = Cache::new(self.timing, self.endpoint.initial_grant());
+            let initial = self.endpoint.initial_grant();
+            let cache = Cache::new(self.timing, initial, self.hook.clone());
             let origins = Origin::of(self.endpoint.origin())
                 .into_iter()
                 .chain(self.extra_origins.iter().cloned())
@@ -147,6 +177,7 @@ impl fmt::Debug for TokenRefreshLayer {
             .field("timing", &self.timing)
             .field("refresh_timeout", &self.refresh_timeout)
             .field("extra_origins", &self.extra_origins)
+            .field("on_token", &self.hook.as_ref().map(|_| "<hook>"))
             .finish()
     }
 }

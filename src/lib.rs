@@ -95,6 +95,7 @@
 mod cache;
 mod endpoint;
 mod error;
+mod event;
 mod fetch;
 mod future;
 mod layer;
@@ -110,6 +111,7 @@ pub mod mock;
 
 pub use endpoint::{Answer, TokenEndpoint};
 pub use error::{Error, Exchange};
+pub use event::TokenEvent;
 pub use future::ResponseFuture;
 pub use layer::TokenRefreshLayer;
 pub use ocient::OcientAuth;

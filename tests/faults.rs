@@ -731,3 +731,45 @@ async fn a_fleet_started_together_spreads_its_refreshes() {
         );
     }
 }
+
+// The `on_token` hook hears of every new token, failure and refused token, in order.
+#[tokio::test(start_paused = true)]
+async fn on_token_reports_tokens_failures_and_refusals() {
+    use tower_token_refresh::TokenEvent;
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let layer = TokenRefreshLayer::new(auth()).on_token({
+        let events = Arc::clone(&events);
+        move |event| {
+            let line = match event {
+                TokenEvent::Obtained { generation, grant } => {
+                    format!("obtained {generation} {:?}", grant.lifetime())
+                }
+                TokenEvent::Failed {
+                    consecutive_failures,
+                    ..
+                } => format!("failed {consecutive_failures}"),
+                TokenEvent::Invalidated { generation } => format!("invalidated {generation}"),
+                _ => "other".to_owned(),
+            };
+            events.lock().unwrap().push(line);
+        }
+    });
+    let mock = MockOcient::new().token_lifetime(secs(60));
+    mock.fail_token_requests(UNAVAILABLE, 1);
+    let (service, _) = layered(mock.clone(), layer);
+    send(&service, query()).await.unwrap_err();
+    sleep(secs(2)).await;
+    send(&service, query()).await.unwrap();
+    mock.revoke_all();
+    send(&service, query()).await.unwrap();
+    send(&service, query()).await.unwrap();
+    assert_eq!(
+        *events.lock().unwrap(),
+        [
+            "failed 1",
+            "obtained 1 60s",
+            "invalidated 1",
+            "obtained 2 60s"
+        ]
+    );
+}

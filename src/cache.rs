@@ -325,9 +325,10 @@ impl Cache {
         let current = self.current.load_full();
         let now = Instant::now();
         Plan {
-            login_first: current
-                .as_deref()
-                .map_or(true, |t| t.phase() == Phase::Revoked || now >= t.expires_at),
+            login_first: match current.as_deref() {
+                None => true,
+                Some(t) => t.phase() == Phase::Revoked || now >= t.expires_at,
+            },
             current: current.map(|t| t.grant.clone()),
         }
     }

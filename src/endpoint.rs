@@ -21,6 +21,9 @@ pub struct Answer<'a> {
     pub headers: &'a HeaderMap,
     /// The whole body (at most 1 MiB; larger answers never reach the protocol).
     pub body: &'a [u8],
+    /// For a refresh, the grant it trades in: a protocol whose server may leave out a new
+    /// refresh token (OAuth 2.0) keeps the old one from here.
+    pub current: Option<&'a Grant>,
 }
 
 impl<'a> Answer<'a> {
@@ -36,7 +39,14 @@ impl<'a> Answer<'a> {
             status,
             headers,
             body,
+            current: None,
         }
+    }
+
+    /// The answer to a refresh of `current`.
+    pub fn replacing(mut self, current: &'a Grant) -> Self {
+        self.current = Some(current);
+        self
     }
 }
 

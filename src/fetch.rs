@@ -102,8 +102,8 @@ where
             return self.login().await;
         }
         let request = self.endpoint.refresh_request(&current);
-        let refreshed = self.exchange(Exchange::Refresh, request).await;
-        let refreshed = refreshed.map_err(|e| e.without_secret(current.access_token().expose()));
+        let refreshed = self.exchange(request, Some(&current)).await;
+        let refreshed = refreshed.map_err(|e| without_secrets(e, &current));
         match refreshed {
             Err(error) if self.endpoint.rejects_token(&error) => {
                 if self.endpoint.login_request().is_some() {
@@ -122,16 +122,21 @@ where
             .endpoint
             .login_request()
             .ok_or(Error::MissingCredentials)?;
-        self.exchange(Exchange::Login, request).await
+        self.exchange(request, None).await
     }
 
+    /// One login (`current` is `None`) or refresh of `current`, bounded by the timeout.
     async fn exchange(
         &mut self,
-        exchange: Exchange,
         request: Request<Bytes>,
+        current: Option<&Grant>,
     ) -> Result<Grant, Error> {
+        let exchange = match current {
+            Some(_) => Exchange::Refresh,
+            None => Exchange::Login,
+        };
         let timeout = self.timeout;
-        match tokio::time::timeout(timeout, self.send(exchange, request)).await {
+        match tokio::time::timeout(timeout, self.send(exchange, request, current)).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout {
                 exchange,
@@ -140,7 +145,12 @@ where
         }
     }
 
-    async fn send(&mut self, exchange: Exchange, request: Request<Bytes>) -> Result<Grant, Error> {
+    async fn send(
+        &mut self,
+        exchange: Exchange,
+        request: Request<Bytes>,
+        current: Option<&Grant>,
+    ) -> Result<Grant, Error> {
         tracing::debug!(%exchange, uri = %request.uri(), "token request");
         let request = request.map(B::from);
         let service = &mut self.service;
@@ -154,7 +164,20 @@ where
         let (parts, body) = response.into_parts();
         let body = read_capped(exchange, &parts.headers, body).await?;
         let answer = Answer::new(exchange, parts.status, &parts.headers, &body);
+        let answer = match current {
+            Some(current) => answer.replacing(current),
+            None => answer,
+        };
         self.endpoint.read_answer(answer)
+    }
+}
+
+/// Removes the secrets of `current` from text the server sent back, in case it echoed them.
+fn without_secrets(error: Error, current: &Grant) -> Error {
+    let error = error.without_secret(current.access_token().expose());
+    match current.refresh_token() {
+        Some(refresh_token) => error.without_secret(refresh_token.expose()),
+        None => error,
     }
 }
 

@@ -1,0 +1,248 @@
+//! An axum server whose handler runs SQL through one shared, token-refreshing client.
+//!
+//! ```text
+//! cargo run --example axum_app                  # serves on 127.0.0.1:3000 until Ctrl-C,
+//!                                               # against an embedded mock Ocient
+//! cargo run --example axum_app -- --once        # serves, sends itself one query, prints
+//!                                               # the answer and exits (0 on success)
+//! cargo run --example axum_app -- --url http://sql-node:9090 --user jdoe \
+//!     --password secret --database retail_analytics   # against a real SQL node
+//! ```
+//!
+//! Other flags: `--listen ADDR` (default `127.0.0.1:3000`; with `--once` and no `--listen`,
+//! a free port on 127.0.0.1, so a busy port 3000 cannot fail a CI run).
+//!
+//! `POST /sql` takes one SQL statement as its raw text body and answers with what the SQL
+//! node said about it, status and JSON body, from `POST {url}/v1/execute/{database}`:
+//!
+//! ```text
+//! curl -sS http://127.0.0.1:3000/sql -H 'content-type: text/plain' --data-binary 'SELECT 1'
+//! ```
+//!
+//! The client lives in axum's `State`: a `TokenRefresh<Client<..>>`, built once. It is
+//! `Clone`, and every clone (one per request here) shares one token, so a burst of
+//! requests causes one login, and later one refresh at a time, however many handlers run.
+//! Without `--once` the server runs until the process is interrupted (Ctrl-C).
+
+use std::net::SocketAddr;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::net::TcpListener;
+use tower::{BoxError, ServiceBuilder, ServiceExt};
+use tower_token_refresh::mock::{MockOcient, MockServer};
+use tower_token_refresh::{OcientAuth, TokenRefresh, TokenRefreshLayer};
+
+type Body = Full<Bytes>;
+type HttpClient = Client<HttpConnector, Body>;
+
+/// The largest answer from the SQL node the handler passes on.
+const MAX_ANSWER: usize = 16 * 1024 * 1024;
+
+/// What every request handler shares.
+#[derive(Clone)]
+struct App {
+    /// The client with the token layer on it; clones share one token.
+    api: TokenRefresh<HttpClient>,
+    /// `{url}/v1/execute/{database}`.
+    execute: Uri,
+}
+
+struct Args {
+    url: Option<Uri>,
+    user: String,
+    password: String,
+    database: String,
+    listen: Option<SocketAddr>,
+    once: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        url: None,
+        user: "jdoe".into(),
+        password: "secret".into(),
+        database: "retail_analytics".into(),
+        listen: None,
+        once: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--url" => args.url = Some(value()?.parse().map_err(|e| format!("--url: {e}"))?),
+            "--user" => args.user = value()?,
+            "--password" => args.password = value()?,
+            "--database" => args.database = value()?,
+            "--listen" => {
+                args.listen = Some(value()?.parse().map_err(|e| format!("--listen: {e}"))?)
+            }
+            "--once" => args.once = true,
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    if args
+        .url
+        .as_ref()
+        .is_some_and(|u| u.scheme_str() != Some("http"))
+    {
+        return Err("--url: this example's client speaks plain http only".into());
+    }
+    if args.database.is_empty() || args.database.contains(['/', '?', '#']) {
+        return Err("--database: a single path segment, please".into());
+    }
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            eprintln!("usage: axum_app [--url URL --user U --password P --database D]");
+            eprintln!("                [--listen ADDR] [--once]");
+            std::process::exit(2);
+        }
+    };
+    // Kept alive for as long as the app serves; dropping it stops the mock.
+    let mock: Option<MockServer> = match &args.url {
+        Some(_) => None,
+        None => Some(MockOcient::new().serve().await?),
+    };
+    let base = match (&args.url, &mock) {
+        (Some(url), _) => url.clone(),
+        (None, Some(server)) => server.uri(),
+        (None, None) => unreachable!("a mock runs whenever there is no --url"),
+    };
+
+    let auth = OcientAuth::new(base.clone())
+        .credentials(args.user.clone(), args.password.clone())
+        .database(args.database.clone());
+    let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
+    let app = App {
+        api: ServiceBuilder::new()
+            .layer(TokenRefreshLayer::new(auth))
+            .service(client),
+        execute: format!(
+            "{}/v1/execute/{}",
+            base.to_string().trim_end_matches('/'),
+            args.database
+        )
+        .parse()?,
+    };
+    let router = Router::new()
+        .route("/sql", post(sql))
+        .with_state(app.clone());
+
+    let listen = match (args.listen, args.once) {
+        (Some(listen), _) => listen,
+        (None, false) => SocketAddr::from(([127, 0, 0, 1], 3000)),
+        (None, true) => SocketAddr::from(([127, 0, 0, 1], 0)),
+    };
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    println!(
+        "POST http://{addr}/sql runs a statement through {} ({})",
+        app.execute,
+        if mock.is_some() {
+            "embedded mock Ocient"
+        } else {
+            "SQL node"
+        }
+    );
+    println!(
+        "try: curl -sS http://{addr}/sql -H 'content-type: text/plain' --data-binary 'SELECT 1'"
+    );
+
+    if !args.once {
+        println!("serving until Ctrl-C");
+        axum::serve(listener, router).await?;
+        return Ok(());
+    }
+
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let (status, answer) = ask_myself(addr, "SELECT 1").await?;
+    println!("\n--once: POST /sql with 'SELECT 1'");
+    println!(
+        "HTTP {status}  {}",
+        String::from_utf8_lossy(&answer).trim_end()
+    );
+    server.abort();
+    if !status.is_success() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// `POST /sql`: the body is the statement; the answer is the SQL node's.
+async fn sql(State(app): State<App>, statement: String) -> Response {
+    if statement.trim().is_empty() {
+        return (
+            StatusCode::BAD_REQUEST,
+            "send one SQL statement as the request body\n",
+        )
+            .into_response();
+    }
+    let body = serde_json::json!({ "statement": statement }).to_string();
+    let request = match Request::post(app.execute.clone())
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::from(body))
+    {
+        Ok(request) => request,
+        Err(error) => return bad_gateway(format!("cannot build the query: {error}")),
+    };
+    // A clone per request: cheap, and it shares the one token with every other clone.
+    let response = match app.api.clone().oneshot(request).await {
+        Ok(response) => response,
+        // The layer's errors never hold the password or a token.
+        Err(error) => {
+            return match error.downcast_ref::<tower_token_refresh::Error>() {
+                Some(no_token) => bad_gateway(format!("no token for the SQL node: {no_token}")),
+                None => bad_gateway(format!("the SQL node did not answer: {error}")),
+            }
+        }
+    };
+    let (parts, body) = response.into_parts();
+    if parts.status == StatusCode::UNAUTHORIZED {
+        // The layer has retired that token; the next request goes out with a new one.
+        // Our caller did nothing wrong, so this is not a 401 for them.
+        return bad_gateway("the SQL node refused our token; try again".into());
+    }
+    let answer = match Limited::new(body, MAX_ANSWER).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => return bad_gateway(format!("reading the SQL node's answer: {error}")),
+    };
+    let content_type = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .cloned()
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    (parts.status, [(CONTENT_TYPE, content_type)], answer).into_response()
+}
+
+fn bad_gateway(message: String) -> Response {
+    (StatusCode::BAD_GATEWAY, message + "\n").into_response()
+}
+
+/// `--once`: one request to our own `/sql`, over real HTTP.
+async fn ask_myself(addr: SocketAddr, statement: &str) -> Result<(StatusCode, Bytes), BoxError> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
+    let request = Request::post(format!("http://{addr}/sql"))
+        .header(CONTENT_TYPE, "text/plain")
+        .body(Full::from(statement.to_owned()))?;
+    let response = client.request(request).await?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}

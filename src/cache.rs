@@ -285,6 +285,13 @@ impl Cache {
         }
     }
 
+    fn current_is_revoked(&self) -> bool {
+        let current = self.current.load();
+        current
+            .as_deref()
+            .is_some_and(|t| t.phase() == Phase::Revoked)
+    }
+
     /// Tells the user's hook; never called with the lock held, so the hook may use the layer.
     fn report(&self, event: TokenEvent<'_>) {
         if let Some(hook) = &self.hook {
@@ -453,9 +460,25 @@ impl Flight {
                 self.landed = true;
                 return;
             };
+            self.wait_out_backoff(retry_at).await;
+        }
+    }
+
+    /// Sleeps until `retry_at`, or until the token is revoked: then only a new token helps,
+    /// and callers are waiting for it.
+    async fn wait_out_backoff(&self, retry_at: Instant) {
+        let sleep = sleep_until(retry_at);
+        tokio::pin!(sleep);
+        loop {
             tokio::select! {
-                _ = sleep_until(retry_at) => {}
-                _ = self.cache.wake_flight.notified() => {}
+                _ = &mut sleep => return,
+                _ = self.cache.wake_flight.notified() => {
+                    // A wake-up can be stale: `Notify` keeps one for a flight that was not
+                    // yet waiting, possibly from a revocation long since handled.
+                    if self.cache.current_is_revoked() {
+                        return;
+                    }
+                }
             }
         }
     }

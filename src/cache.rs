@@ -18,7 +18,7 @@ use tokio::task::AbortHandle;
 use tokio::time::{sleep_until, Instant};
 
 use crate::event::{Hook, TokenEvent};
-use crate::{Error, Exchange, Grant};
+use crate::{Error, Exchange, Grant, MAX_LIFETIME};
 
 /// How much earlier than its expiry a token stops being sent, at most.
 const MAX_MARGIN: Duration = Duration::from_secs(5);
@@ -151,6 +151,12 @@ struct Cold {
     initial: Option<(Grant, Instant)>,
 }
 
+impl Cold {
+    fn backing_off(&self, now: Instant) -> bool {
+        self.failure.as_ref().is_some_and(|f| now < f.retry_after)
+    }
+}
+
 /// One token, shared by every clone of a service.
 pub(crate) struct Cache {
     current: ArcSwapOption<Token>,
@@ -198,16 +204,16 @@ impl Cache {
     /// The hot path: no lock, no clock, no allocation.
     pub(crate) fn lookup(&self) -> Lookup {
         let current = self.current.load();
-        match current.as_deref() {
-            Some(token) => match token.phase() {
-                Phase::Fresh | Phase::Due => Lookup::Send {
-                    header: token.header.clone(),
-                    generation: token.generation,
-                    due: token.phase() == Phase::Due,
-                },
-                Phase::Dead | Phase::Revoked => Lookup::Wait,
+        let Some(token) = current.as_deref() else {
+            return Lookup::Wait;
+        };
+        match token.phase() {
+            phase @ (Phase::Fresh | Phase::Due) => Lookup::Send {
+                header: token.header.clone(),
+                generation: token.generation,
+                due: phase == Phase::Due,
             },
-            None => Lookup::Wait,
+            Phase::Dead | Phase::Revoked => Lookup::Wait,
         }
     }
 
@@ -218,14 +224,14 @@ impl Cache {
         }
         let flight = {
             let mut cold = self.lock();
-            if self.refreshing.load(Ordering::Acquire) {
+            if self.refreshing.load(Ordering::Acquire) || cold.backing_off(Instant::now()) {
                 return;
             }
             self.begin_flight(&mut cold)
         };
         match flight {
             Ok(flight) => flight.launch(fetch()),
-            Err(error) => tracing::warn!(%error, "cannot start a token refresh"),
+            Err(error) => tracing::debug!(%error, "cannot start a token refresh"),
         }
     }
 
@@ -233,16 +239,13 @@ impl Cache {
     pub(crate) async fn usable_token(
         self: Arc<Self>,
         fetch: impl Fn() -> Box<dyn Fetch> + Send,
-    ) -> Result<(HeaderValue, u64), Error> {
+    ) -> Result<(), Error> {
         for _ in 0..MAX_WAIT_ROUNDS {
             let (mut settled, flight) = {
                 let mut cold = self.lock();
                 self.install_initial(&mut cold);
-                if let Lookup::Send {
-                    header, generation, ..
-                } = self.lookup()
-                {
-                    return Ok((header, generation));
+                if let Lookup::Send { .. } = self.lookup() {
+                    return Ok(());
                 }
                 let mut flight = None;
                 if !self.refreshing.load(Ordering::Acquire) {
@@ -295,7 +298,11 @@ impl Cache {
     /// Tells the user's hook; never called with the lock held, so the hook may use the layer.
     fn report(&self, event: TokenEvent<'_>) {
         if let Some(hook) = &self.hook {
-            hook(&event);
+            // A panicking hook must not take a flight or a response down with it.
+            let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&event)));
+            if called.is_err() {
+                tracing::warn!("the on_token hook panicked");
+            }
         }
     }
 
@@ -320,7 +327,6 @@ impl Cache {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         cold.failure = None;
         self.refreshing.store(true, Ordering::Release);
-        self.settled.send_replace(Settled::Pending);
         Ok(Flight {
             cache: Arc::clone(self),
             runtime,
@@ -345,9 +351,11 @@ impl Cache {
         let lifetime = grant.lifetime();
         let expires_at = sent_at + lifetime;
         let dead_at = expires_at - lifetime.min(MAX_MARGIN * 10) / 10;
-        let left = self.timing.refresh_at;
-        let spread = lifetime.mul_f64(SPREAD * self.random());
-        let refresh_at = (sent_at + lifetime.mul_f64(1.0 - left) + spread).min(dead_at);
+        let due_at = (sent_at + lifetime.mul_f64(1.0 - self.timing.refresh_at)).min(dead_at);
+        // The spread never eats more than half of the due window, so there is always a
+        // stretch where the token is sent while the refresh runs.
+        let spread = lifetime.mul_f64(SPREAD).min((dead_at - due_at) / 2);
+        let refresh_at = due_at + spread.mul_f64(self.random());
         cold.generation += 1;
         let token = Token {
             header: grant.bearer_header(),
@@ -381,7 +389,8 @@ impl Cache {
     fn record_failure(&self, cold: &mut Cold, error: Error) -> Option<Instant> {
         cold.consecutive_failures = cold.consecutive_failures.saturating_add(1);
         let now = Instant::now();
-        let retry_after = now + self.backoff(cold.consecutive_failures);
+        let backoff = self.backoff(cold.consecutive_failures);
+        let retry_after = now.checked_add(backoff).unwrap_or(now + MAX_LIFETIME);
         tracing::warn!(
             %error,
             failures = cold.consecutive_failures,
@@ -392,7 +401,10 @@ impl Cache {
         match current.as_deref() {
             // The token is still good: keep serving it and retry in the background, but
             // never later than the moment it dies.
-            Some(token) if token.phase() < Phase::Dead => Some(retry_after.min(token.dead_at)),
+            // The clock is asked too: a late timer must not make the flight retry at once.
+            Some(token) if token.phase() < Phase::Dead && now < token.dead_at => {
+                Some(retry_after.min(token.dead_at))
+            }
             _ => {
                 cold.failure = Some(Failure { error, retry_after });
                 None
@@ -457,7 +469,6 @@ impl Flight {
             let sent_at = Instant::now();
             let outcome = fetch.fetch(plan).await;
             let Some(retry_at) = self.settle(outcome, sent_at) else {
-                self.landed = true;
                 return;
             };
             self.wait_out_backoff(retry_at).await;
@@ -484,7 +495,7 @@ impl Flight {
     }
 
     /// Publishes an attempt's outcome; returns when to try again if the flight goes on.
-    fn settle(&self, outcome: Result<Grant, Error>, sent_at: Instant) -> Option<Instant> {
+    fn settle(&mut self, outcome: Result<Grant, Error>, sent_at: Instant) -> Option<Instant> {
         let cache = &self.cache;
         let mut cold = cache.lock();
         let retry_at = match &outcome {
@@ -501,6 +512,7 @@ impl Flight {
         };
         if retry_at.is_none() {
             cache.refreshing.store(false, Ordering::Release);
+            self.landed = true;
         }
         let (generation, failures, retry_after) = (
             cold.generation,
@@ -532,24 +544,49 @@ impl Drop for Flight {
         }
         let error = Error::transport(Exchange::Refresh, "the token refresh task ended early");
         let mut cold = self.cache.lock();
-        self.cache.record_failure(&mut cold, error.clone());
+        if let Some(retry_after) = self.cache.record_failure(&mut cold, error.clone()) {
+            // The token is still valid, but this flight will not retry: make the next one
+            // wait out the backoff too, or a panicking inner service means a refresh storm.
+            cold.failure = Some(Failure {
+                error: error.clone(),
+                retry_after,
+            });
+        }
         self.cache.refreshing.store(false, Ordering::Release);
         self.cache.settled.send_replace(Settled::Failed(error));
     }
 }
 
 /// Moves a token to `Due` at its refresh point and to `Dead` at its dead point.
-async fn follow_timeline(token: Weak<Token>) {
-    let Some((refresh_at, dead_at)) = token.upgrade().map(|t| (t.refresh_at, t.dead_at)) else {
-        return;
-    };
-    for (at, phase) in [(refresh_at, Phase::Due), (dead_at, Phase::Dead)] {
-        sleep_until(at).await;
-        match token.upgrade() {
-            Some(token) => {
-                token.advance(phase);
+///
+/// If the task ends early (aborted when the token is replaced, or its runtime shut down,
+/// even before its first poll), the token is marked dead: a phase nobody will move again
+/// must not keep a token alive.
+fn follow_timeline(token: Weak<Token>) -> impl Future<Output = ()> + Send {
+    let guard = KillOnDrop(token);
+    async move {
+        let token = &guard.0;
+        let Some((refresh_at, dead_at)) = token.upgrade().map(|t| (t.refresh_at, t.dead_at)) else {
+            return;
+        };
+        for (at, phase) in [(refresh_at, Phase::Due), (dead_at, Phase::Dead)] {
+            sleep_until(at).await;
+            match token.upgrade() {
+                Some(token) => {
+                    token.advance(phase);
+                }
+                None => return,
             }
-            None => return,
+        }
+    }
+}
+
+struct KillOnDrop(Weak<Token>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(token) = self.0.upgrade() {
+            token.advance(Phase::Dead);
         }
     }
 }

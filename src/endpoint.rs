@@ -10,7 +10,8 @@ use http::{HeaderMap, Request, StatusCode, Uri};
 use crate::{Error, Exchange, Grant};
 
 /// The answer to a login or refresh request, read in full.
-#[derive(Debug)]
+///
+/// Its `Debug` shows the status and sizes only: the body holds the token.
 #[non_exhaustive]
 pub struct Answer<'a> {
     /// Which request this answers.
@@ -24,6 +25,18 @@ pub struct Answer<'a> {
     /// For a refresh, the grant it trades in: a protocol whose server may leave out a new
     /// refresh token (OAuth 2.0) keeps the old one from here.
     pub current: Option<&'a Grant>,
+}
+
+impl std::fmt::Debug for Answer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer")
+            .field("exchange", &self.exchange)
+            .field("status", &self.status)
+            .field("headers", &self.headers.len())
+            .field("body_len", &self.body.len())
+            .field("current", &self.current)
+            .finish()
+    }
 }
 
 impl<'a> Answer<'a> {
@@ -44,6 +57,7 @@ impl<'a> Answer<'a> {
     }
 
     /// The answer to a refresh of `current`.
+    #[must_use]
     pub fn replacing(mut self, current: &'a Grant) -> Self {
         self.current = Some(current);
         self

@@ -23,7 +23,7 @@ use crate::{Error, Exchange, Grant};
 /// The largest login or refresh answer read; anything longer is hostile.
 pub(crate) const MAX_ANSWER: usize = 1024 * 1024;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
 
 /// Sends token requests, with bodies of type `B`, through a clone of the wrapped service.
 pub(crate) struct Fetcher<S, B> {
@@ -95,33 +95,24 @@ where
     /// Refreshes the current token; logs in when there is none, when it is past saving, or
     /// when the server refuses to refresh it.
     async fn run(mut self, plan: Plan) -> Result<Grant, Error> {
-        let Some(current) = plan.current else {
-            return self.login().await;
+        let login = self.endpoint.login_request();
+        let current = match plan.current {
+            Some(current) if !(plan.login_first && login.is_some()) => current,
+            _ => return self.login(login).await,
         };
-        if plan.login_first && self.endpoint.login_request().is_some() {
-            return self.login().await;
-        }
         let request = self.endpoint.refresh_request(&current);
         let refreshed = self.exchange(request, Some(&current)).await;
-        let refreshed = refreshed.map_err(|e| without_secrets(e, &current));
-        match refreshed {
-            Err(error) if self.endpoint.rejects_token(&error) => {
-                if self.endpoint.login_request().is_some() {
-                    tracing::debug!(%error, "refresh refused; logging in again");
-                    self.login().await
-                } else {
-                    Err(error)
-                }
+        match refreshed.map_err(|e| without_secrets(e, &current)) {
+            Err(error) if login.is_some() && self.endpoint.rejects_token(&error) => {
+                tracing::debug!(%error, "refresh refused; logging in again");
+                self.login(login).await
             }
             other => other,
         }
     }
 
-    async fn login(&mut self) -> Result<Grant, Error> {
-        let request = self
-            .endpoint
-            .login_request()
-            .ok_or(Error::MissingCredentials)?;
+    async fn login(&mut self, request: Option<Request<Bytes>>) -> Result<Grant, Error> {
+        let request = request.ok_or(Error::MissingCredentials)?;
         self.exchange(request, None).await
     }
 
@@ -151,7 +142,8 @@ where
         request: Request<Bytes>,
         current: Option<&Grant>,
     ) -> Result<Grant, Error> {
-        tracing::debug!(%exchange, uri = %request.uri(), "token request");
+        // The path only: a base URI may carry user:password@.
+        tracing::debug!(%exchange, path = request.uri().path(), "token request");
         let request = request.map(B::from);
         let service = &mut self.service;
         poll_fn(|cx| service.poll_ready(cx))

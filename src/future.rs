@@ -12,14 +12,14 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use http::header::AUTHORIZATION;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::cache::{BoxFuture, Cache, Lookup};
 use crate::Error;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
 
 pin_project! {
     /// Response future of [`TokenRefresh`](crate::TokenRefresh).
@@ -43,12 +43,12 @@ pin_project! {
         },
         // No usable token: waiting for the shared attempt.
         Waiting {
-            token: BoxFuture<Result<(HeaderValue, u64), Error>>,
-            slow: Option<Slow<S, B>>,
+            token: BoxFuture<Result<(), Error>>,
+            slow: Option<Box<Slow<S, B>>>,
         },
         // A token exists: readying our own clone of the inner service.
         Readying {
-            slow: Option<Slow<S, B>>,
+            slow: Option<Box<Slow<S, B>>>,
         },
     }
 }
@@ -60,7 +60,7 @@ struct Sent {
 }
 
 /// Waits for a usable token: the shared attempt, or a new one if that one failed to land.
-pub(crate) type TokenSource = Box<dyn Fn() -> BoxFuture<Result<(HeaderValue, u64), Error>> + Send>;
+pub(crate) type TokenSource = Box<dyn Fn() -> BoxFuture<Result<(), Error>> + Send>;
 
 /// What a request that found no usable token carries until it is sent.
 struct Slow<S, B> {
@@ -100,12 +100,13 @@ where
         ResponseFuture {
             state: State::Waiting {
                 token: source(),
-                slow: Some(Slow {
+                // Boxed: the slow path allocates anyway, and the hot path's future stays small.
+                slow: Some(Box::new(Slow {
                     service,
                     request,
                     cache,
                     source,
-                }),
+                })),
             },
         }
     }
@@ -162,18 +163,21 @@ where
 {
     /// Ready to send: reads the token again, since readiness can take a while and the
     /// request must never leave with a token that died meanwhile.
-    fn send_or_wait(mut self) -> State<S::Future, S, B> {
+    fn send_or_wait(mut self: Box<Self>) -> State<S::Future, S, B> {
         match self.cache.lookup() {
             Lookup::Send {
                 header, generation, ..
             } => {
-                self.request.headers_mut().insert(AUTHORIZATION, header);
+                let Slow {
+                    mut service,
+                    mut request,
+                    cache,
+                    ..
+                } = *self;
+                request.headers_mut().insert(AUTHORIZATION, header);
                 State::Called {
-                    future: self.service.call(self.request),
-                    sent: Some(Sent {
-                        cache: self.cache,
-                        generation,
-                    }),
+                    future: service.call(request),
+                    sent: Some(Sent { cache, generation }),
                 }
             }
             Lookup::Wait => {

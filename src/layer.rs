@@ -11,6 +11,7 @@ use crate::cache::{Cache, Timing};
 use crate::endpoint::TokenEndpoint;
 use crate::event::{Hook, TokenEvent};
 use crate::service::{Config, Origin, TokenRefresh};
+use crate::MAX_LIFETIME;
 
 /// How long a login or refresh may take, answer body included, unless set otherwise.
 const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,7 +43,12 @@ const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// ```
 ///
 /// Every service this layer makes, and every clone of them, shares one token: one login,
-/// one refresh at a time. Changing the configuration starts a new token.
+/// one refresh at a time, sent through whichever of those services needs it first. Changing
+/// the configuration starts a new token.
+///
+/// The wrapped service must take request bodies that can be made from [`Bytes`](bytes::Bytes)
+/// (`B: From<Bytes>`, as `http_body_util::Full<Bytes>` and axum's `Body` are), since the
+/// layer sends its own login and refresh requests through it.
 #[derive(Clone)]
 pub struct TokenRefreshLayer {
     endpoint: Arc<dyn TokenEndpoint>,
@@ -55,6 +61,7 @@ pub struct TokenRefreshLayer {
 
 impl TokenRefreshLayer {
     /// Keeps a token from `endpoint` (an [`OcientAuth`](crate::OcientAuth)) fresh.
+    #[must_use]
     pub fn new(endpoint: impl TokenEndpoint) -> Self {
         TokenRefreshLayer {
             endpoint: Arc::new(endpoint),
@@ -70,11 +77,14 @@ impl TokenRefreshLayer {
         }
     }
 
-    /// Refreshes once `remaining_fraction` of the token's lifetime is left (default `0.5`).
+    /// Refreshes once `remaining_fraction` of the token's lifetime is **left** (default
+    /// `0.5`, as Ocient advises): `0.3` refreshes when 30% of the lifetime remains.
     ///
-    /// Clamped to `0.0..=0.9`; `0.0` refreshes only when the token is about to expire. The
-    /// refresh point is moved later by up to a tenth of the lifetime at random, so clients
-    /// started together do not refresh together.
+    /// Clamped to `0.0..=0.9`. The refresh point is moved later at random by up to a tenth
+    /// of the lifetime (never more than half the time left before the token's dead point),
+    /// so clients started together do not refresh together. `0.0` means no proactive
+    /// refresh: callers then wait for a new token each time one dies.
+    #[must_use]
     pub fn refresh_at(mut self, remaining_fraction: f64) -> Self {
         self.timing.refresh_at = if remaining_fraction.is_nan() {
             DEFAULT_REFRESH_AT
@@ -85,6 +95,7 @@ impl TokenRefreshLayer {
     }
 
     /// Bounds each login and refresh request, answer body included (default 30 s).
+    #[must_use]
     pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
         self.refresh_timeout = timeout;
         self.reconfigured()
@@ -97,9 +108,11 @@ impl TokenRefreshLayer {
     /// While the token is still valid the layer retries on its own, never later than the
     /// token's dead point. With no usable token, callers during the wait get the last error
     /// at once instead of hammering the server; the first caller after it tries again.
+    #[must_use]
     pub fn retry_backoff(mut self, first: Duration, max: Duration) -> Self {
-        self.timing.first_backoff = first;
-        self.timing.max_backoff = max.max(first);
+        // Past the longest lifetime a backoff means nothing, and would overflow an `Instant`.
+        self.timing.first_backoff = first.min(MAX_LIFETIME);
+        self.timing.max_backoff = max.max(first).min(MAX_LIFETIME);
         self.reconfigured()
     }
 
@@ -107,6 +120,7 @@ impl TokenRefreshLayer {
     ///
     /// Requests to any other origin pass through without the token. A `uri` without a
     /// scheme or host names no origin and is ignored.
+    #[must_use]
     pub fn allow_origin(mut self, uri: Uri) -> Self {
         self.extra_origins.extend(Origin::of(&uri));
         self.reconfigured()
@@ -133,6 +147,7 @@ impl TokenRefreshLayer {
     ///
     /// The hook runs on the refresh task (or, for a refused token, in the response future):
     /// keep it short and non-blocking.
+    #[must_use]
     pub fn on_token(mut self, hook: impl Fn(&TokenEvent<'_>) + Send + Sync + 'static) -> Self {
         self.hook = Some(Arc::new(hook));
         self.reconfigured()

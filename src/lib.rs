@@ -121,6 +121,9 @@ pub use retry::RetryUnauthorized;
 pub use service::TokenRefresh;
 pub use token::{Grant, InvalidSecret, Secret, MAX_LIFETIME};
 
+/// The boxed error tower's middleware speak (as `tower::BoxError`).
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 // The README's examples compile as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

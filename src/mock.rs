@@ -250,7 +250,7 @@ struct State {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TokenEndpoint {
+enum TokenRoute {
     Login,
     Refresh,
 }
@@ -269,10 +269,10 @@ impl State {
     }
 
     /// Counts the request and takes the fault it is to get, if any.
-    fn begin_token_request(&mut self, endpoint: TokenEndpoint) -> Option<Fault> {
+    fn begin_token_request(&mut self, endpoint: TokenRoute) -> Option<Fault> {
         match endpoint {
-            TokenEndpoint::Login => self.counters.logins += 1,
-            TokenEndpoint::Refresh => self.counters.refreshes += 1,
+            TokenRoute::Login => self.counters.logins += 1,
+            TokenRoute::Refresh => self.counters.refreshes += 1,
         }
         let fault = self.next_fault()?;
         self.counters.failed_token_requests += 1;
@@ -646,7 +646,7 @@ impl fmt::Debug for MockOcient {
 // ---------------------------------------------------------------------------
 
 enum Route {
-    Token(TokenEndpoint),
+    Token(TokenRoute),
     Execute,
     WrongMethod,
     NotFound,
@@ -655,8 +655,8 @@ enum Route {
 impl Route {
     fn of(method: &Method, path: &str) -> Self {
         let (route, allowed) = match path {
-            "/v1/login" => (Self::Token(TokenEndpoint::Login), method == Method::POST),
-            "/v1/token_refresh" => (Self::Token(TokenEndpoint::Refresh), method == Method::POST),
+            "/v1/login" => (Self::Token(TokenRoute::Login), method == Method::POST),
+            "/v1/token_refresh" => (Self::Token(TokenRoute::Refresh), method == Method::POST),
             _ if is_execute(path) => (
                 Self::Execute,
                 method == Method::GET || method == Method::POST,
@@ -708,7 +708,7 @@ impl MockOcient {
 
     async fn token_request<B>(
         &self,
-        endpoint: TokenEndpoint,
+        endpoint: TokenRoute,
         headers: &HeaderMap,
         body: B,
     ) -> Response<MockBody>
@@ -732,8 +732,8 @@ impl MockOcient {
             return fault.into_response().await;
         }
         let outcome = match endpoint {
-            TokenEndpoint::Login => self.login(headers, body).await,
-            TokenEndpoint::Refresh => self.refresh(headers, body).await,
+            TokenRoute::Login => self.login(headers, body).await,
+            TokenRoute::Refresh => self.refresh(headers, body).await,
         };
         match outcome {
             Ok(issued) => json(StatusCode::OK, &issued),

@@ -57,6 +57,7 @@ struct InitialToken {
 
 impl OcientAuth {
     /// Talks to the SQL node at `base`, e.g. `https://sql-node:443`.
+    #[must_use]
     pub fn new(base: Uri) -> Self {
         OcientAuth {
             base,
@@ -67,18 +68,21 @@ impl OcientAuth {
     }
 
     /// Logs in as `username` with `password`, at first and whenever the token is no good.
+    #[must_use]
     pub fn credentials(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
         self.credentials = Some((username.into(), password.into()));
         self
     }
 
     /// The database to log in to and refresh for (the server's default is `system`).
+    #[must_use]
     pub fn database(mut self, name: impl Into<String>) -> Self {
         self.database = Some(name.into());
         self
     }
 
     /// Starts from a token obtained elsewhere, valid for `expires_in` from now.
+    #[must_use]
     pub fn initial_token(mut self, access_token: impl Into<String>, expires_in: Duration) -> Self {
         self.initial = Some(InitialToken {
             token: access_token.into(),
@@ -110,9 +114,10 @@ impl OcientAuth {
         }
     }
 
-    /// Removes the secrets this client knows from text the server sent back.
+    /// Removes the secrets this client knows from text the server sent back, then shortens
+    /// it (in that order: a cut could leave part of a secret unrecognised).
     fn scrub(&self, text: &str) -> String {
-        let mut text: String = text.chars().take(MAX_REASON).collect();
+        let mut text = text.to_owned();
         let password = self.credentials.as_ref().map(|(_, p)| p.as_str());
         let initial = self.initial.as_ref().map(|i| i.token.as_str());
         for secret in [password, initial].into_iter().flatten() {
@@ -120,14 +125,14 @@ impl OcientAuth {
                 text = text.replace(secret, "<redacted>");
             }
         }
-        text
+        text.chars().take(MAX_REASON).collect()
     }
 }
 
 impl fmt::Debug for OcientAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OcientAuth")
-            .field("base", &self.base)
+            .field("base", &without_userinfo(&self.base))
             .field("username", &self.credentials.as_ref().map(|(u, _)| u))
             .field("password", &self.credentials.as_ref().map(|_| "<redacted>"))
             .field("database", &self.database)
@@ -194,7 +199,7 @@ impl TokenEndpoint for OcientAuth {
 
     fn read_answer(&self, answer: Answer<'_>) -> Result<Grant, Error> {
         let exchange = answer.exchange;
-        let parsed: Result<TokenAnswer, _> = serde_json::from_slice(answer.body);
+        let parsed = parse(answer.body);
         let status = match &parsed {
             Ok(TokenAnswer {
                 status: Some(status),
@@ -208,7 +213,7 @@ impl TokenEndpoint for OcientAuth {
                 exchange,
                 status: answer.status,
                 vendor_code,
-                sql_state: status.map(|s| s.sql_state.clone()).unwrap_or_default(),
+                sql_state: status.map(|s| sql_state(&s.sql_state)).unwrap_or_default(),
                 reason: self.scrub(status.map_or("", |s| s.reason.as_str())),
             });
         }
@@ -238,6 +243,40 @@ impl TokenEndpoint for OcientAuth {
     }
 }
 
+/// A token answer must be a JSON object (serde would also take a list of its fields).
+fn parse(body: &[u8]) -> Result<TokenAnswer, serde_json::Error> {
+    let value: serde_json::Value = serde_json::from_slice(body)?;
+    if !value.is_object() {
+        return Err(serde::de::Error::custom("not an object"));
+    }
+    serde_json::from_value(value)
+}
+
+/// A SQLSTATE is five letters or digits; anything else the server put there is not shown.
+fn sql_state(value: &str) -> String {
+    if value.len() <= 5 && value.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        value.to_owned()
+    } else {
+        "<invalid>".to_owned()
+    }
+}
+
+/// `uri` as text, with any `user:password@` replaced.
+fn without_userinfo(uri: &Uri) -> String {
+    let text = uri.to_string();
+    match (uri.authority(), uri.host()) {
+        (Some(authority), Some(_)) if authority.as_str().contains('@') => {
+            let host_and_port = authority.as_str().rsplit('@').next().unwrap_or_default();
+            text.replacen(
+                authority.as_str(),
+                &format!("<redacted>@{host_and_port}"),
+                1,
+            )
+        }
+        _ => text,
+    }
+}
+
 fn access_token(exchange: Exchange, value: Option<serde_json::Value>) -> Result<Secret, Error> {
     match value {
         Some(serde_json::Value::String(token)) => Secret::new(token)
@@ -257,6 +296,103 @@ fn lifetime(exchange: Exchange, value: Option<serde_json::Value>) -> Result<Dura
     if seconds <= 0.0 || seconds.is_nan() {
         return Err(Error::invalid(exchange, "expires_in is not positive"));
     }
+    // Ocient counts in whole seconds; less than one is no token at all.
+    if seconds < 1.0 {
+        return Err(Error::invalid(exchange, "expires_in is under one second"));
+    }
     let max = crate::token::MAX_LIFETIME.as_secs_f64();
     Ok(Duration::from_secs_f64(seconds.min(max)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> OcientAuth {
+        OcientAuth::new("http://user:hunter2@sql-node:9090".parse().unwrap())
+            .credentials("jdoe", "s3cret-pw")
+    }
+
+    fn read(status: u16, body: &str) -> Result<Grant, Error> {
+        let headers = http::HeaderMap::new();
+        let status = StatusCode::from_u16(status).unwrap();
+        auth().read_answer(Answer::new(
+            Exchange::Login,
+            status,
+            &headers,
+            body.as_bytes(),
+        ))
+    }
+
+    #[test]
+    fn a_good_answer_is_a_grant() {
+        let grant = read(
+            200,
+            r#"{"access_token":"eyJ.a-b_c","expires_in":3600,"status":{"vendor_code":0}}"#,
+        )
+        .unwrap();
+        assert_eq!(grant.access_token().expose(), "eyJ.a-b_c");
+        assert_eq!(grant.lifetime(), Duration::from_secs(3600));
+    }
+
+    // Found by fuzzing: 1e-15 seconds rounded to a zero lifetime.
+    #[test]
+    fn lifetimes_under_a_second_are_refused() {
+        for expires_in in ["1e-15", "0.4", "1e-308"] {
+            let body = format!(r#"{{"access_token":"t","expires_in":{expires_in}}}"#);
+            let error = read(200, &body).unwrap_err();
+            assert!(
+                matches!(error, Error::InvalidResponse { .. }),
+                "{expires_in}: {error}"
+            );
+        }
+    }
+
+    // Found by fuzzing: serde takes a struct from a list of its fields.
+    #[test]
+    fn a_list_is_not_a_token_answer() {
+        assert!(matches!(
+            read(200, r#"["tok", 3600]"#),
+            Err(Error::InvalidResponse { .. })
+        ));
+    }
+
+    // Found while fuzzing: `sql_state` came back unscrubbed.
+    #[test]
+    fn server_text_never_carries_the_password() {
+        let echo =
+            r#"{"status":{"sql_state":"s3cret-pw","vendor_code":-304,"reason":"bad s3cret-pw"}}"#;
+        let error = read(401, echo).unwrap_err();
+        let shown = format!("{error} {error:?}");
+        assert!(!shown.contains("s3cret-pw"), "{shown}");
+        assert_eq!(error.vendor_code(), Some(-304));
+
+        // Scrubbed before it is shortened, so a secret across the cut leaves no prefix.
+        let padded = format!(
+            r#"{{"status":{{"vendor_code":-1,"reason":"{}s3cret-pw"}}}}"#,
+            "x".repeat(MAX_REASON - 4)
+        );
+        let shown = read(500, &padded).unwrap_err().to_string();
+        assert!(!shown.contains("s3cr"), "{shown}");
+    }
+
+    #[test]
+    fn debug_shows_neither_password_nor_userinfo() {
+        let shown = format!(
+            "{:?}",
+            auth().initial_token("t0ken", Duration::from_secs(1))
+        );
+        for secret in ["s3cret-pw", "hunter2", "t0ken"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("sql-node:9090"), "{shown}");
+    }
+
+    #[test]
+    fn answer_debug_hides_the_body() {
+        let headers = http::HeaderMap::new();
+        let body = br#"{"access_token":"t0ken-in-body"}"#;
+        let answer = Answer::new(Exchange::Login, StatusCode::OK, &headers, body);
+        assert!(!format!("{answer:?}").contains("t0ken-in-body"));
+    }
 }

@@ -18,7 +18,7 @@ use crate::fetch::Fetcher;
 use crate::future::{ResponseFuture, TokenSource};
 use crate::layer::TokenRefreshLayer;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
 
 /// Middleware that keeps a token fresh and puts `Authorization: Bearer <token>` on every
 /// request to the token service's origin.

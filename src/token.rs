@@ -74,6 +74,7 @@ impl Grant {
     }
 
     /// Carries a separate refresh token (OAuth 2.0 style) for the next refresh.
+    #[must_use]
     pub fn with_refresh_token(mut self, refresh_token: Secret) -> Self {
         self.refresh_token = Some(refresh_token);
         self
@@ -101,9 +102,8 @@ impl Grant {
         buf.put_slice(b"Bearer ");
         buf.put_slice(token.as_bytes());
         let bytes: Bytes = buf.freeze();
-        // A `Secret` is visible ASCII, which is always a valid header value.
         let mut value = HeaderValue::from_maybe_shared(bytes)
-            .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid"));
+            .expect("visible ASCII is always a valid header value");
         value.set_sensitive(true);
         // Cloning a `Bytes` built from a buffer allocates once, on its first clone, to make
         // it shared; do it here so no request ever pays for it.

@@ -773,3 +773,68 @@ async fn on_token_reports_tokens_failures_and_refusals() {
         ]
     );
 }
+
+// A token whose timer died with its runtime is never trusted again: nothing would ever mark
+// it due or dead.
+#[test]
+fn a_token_outliving_its_timer_is_not_sent() {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let mock = MockOcient::new();
+    let (service, _) =
+        runtime().block_on(async { layered(mock.clone(), TokenRefreshLayer::new(auth())) });
+    runtime().block_on(async { send(&service, query()).await.unwrap() });
+    // That runtime, and the timer it ran, are gone.
+    runtime().block_on(async { send(&service, query()).await.unwrap() });
+    let counters = mock.counters();
+    assert_eq!(
+        (counters.logins, counters.refreshes),
+        (1, 1),
+        "the orphaned token must be replaced"
+    );
+    assert_eq!(counters.queries_ok, 2);
+}
+
+// A hook that panics takes down neither the refresh nor later ones.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_hook_breaks_nothing() {
+    let layer = TokenRefreshLayer::new(auth()).on_token(|_| panic!("a careless hook"));
+    let mock = MockOcient::new().token_lifetime(secs(60));
+    let (service, _) = layered(mock.clone(), layer);
+    for _ in 0..4 {
+        let response = send(&service, query()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        sleep(secs(40)).await;
+    }
+    let counters = mock.counters();
+    assert_eq!(counters.logins, 1);
+    assert!(counters.refreshes >= 2, "refreshes: {}", counters.refreshes);
+}
+
+// The spread never swallows the due window: with a tenth of the lifetime left to refresh
+// in, a request inside it goes out at once and starts the refresh.
+#[tokio::test(start_paused = true)]
+async fn the_spread_leaves_a_window_to_refresh_in() {
+    for _ in 0..20 {
+        let mock = MockOcient::new().token_lifetime(secs(100));
+        let layer = TokenRefreshLayer::new(auth()).refresh_at(0.1);
+        let (service, _) = layered(mock.clone(), layer);
+        let start = Instant::now();
+        send(&service, query()).await.unwrap();
+        // Due from 90 s, moved by at most half the 5 s before the dead point at 95 s.
+        tokio::time::sleep_until(start + millis(92_600)).await;
+        let before = Instant::now();
+        send(&service, query()).await.unwrap();
+        assert_eq!(Instant::now(), before, "the token was still usable");
+        sleep(millis(10)).await;
+        assert_eq!(
+            mock.counters().refreshes,
+            1,
+            "and due: the request started a refresh"
+        );
+    }
+}

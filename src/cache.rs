@@ -157,9 +157,32 @@ impl Cold {
     }
 }
 
+/// Aligns its value to 128 bytes (two cache lines, for adjacent-line prefetching), so no
+/// other data shares its lines.
+#[repr(align(128))]
+struct CachePadded<T>(T);
+
+impl<T> std::ops::Deref for CachePadded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// What the hot path reads.
+struct Hot {
+    current: ArcSwapOption<Token>,
+    /// The generation of `current`, published after it: a service that holds this
+    /// generation already need not touch `current` at all.
+    generation: AtomicU64,
+}
+
 /// One token, shared by every clone of a service.
 pub(crate) struct Cache {
-    current: ArcSwapOption<Token>,
+    /// Read by every request on every core: kept on cache lines of their own, away from
+    /// the `Arc`'s reference counts that every request writes.
+    hot: CachePadded<Hot>,
     /// A flight is under way, or waiting out a backoff while the token is still valid.
     refreshing: AtomicBool,
     cold: Mutex<Cold>,
@@ -173,7 +196,7 @@ pub(crate) struct Cache {
 
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let current = self.current.load();
+        let current = self.hot.current.load();
         let token = current.as_deref();
         f.debug_struct("Cache")
             .field("generation", &token.map(|t| t.generation))
@@ -190,7 +213,10 @@ impl Cache {
             ..Cold::default()
         };
         Cache {
-            current: ArcSwapOption::empty(),
+            hot: CachePadded(Hot {
+                current: ArcSwapOption::empty(),
+                generation: AtomicU64::new(0),
+            }),
             refreshing: AtomicBool::new(false),
             cold: Mutex::new(cold),
             settled: watch::Sender::new(Settled::Pending),
@@ -202,9 +228,15 @@ impl Cache {
     }
 
     /// The hot path: no lock, no clock, no allocation.
-    pub(crate) fn lookup(&self) -> Lookup {
-        let current = self.current.load();
-        let Some(token) = current.as_deref() else {
+    ///
+    /// `seen` is the caller's copy of the current token: while no newer one has been
+    /// published it is used as it is, which costs one atomic load.
+    pub(crate) fn lookup(&self, seen: &mut Option<Arc<Token>>) -> Lookup {
+        let published = self.hot.generation.load(Ordering::Acquire);
+        if seen.as_ref().map(|t| t.generation) != Some(published) {
+            *seen = self.hot.current.load_full();
+        }
+        let Some(token) = seen.as_deref() else {
             return Lookup::Wait;
         };
         match token.phase() {
@@ -244,7 +276,7 @@ impl Cache {
             let (mut settled, flight) = {
                 let mut cold = self.lock();
                 self.install_initial(&mut cold);
-                if let Lookup::Send { .. } = self.lookup() {
+                if let Lookup::Send { .. } = self.lookup(&mut None) {
                     return Ok(());
                 }
                 let mut flight = None;
@@ -278,7 +310,7 @@ impl Cache {
 
     /// A request carrying `generation` was answered 401: that token is no good.
     pub(crate) fn invalidate(&self, generation: u64) {
-        let current = self.current.load();
+        let current = self.hot.current.load();
         if let Some(token) = current.as_deref() {
             if token.generation == generation && token.advance(Phase::Revoked) {
                 tracing::debug!(generation, "token refused by the server; replacing it");
@@ -289,7 +321,7 @@ impl Cache {
     }
 
     fn current_is_revoked(&self) -> bool {
-        let current = self.current.load();
+        let current = self.hot.current.load();
         current
             .as_deref()
             .is_some_and(|t| t.phase() == Phase::Revoked)
@@ -314,7 +346,7 @@ impl Cache {
     }
 
     fn install_initial(&self, cold: &mut Cold) {
-        if self.current.load().is_none() {
+        if self.hot.current.load().is_none() {
             if let Some((grant, given_at)) = cold.initial.take() {
                 self.install(cold, grant, given_at);
             }
@@ -335,7 +367,7 @@ impl Cache {
     }
 
     fn plan(&self) -> Plan {
-        let current = self.current.load_full();
+        let current = self.hot.current.load_full();
         let now = Instant::now();
         Plan {
             login_first: match current.as_deref() {
@@ -380,7 +412,9 @@ impl Cache {
             rt.spawn(follow_timeline(Arc::downgrade(&token)))
                 .abort_handle()
         });
-        self.current.store(Some(token));
+        let generation = token.generation;
+        self.hot.current.store(Some(token));
+        self.hot.generation.store(generation, Ordering::Release);
         cold.failure = None;
         cold.consecutive_failures = 0;
     }
@@ -397,7 +431,7 @@ impl Cache {
             retry_in_ms = (retry_after - now).as_millis() as u64,
             "token request failed"
         );
-        let current = self.current.load();
+        let current = self.hot.current.load();
         match current.as_deref() {
             // The token is still good: keep serving it and retry in the background, but
             // never later than the moment it dies.

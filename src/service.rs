@@ -12,7 +12,7 @@ use http::{Request, Response, Uri};
 use http_body::Body;
 use tower_service::Service;
 
-use crate::cache::{Cache, Fetch, Lookup};
+use crate::cache::{Cache, Fetch, Lookup, Token};
 use crate::endpoint::TokenEndpoint;
 use crate::fetch::Fetcher;
 use crate::future::{ResponseFuture, TokenSource};
@@ -29,6 +29,8 @@ pub struct TokenRefresh<S> {
     inner: S,
     cache: Arc<Cache>,
     config: Arc<Config>,
+    /// This clone's copy of the current token, so a request need not load the shared one.
+    seen: Option<Arc<Token>>,
 }
 
 /// What every clone of a service shares besides the token.
@@ -44,6 +46,7 @@ impl<S> TokenRefresh<S> {
             inner,
             cache,
             config,
+            seen: None,
         }
     }
 
@@ -100,6 +103,7 @@ impl<S: Clone> Clone for TokenRefresh<S> {
             inner: self.inner.clone(),
             cache: Arc::clone(&self.cache),
             config: Arc::clone(&self.config),
+            seen: self.seen.clone(),
         }
     }
 }
@@ -136,7 +140,7 @@ where
         if !self.config.authorizes(request.uri()) {
             return ResponseFuture::passed_through(self.inner.call(request));
         }
-        match self.cache.lookup() {
+        match self.cache.lookup(&mut self.seen) {
             Lookup::Send {
                 header,
                 generation,
@@ -169,6 +173,10 @@ pub(crate) struct Origin {
     scheme: String,
     host: String,
     port: u16,
+    /// `host:port`, as most requests spell their authority: matched without parsing.
+    authority: String,
+    /// Whether `port` is the scheme's default, so a bare `host` names this origin too.
+    default_port: bool,
 }
 
 impl Origin {
@@ -177,15 +185,32 @@ impl Origin {
         let scheme = uri.scheme_str()?.to_ascii_lowercase();
         let host = uri.host()?.to_ascii_lowercase();
         let port = uri.port_u16().or_else(|| default_port(&scheme))?;
-        Some(Origin { scheme, host, port })
+        Some(Origin {
+            authority: format!("{host}:{port}"),
+            default_port: default_port(&scheme) == Some(port),
+            scheme,
+            host,
+            port,
+        })
     }
 
     fn matches(&self, uri: &Uri) -> bool {
-        let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
             return false;
         };
-        scheme.eq_ignore_ascii_case(&self.scheme)
-            && host.eq_ignore_ascii_case(&self.host)
+        if !scheme.eq_ignore_ascii_case(&self.scheme) {
+            return false;
+        }
+        // Every request takes this path: compare the authority as written before paying
+        // for parsing out its host and port.
+        let written = authority.as_str();
+        if written.eq_ignore_ascii_case(&self.authority)
+            || (self.default_port && written.eq_ignore_ascii_case(&self.host))
+        {
+            return true;
+        }
+        uri.host()
+            .is_some_and(|host| host.eq_ignore_ascii_case(&self.host))
             && uri.port_u16().or_else(|| default_port(&self.scheme)) == Some(self.port)
     }
 }

@@ -567,6 +567,7 @@ async fn the_token_goes_only_where_it_belongs() {
         ("/v1/execute/db", true),
         ("https://replica.test/v1/execute/db", true),
         ("https://replica.test:443/v1/execute/db", true),
+        ("http://someone@sql-node.test:9090/v1/execute/db", true),
         ("http://sql-node.test/v1/execute/db", false),
         ("https://sql-node.test:9090/v1/execute/db", false),
         ("http://sql-node.test:9091/v1/execute/db", false),

@@ -1,0 +1,251 @@
+//! The hot path: what putting a fresh token on a request costs.
+//!
+//! Three stacks over the same trivial inner service (a `service_fn` answering a ready,
+//! empty `200`), each measured as `ready().await` + `call(request).await`, with the request
+//! built the same way inside every iteration:
+//!
+//! * `bare`: the inner service alone;
+//! * `add_authorization`: tower-http's `AddAuthorizationLayer::bearer(..).as_sensitive(true)`,
+//!   a static header and the floor for any bearer middleware;
+//! * `token_refresh`: this crate's layer, holding a fresh token (an `initial_token` valid for
+//!   an hour, installed before measuring, so no login and no refresh happens).
+//!
+//! Run on one thread (current-thread runtime) and on a 2-worker multi-thread runtime where
+//! 64 tasks share clones of one service; there a batch of N calls is spread over the 64
+//! tasks and the time is reported per call.
+//!
+//! A third group repeats the one-thread measurement of the two bearer layers with an
+//! origin-form request URI (`/v1/...`), which this crate authorizes without parsing a host
+//! and port: the difference isolates the cost of its origin check.
+
+use std::convert::Infallible;
+use std::fmt::Debug;
+use std::future::{ready, Ready};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body_util::Full;
+use tokio::runtime::{Builder, Runtime};
+use tower::{service_fn, Layer, Service, ServiceExt};
+use tower_http::auth::AddAuthorizationLayer;
+use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
+
+const BASE: &str = "http://sql-node.test:9090";
+const QUERY: &str = "http://sql-node.test:9090/v1/execute/retail_analytics";
+/// The same query in origin-form (no scheme or authority), as a client bound to one
+/// connection sends it: the layer's origin check has nothing to parse.
+const QUERY_ORIGIN_FORM: &str = "/v1/execute/retail_analytics";
+const STATEMENT: &[u8] = br#"{"statement":"SELECT 1"}"#;
+/// Tasks sharing one service on the multi-thread runtime.
+const TASKS: u64 = 64;
+
+type Body = Full<Bytes>;
+
+/// A 200-character token, about the size of a real JWT access token.
+fn token() -> String {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut token = String::from("eyJ");
+    let mut i = 7usize;
+    while token.len() < 200 {
+        token.push(alphabet[i % alphabet.len()] as char);
+        i = i.wrapping_mul(31).wrapping_add(17);
+    }
+    token
+}
+
+/// The same request for every stack: a query with a body and a content type.
+fn request(uri: &Uri) -> Request<Body> {
+    let mut request = Request::new(Full::new(Bytes::from_static(STATEMENT)));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = uri.clone();
+    request
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    request
+}
+
+/// The trivial inner service: a ready, empty `200`.
+fn answer(_: Request<Body>) -> Ready<Result<Response<Body>, Infallible>> {
+    ready(Ok(Response::new(Full::new(Bytes::new()))))
+}
+
+/// The inner service of the sanity check: echoes the `Authorization` it received.
+fn echo(request: Request<Body>) -> Ready<Result<Response<Body>, Infallible>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    if let Some(value) = request.headers().get(AUTHORIZATION) {
+        response.headers_mut().insert(AUTHORIZATION, value.clone());
+    }
+    ready(Ok(response))
+}
+
+async fn call_n<S>(service: &mut S, uri: &Uri, n: u64)
+where
+    S: Service<Request<Body>, Response = Response<Body>>,
+    S::Error: Debug,
+{
+    for _ in 0..n {
+        let response = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(request(uri))
+            .await
+            .expect("call");
+        black_box(response);
+    }
+}
+
+fn auth(token: &str) -> OcientAuth {
+    OcientAuth::new(BASE.parse().expect("base URI")).initial_token(token, Duration::from_secs(3600))
+}
+
+/// Correctness, not timing: both bearer layers put the same sensitive header on.
+fn check_headers(rt: &Runtime, token: &str) {
+    let uri = Uri::from_static(QUERY);
+    let expected = format!("Bearer {token}");
+    rt.block_on(async {
+        let tower_http = AddAuthorizationLayer::bearer(token)
+            .as_sensitive(true)
+            .layer(service_fn(echo));
+        let ours = TokenRefreshLayer::new(auth(token)).layer(service_fn(echo));
+        let a = tower_http.oneshot(request(&uri)).await.expect("tower-http");
+        let b = ours.oneshot(request(&uri)).await.expect("token refresh");
+        for response in [a, b] {
+            assert_eq!(response.status(), StatusCode::OK);
+            let value = &response.headers()[AUTHORIZATION];
+            assert_eq!(value.as_bytes(), expected.as_bytes());
+            assert!(value.is_sensitive());
+        }
+    });
+}
+
+fn one_thread<S>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    name: &str,
+    service: S,
+    uri: &'static str,
+) where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + 'static,
+    S::Error: Debug,
+{
+    let uri = Uri::from_static(uri);
+    group.bench_function(name, |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            let mut service = service.clone();
+            let uri = uri.clone();
+            async move {
+                let start = Instant::now();
+                call_n(&mut service, &uri, iters).await;
+                start.elapsed()
+            }
+        })
+    });
+}
+
+fn shared_by_tasks<S>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    name: &str,
+    service: S,
+) where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Debug,
+{
+    let uri = Uri::from_static(QUERY);
+    group.bench_function(name, |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            // Each task gets its own clone of the one service, made before the clock starts.
+            let clones: Vec<(S, u64)> = (0..TASKS)
+                .map(|t| {
+                    (
+                        service.clone(),
+                        iters / TASKS + u64::from(t < iters % TASKS),
+                    )
+                })
+                .collect();
+            let uri = uri.clone();
+            async move {
+                let start = Instant::now();
+                let tasks: Vec<_> = clones
+                    .into_iter()
+                    .map(|(mut service, n)| {
+                        let uri = uri.clone();
+                        tokio::spawn(async move { call_n(&mut service, &uri, n).await })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await.expect("caller task");
+                }
+                start.elapsed()
+            }
+        })
+    });
+}
+
+fn hot_path(c: &mut Criterion) {
+    let token = token();
+    assert_eq!(token.len(), 200);
+    let current = Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let two_workers = Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    check_headers(&current, &token);
+
+    let bare = service_fn(answer);
+    let tower_http = AddAuthorizationLayer::bearer(&token)
+        .as_sensitive(true)
+        .layer(service_fn(answer));
+    let ours = TokenRefreshLayer::new(auth(&token)).layer(service_fn(answer));
+    // Install the initial token (its first request takes the slow path once), so every
+    // measured request finds a fresh token.
+    current.block_on(call_n(&mut ours.clone(), &Uri::from_static(QUERY), 1));
+
+    let mut group = c.benchmark_group("hot_path/one_thread");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(50);
+    let (rt, uri) = (&current, QUERY);
+    one_thread(&mut group, rt, "bare", bare, uri);
+    one_thread(&mut group, rt, "add_authorization", tower_http.clone(), uri);
+    one_thread(&mut group, rt, "token_refresh", ours.clone(), uri);
+    group.finish();
+
+    // Diagnostic: the same on one thread with an origin-form URI, which the layer
+    // authorizes without parsing a host and port. The gap to `one_thread/token_refresh`
+    // is what checking the request's origin costs.
+    let mut group = c.benchmark_group("hot_path/one_thread_origin_form");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(50);
+    let (rt, uri) = (&current, QUERY_ORIGIN_FORM);
+    one_thread(&mut group, rt, "add_authorization", tower_http.clone(), uri);
+    one_thread(&mut group, rt, "token_refresh", ours.clone(), uri);
+    group.finish();
+
+    let mut group = c.benchmark_group("hot_path/two_workers_64_tasks");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .sample_size(50);
+    shared_by_tasks(&mut group, &two_workers, "bare", bare);
+    shared_by_tasks(&mut group, &two_workers, "add_authorization", tower_http);
+    shared_by_tasks(&mut group, &two_workers, "token_refresh", ours);
+    group.finish();
+}
+
+criterion_group!(benches, hot_path);
+criterion_main!(benches);

@@ -1,0 +1,315 @@
+//! Memory on the hot path: allocations per request, and no growth over a million requests
+//! (measured twice in a row: a one-off growth, such as a runtime buffer reaching its working
+//! size, shows in the first run only; a leak shows in both).
+//!
+//! Not a criterion bench: a counting global allocator wraps the system allocator and this
+//! `main` prints a table. It still runs under `cargo bench` (`harness = false`).
+//!
+//! Same three stacks as `hot_path` (bare inner service, tower-http `AddAuthorization`, this
+//! crate's `TokenRefresh` holding a fresh token), same request, on a current-thread runtime,
+//! plus `TokenRefresh` shared by 64 tasks on a 2-worker runtime.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::convert::Infallible;
+use std::fmt::Debug;
+use std::future::{ready, Ready};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Method, Request, Response, Uri};
+use http_body_util::Full;
+use tokio::runtime::{Builder, Runtime};
+use tower::{service_fn, Layer, Service, ServiceExt};
+use tower_http::auth::AddAuthorizationLayer;
+use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
+
+// ---------------------------------------------------------------------------------------
+// Counting allocator
+// ---------------------------------------------------------------------------------------
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static ALLOCATED_BYTES: AtomicU64 = AtomicU64::new(0);
+static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn counted(size: usize) {
+    ALLOCATIONS.fetch_add(1, Relaxed);
+    ALLOCATED_BYTES.fetch_add(size as u64, Relaxed);
+    LIVE_BYTES.fetch_add(size as i64, Relaxed);
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged; the
+// counters are plain atomics and never allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded as is; the caller upholds `GlobalAlloc::alloc`'s contract.
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            counted(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as for `alloc`.
+        let ptr = unsafe { System.alloc_zeroed(layout) };
+        if !ptr.is_null() {
+            counted(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from this allocator, i.e. from `System`, with `layout`.
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE_BYTES.fetch_sub(layout.size() as i64, Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: `ptr` came from `System` with `layout`; the caller upholds the rest.
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            ALLOCATIONS.fetch_add(1, Relaxed);
+            ALLOCATED_BYTES.fetch_add(new_size as u64, Relaxed);
+            LIVE_BYTES.fetch_add(new_size as i64 - layout.size() as i64, Relaxed);
+        }
+        new
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Snapshot {
+    allocations: u64,
+    bytes: u64,
+    live: i64,
+}
+
+fn snapshot() -> Snapshot {
+    Snapshot {
+        allocations: ALLOCATIONS.load(Relaxed),
+        bytes: ALLOCATED_BYTES.load(Relaxed),
+        live: LIVE_BYTES.load(Relaxed),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The stacks (as in `hot_path`)
+// ---------------------------------------------------------------------------------------
+
+const BASE: &str = "http://sql-node.test:9090";
+const QUERY: &str = "http://sql-node.test:9090/v1/execute/retail_analytics";
+const STATEMENT: &[u8] = br#"{"statement":"SELECT 1"}"#;
+const TASKS: u64 = 64;
+
+/// Requests counted for the per-request figures, after as many again to warm up.
+const PER_REQUEST: u64 = 100_000;
+/// Requests over which live bytes must not grow.
+const GROWTH: u64 = 1_000_000;
+
+type Body = Full<Bytes>;
+
+fn token() -> String {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut token = String::from("eyJ");
+    let mut i = 7usize;
+    while token.len() < 200 {
+        token.push(alphabet[i % alphabet.len()] as char);
+        i = i.wrapping_mul(31).wrapping_add(17);
+    }
+    token
+}
+
+fn request(uri: &Uri) -> Request<Body> {
+    let mut request = Request::new(Full::new(Bytes::from_static(STATEMENT)));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = uri.clone();
+    request
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    request
+}
+
+fn answer(_: Request<Body>) -> Ready<Result<Response<Body>, Infallible>> {
+    ready(Ok(Response::new(Full::new(Bytes::new()))))
+}
+
+async fn call_n<S>(service: &mut S, uri: &Uri, n: u64)
+where
+    S: Service<Request<Body>, Response = Response<Body>>,
+    S::Error: Debug,
+{
+    for _ in 0..n {
+        let response = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(request(uri))
+            .await
+            .expect("call");
+        black_box(response);
+    }
+}
+
+/// `n` requests on the current thread.
+fn run_here<S>(rt: &Runtime, service: &S, n: u64)
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone,
+    S::Error: Debug,
+{
+    let uri = Uri::from_static(QUERY);
+    let mut service = service.clone();
+    rt.block_on(call_n(&mut service, &uri, n));
+}
+
+/// `n` requests spread over 64 tasks sharing clones of `service`.
+fn run_shared<S>(rt: &Runtime, service: &S, n: u64)
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Debug,
+{
+    let uri = Uri::from_static(QUERY);
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|t| {
+                let mut service = service.clone();
+                let uri = uri.clone();
+                let n = n / TASKS + u64::from(t < n % TASKS);
+                tokio::spawn(async move { call_n(&mut service, &uri, n).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("caller task");
+        }
+    });
+}
+
+struct Row {
+    name: &'static str,
+    allocations: f64,
+    bytes: f64,
+    /// Live-bytes growth over `GROWTH` requests, then over `GROWTH` more.
+    growth: Option<(i64, i64)>,
+}
+
+fn measure(name: &'static str, run: &dyn Fn(u64)) -> Row {
+    run(PER_REQUEST); // warm up: thread-locals, first clones, runtime buffers
+    let before = snapshot();
+    run(PER_REQUEST);
+    let after = snapshot();
+    let per = |a: u64, b: u64| (b - a) as f64 / PER_REQUEST as f64;
+    let allocations = per(before.allocations, after.allocations);
+    let bytes = per(before.bytes, after.bytes);
+
+    let start = snapshot();
+    run(GROWTH);
+    let middle = snapshot();
+    run(GROWTH);
+    let end = snapshot();
+    Row {
+        name,
+        allocations,
+        bytes,
+        growth: Some((middle.live - start.live, end.live - middle.live)),
+    }
+}
+
+/// The size of the future `service` returns for one request.
+fn future_size<S: Service<Request<Body>>>(_: &S) -> usize {
+    std::mem::size_of::<S::Future>()
+}
+
+fn main() {
+    let token = token();
+    let current = Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let two_workers = Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    let bare = service_fn(answer);
+    let tower_http = AddAuthorizationLayer::bearer(&token)
+        .as_sensitive(true)
+        .layer(service_fn(answer));
+    let auth = OcientAuth::new(BASE.parse().expect("base URI"))
+        .initial_token(token.as_str(), Duration::from_secs(3600));
+    let ours = TokenRefreshLayer::new(auth).layer(service_fn(answer));
+
+    let uri = Uri::from_static(QUERY);
+    let mut rows = Vec::new();
+    rows.push({
+        let mut row = measure("request only (built, dropped)", &|n| {
+            for _ in 0..n {
+                black_box(request(&uri));
+            }
+        });
+        row.growth = None;
+        row
+    });
+    rows.push(measure("bare", &|n| run_here(&current, &bare, n)));
+    rows.push(measure("add_authorization (tower-http)", &|n| {
+        run_here(&current, &tower_http, n)
+    }));
+    rows.push(measure("token_refresh", &|n| run_here(&current, &ours, n)));
+    rows.push(measure("bare, 2 workers x 64 tasks", &|n| {
+        run_shared(&two_workers, &bare, n)
+    }));
+    rows.push(measure("add_authorization, 2 workers x 64 tasks", &|n| {
+        run_shared(&two_workers, &tower_http, n)
+    }));
+    rows.push(measure("token_refresh, 2 workers x 64 tasks", &|n| {
+        run_shared(&two_workers, &ours, n)
+    }));
+
+    println!();
+    println!(
+        "memory: allocations per request ({PER_REQUEST} requests after {PER_REQUEST} to warm up), \
+         and live-bytes growth over {GROWTH} more, then {GROWTH} more again"
+    );
+    println!(
+        "{:<42} {:>12} {:>12} {:>16} {:>16}",
+        "stack", "allocs/req", "bytes/req", "live growth 1st", "live growth 2nd"
+    );
+    for row in &rows {
+        let (first, second) = row.growth.map_or_else(
+            || ("-".to_owned(), "-".to_owned()),
+            |(a, b)| (format!("{a:+}"), format!("{b:+}")),
+        );
+        println!(
+            "{:<42} {:>12.3} {:>12.1} {:>16} {:>16}",
+            row.name, row.allocations, row.bytes, first, second
+        );
+    }
+    println!(
+        "response future size in bytes (moved, not allocated): bare {}, add_authorization {}, \
+         token_refresh {}; request {}",
+        future_size(&bare),
+        future_size(&tower_http),
+        future_size(&ours),
+        std::mem::size_of::<Request<Body>>(),
+    );
+    // One line per stack, to copy into the README.
+    for row in &rows[1..4] {
+        eprintln!(
+            "memory: {}: {:.3} allocations/request, {:.1} bytes/request, live bytes {:+} then {:+} \
+             over two runs of {} requests",
+            row.name,
+            row.allocations,
+            row.bytes,
+            row.growth.map_or(0, |g| g.0),
+            row.growth.map_or(0, |g| g.1),
+            GROWTH
+        );
+    }
+}

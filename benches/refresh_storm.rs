@@ -220,6 +220,38 @@ async fn storm() -> Storm {
     }
 }
 
+/// The floor under any layer: 10,000 tasks parked on one `watch` channel, released by a
+/// single send, each noting when it ran again. Nothing of this crate is involved.
+async fn tokio_floor() -> Duration {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let parked = Arc::new(AtomicUsize::new(0));
+    let all_parked = Arc::new(Notify::new());
+    let tasks: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let mut rx = rx.clone();
+            let (parked, all_parked) = (Arc::clone(&parked), Arc::clone(&all_parked));
+            tokio::spawn(async move {
+                let changed = rx.changed();
+                if parked.fetch_add(1, Ordering::AcqRel) + 1 == CALLERS {
+                    all_parked.notify_one();
+                }
+                changed.await.expect("sender alive");
+                Instant::now()
+            })
+        })
+        .collect();
+    all_parked.notified().await;
+    // Every task has created its wait; give the last ones a moment to register it.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let sent = Instant::now();
+    tx.send_replace(true);
+    let mut last = sent;
+    for task in tasks {
+        last = last.max(task.await.expect("task"));
+    }
+    last - sent
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -255,7 +287,31 @@ fn refresh_storm(c: &mut Criterion) {
             })
         },
     );
+    let floors: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    group.bench_function("tokio_floor_10k_tasks_released_by_one_send", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let floors = Arc::clone(&floors);
+            async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let floor = tokio_floor().await;
+                    total += floor;
+                    floors.lock().expect("floors").push(floor);
+                }
+                total
+            }
+        })
+    });
     group.finish();
+
+    let mut floors = floors.lock().expect("floors").clone();
+    floors.sort_unstable();
+    eprintln!(
+        "refresh_storm: tokio floor, {CALLERS} tasks parked on one watch channel, 2 workers: \
+         last task ran {:.2} ms after the send (median of {} runs)",
+        ms(floors[floors.len() / 2]),
+        floors.len(),
+    );
 
     let storms = storms.lock().expect("storms");
     let n = storms.len();

@@ -236,7 +236,16 @@ impl Cache {
         if seen.as_ref().map(|t| t.generation) != Some(published) {
             *seen = self.hot.current.load_full();
         }
-        let Some(token) = seen.as_deref() else {
+        Self::usable(seen.as_deref())
+    }
+
+    /// The current token, for a caller without a copy of its own (a request that waited).
+    pub(crate) fn lookup_now(&self) -> Lookup {
+        Self::usable(self.hot.current.load().as_deref())
+    }
+
+    fn usable(token: Option<&Token>) -> Lookup {
+        let Some(token) = token else {
             return Lookup::Wait;
         };
         match token.phase() {
@@ -273,10 +282,14 @@ impl Cache {
         fetch: impl Fn() -> Box<dyn Fetch> + Send,
     ) -> Result<(), Error> {
         for _ in 0..MAX_WAIT_ROUNDS {
+            // Released waiters mostly find the new token here, without the lock.
+            if let Lookup::Send { .. } = self.lookup_now() {
+                return Ok(());
+            }
             let (mut settled, flight) = {
                 let mut cold = self.lock();
                 self.install_initial(&mut cold);
-                if let Lookup::Send { .. } = self.lookup(&mut None) {
+                if let Lookup::Send { .. } = self.lookup_now() {
                     return Ok(());
                 }
                 let mut flight = None;

@@ -164,7 +164,7 @@ where
     /// Ready to send: reads the token again, since readiness can take a while and the
     /// request must never leave with a token that died meanwhile.
     fn send_or_wait(mut self: Box<Self>) -> State<S::Future, S, B> {
-        match self.cache.lookup(&mut None) {
+        match self.cache.lookup_now() {
             Lookup::Send {
                 header, generation, ..
             } => {

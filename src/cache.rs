@@ -26,7 +26,7 @@ const MAX_MARGIN: Duration = Duration::from_secs(5);
 /// together does not refresh in lockstep.
 const SPREAD: f64 = 0.1;
 /// Rounds a waiter makes before concluding that tokens die faster than they arrive.
-const MAX_WAIT_ROUNDS: usize = 3;
+pub(crate) const MAX_WAIT_ROUNDS: u8 = 3;
 
 /// Where a token is on its timeline. Phases only move forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -119,6 +119,33 @@ enum Settled {
     Pending,
     Installed,
     Failed(Error),
+}
+
+/// How a caller without a usable token takes part in getting one.
+pub(crate) enum Joined {
+    /// There is one after all.
+    Usable,
+    /// An attempt is under way: wait for it to settle.
+    Follow(Settlement),
+    /// Nobody is trying: launch this flight, then wait for it to settle.
+    Lead(Flight, Settlement),
+}
+
+/// The end of the attempt a caller joined.
+pub(crate) struct Settlement(watch::Receiver<Settled>);
+
+impl Settlement {
+    /// Waits for the attempt to end; `Ok` means a new token may be there.
+    pub(crate) async fn wait(mut self) -> Result<(), Error> {
+        // The sender lives in the cache, which the waiting request holds: `changed` cannot
+        // fail.
+        let _ = self.0.changed().await;
+        let outcome = self.0.borrow_and_update().clone();
+        match outcome {
+            Settled::Failed(error) => Err(error),
+            Settled::Pending | Settled::Installed => Ok(()),
+        }
+    }
 }
 
 /// The hot path's answer.
@@ -276,49 +303,32 @@ impl Cache {
         }
     }
 
-    /// Waits for a usable token, sharing one attempt with every other waiter.
-    pub(crate) async fn usable_token(
-        self: Arc<Self>,
-        fetch: impl Fn() -> Box<dyn Fetch> + Send,
-    ) -> Result<(), Error> {
-        for _ in 0..MAX_WAIT_ROUNDS {
-            // Released waiters mostly find the new token here, without the lock.
-            if let Lookup::Send { .. } = self.lookup_now() {
-                return Ok(());
-            }
-            let (mut settled, flight) = {
-                let mut cold = self.lock();
-                self.install_initial(&mut cold);
-                if let Lookup::Send { .. } = self.lookup_now() {
-                    return Ok(());
-                }
-                let mut flight = None;
-                if !self.refreshing.load(Ordering::Acquire) {
-                    if let Some(failure) = cold.failure.as_ref() {
-                        if Instant::now() < failure.retry_after {
-                            return Err(failure.error.clone());
-                        }
-                    }
-                    flight = Some(self.begin_flight(&mut cold)?);
-                }
-                // Subscribed under the lock: the flight settles under it too, so no
-                // outcome can slip between our check and our wait.
-                (self.settled.subscribe(), flight)
-            };
-            if let Some(flight) = flight {
-                flight.launch(fetch());
-            }
-            // The sender lives in `self`, which we hold: `changed` cannot fail.
-            let _ = settled.changed().await;
-            let outcome = settled.borrow_and_update().clone();
-            if let Settled::Failed(error) = outcome {
-                return Err(error);
+    /// Joins the wait for a usable token: there is one now, or the caller waits on the
+    /// attempt under way, or it leads a new one (and must launch the returned flight).
+    /// During a backoff after a failure with no usable token, the failure comes back at once.
+    pub(crate) fn join(self: &Arc<Self>) -> Result<Joined, Error> {
+        // Released waiters mostly find the new token here, without the lock.
+        if let Lookup::Send { .. } = self.lookup_now() {
+            return Ok(Joined::Usable);
+        }
+        let mut cold = self.lock();
+        self.install_initial(&mut cold);
+        if let Lookup::Send { .. } = self.lookup_now() {
+            return Ok(Joined::Usable);
+        }
+        // Subscribed under the lock: the flight settles under it too, so no outcome can slip
+        // between our check and our wait.
+        let settled = Settlement(self.settled.subscribe());
+        if self.refreshing.load(Ordering::Acquire) {
+            return Ok(Joined::Follow(settled));
+        }
+        if let Some(failure) = cold.failure.as_ref() {
+            if Instant::now() < failure.retry_after {
+                return Err(failure.error.clone());
             }
         }
-        Err(Error::invalid(
-            Exchange::Refresh,
-            "every new token was dead on arrival",
-        ))
+        let flight = self.begin_flight(&mut cold)?;
+        Ok(Joined::Lead(flight, settled))
     }
 
     /// A request carrying `generation` was answered 401: that token is no good.
@@ -497,14 +507,14 @@ impl Drop for Cache {
 /// If the flight ends without landing (a panic in the wrapped service, a runtime shutting
 /// down), its `Drop` releases the waiters with an error, so nobody waits on a flight that
 /// is gone.
-struct Flight {
+pub(crate) struct Flight {
     cache: Arc<Cache>,
     runtime: tokio::runtime::Handle,
     landed: bool,
 }
 
 impl Flight {
-    fn launch(self, fetch: Box<dyn Fetch>) {
+    pub(crate) fn launch(self, fetch: Box<dyn Fetch>) {
         let runtime = self.runtime.clone();
         let span = tracing::debug_span!("token_flight");
         runtime.spawn(tracing::Instrument::instrument(self.fly(fetch), span));

@@ -18,6 +18,7 @@ use tower_service::Service;
 
 use crate::cache::{BoxFuture, Fetch, Plan};
 use crate::endpoint::{Answer, TokenEndpoint};
+use crate::service::Config;
 use crate::{Error, Exchange, Grant};
 
 /// The largest login or refresh answer read; anything longer is hostile.
@@ -34,23 +35,14 @@ pub(crate) struct Fetcher<S, B> {
 }
 
 impl<S, B> Fetcher<S, B> {
-    pub(crate) fn new(service: S, endpoint: Arc<dyn TokenEndpoint>, timeout: Duration) -> Self {
+    /// Sends through `service`, to `config`'s endpoint.
+    pub(crate) fn new(service: S, config: &Config) -> Self {
         Fetcher {
             service,
-            endpoint,
-            timeout,
+            endpoint: Arc::clone(&config.endpoint),
+            timeout: config.refresh_timeout,
             _body: PhantomData,
         }
-    }
-}
-
-impl<S: Clone, B> Clone for Fetcher<S, B> {
-    fn clone(&self) -> Self {
-        Fetcher::new(
-            self.service.clone(),
-            Arc::clone(&self.endpoint),
-            self.timeout,
-        )
     }
 }
 

@@ -1,8 +1,8 @@
 //! [`ResponseFuture`]: one request's way through the layer.
 //!
 //! With a usable token the request is sent at once and the future only watches for a 401.
-//! Without one, it waits for the shared attempt, then readies its own clone of the inner
-//! service and sends.
+//! Without one, it waits for the shared attempt (or leads it), then readies its own clone of
+//! the inner service and sends.
 
 use std::fmt;
 use std::future::Future;
@@ -11,15 +11,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
+use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http::{Request, Response, StatusCode};
+use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::cache::{BoxFuture, Cache, Lookup};
-use crate::Error;
-
-use crate::BoxError;
+use crate::cache::{BoxFuture, Cache, Joined, Lookup, MAX_WAIT_ROUNDS};
+use crate::fetch::Fetcher;
+use crate::service::Config;
+use crate::{BoxError, Error, Exchange};
 
 pin_project! {
     /// Response future of [`TokenRefresh`](crate::TokenRefresh).
@@ -41,14 +43,18 @@ pin_project! {
             future: F,
             sent: Option<Sent>,
         },
-        // No usable token: waiting for the shared attempt.
+        // No usable token: waiting for the shared attempt to settle.
         Waiting {
-            token: BoxFuture<Result<(), Error>>,
+            settled: BoxFuture<Result<(), Error>>,
             slow: Option<Box<Slow<S, B>>>,
         },
-        // A token exists: readying our own clone of the inner service.
+        // A token may exist: readying our own clone of the inner service.
         Readying {
             slow: Option<Box<Slow<S, B>>>,
+        },
+        // No token could be had.
+        Failed {
+            error: Option<Error>,
         },
     }
 }
@@ -59,15 +65,16 @@ struct Sent {
     generation: u64,
 }
 
-/// Waits for a usable token: the shared attempt, or a new one if that one failed to land.
-pub(crate) type TokenSource = Box<dyn Fn() -> BoxFuture<Result<(), Error>> + Send>;
-
-/// What a request that found no usable token carries until it is sent.
+/// What a request that found no usable token carries until it is sent. Boxed: the slow
+/// path allocates anyway, and the hot path's future stays small.
 struct Slow<S, B> {
+    /// An unready clone: readied only once a token exists, so no waiting request holds a
+    /// slot of the inner service that the refresh may need.
     service: S,
     request: Request<B>,
     cache: Arc<Cache>,
-    source: TokenSource,
+    config: Arc<Config>,
+    rounds: u8,
 }
 
 impl<S, B> ResponseFuture<S, B>
@@ -88,34 +95,45 @@ where
             },
         }
     }
+}
 
-    /// `service` is an unready clone; the request readies it once a token exists, so no
-    /// waiting request holds a slot of the inner service that the refresh may need.
+impl<S, B, ResBody> ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+    B: From<Bytes> + Send + 'static,
+    ResBody: Body + Send + 'static,
+    ResBody::Data: Send,
+    ResBody::Error: Into<BoxError>,
+{
+    /// A request with no usable token; `service` must be an unready clone.
     pub(crate) fn waiting(
         service: S,
         request: Request<B>,
         cache: Arc<Cache>,
-        source: TokenSource,
+        config: Arc<Config>,
     ) -> Self {
-        ResponseFuture {
-            state: State::Waiting {
-                token: source(),
-                // Boxed: the slow path allocates anyway, and the hot path's future stays small.
-                slow: Some(Box::new(Slow {
-                    service,
-                    request,
-                    cache,
-                    source,
-                })),
-            },
-        }
+        let slow = Box::new(Slow {
+            service,
+            request,
+            cache,
+            config,
+            rounds: 0,
+        });
+        ResponseFuture { state: slow.join() }
     }
 }
 
 impl<S, B, ResBody> Future for ResponseFuture<S, B>
 where
-    S: Service<Request<B>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
+    S::Future: Send,
+    B: From<Bytes> + Send + 'static,
+    ResBody: Body + Send + 'static,
+    ResBody::Data: Send,
+    ResBody::Error: Into<BoxError>,
 {
     type Output = Result<Response<ResBody>, BoxError>;
 
@@ -132,38 +150,74 @@ where
                     }
                     return Poll::Ready(Ok(response));
                 }
-                StateProj::Waiting { token, slow } => {
-                    ready!(token.as_mut().poll(cx))?;
+                StateProj::Waiting { settled, slow } => {
+                    if let Err(error) = ready!(settled.as_mut().poll(cx)) {
+                        this.state.set(State::Failed { error: Some(error) });
+                        continue;
+                    }
                     let slow = slow.take();
                     this.state.set(State::Readying { slow });
                 }
                 StateProj::Readying { slow } => {
                     match slow.as_mut().map(|waiting| waiting.service.poll_ready(cx)) {
-                        None => {
-                            return Poll::Ready(
-                                Err("ResponseFuture polled after completion".into()),
-                            )
-                        }
+                        None => return Poll::Ready(Err(polled_after_completion())),
                         Some(Poll::Pending) => return Poll::Pending,
                         Some(Poll::Ready(Err(error))) => return Poll::Ready(Err(error.into())),
                         Some(Poll::Ready(Ok(()))) => {}
                     }
                     if let Some(waiting) = slow.take() {
-                        this.state.set(waiting.send_or_wait());
+                        this.state.set(waiting.send_or_join());
                     }
+                }
+                StateProj::Failed { error } => {
+                    let error = error.take().ok_or_else(polled_after_completion)?;
+                    return Poll::Ready(Err(error.into()));
                 }
             }
         }
     }
 }
 
-impl<S, B> Slow<S, B>
+fn polled_after_completion() -> BoxError {
+    "ResponseFuture polled after completion".into()
+}
+
+impl<S, B, ResBody> Slow<S, B>
 where
-    S: Service<Request<B>> + Clone,
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+    B: From<Bytes> + Send + 'static,
+    ResBody: Body + Send + 'static,
+    ResBody::Data: Send,
+    ResBody::Error: Into<BoxError>,
 {
+    /// Joins the shared attempt, leading it if nobody else is trying.
+    fn join(mut self: Box<Self>) -> State<S::Future, S, B> {
+        self.rounds += 1;
+        if self.rounds > MAX_WAIT_ROUNDS {
+            let error = Error::invalid(Exchange::Refresh, "every new token was dead on arrival");
+            return State::Failed { error: Some(error) };
+        }
+        let settlement = match self.cache.join() {
+            Ok(Joined::Usable) => return State::Readying { slow: Some(self) },
+            Ok(Joined::Follow(settlement)) => settlement,
+            Ok(Joined::Lead(flight, settlement)) => {
+                let fetcher = Fetcher::<S, B>::new(self.service.clone(), &self.config);
+                flight.launch(Box::new(fetcher));
+                settlement
+            }
+            Err(error) => return State::Failed { error: Some(error) },
+        };
+        State::Waiting {
+            settled: Box::pin(settlement.wait()),
+            slow: Some(self),
+        }
+    }
+
     /// Ready to send: reads the token again, since readiness can take a while and the
     /// request must never leave with a token that died meanwhile.
-    fn send_or_wait(mut self: Box<Self>) -> State<S::Future, S, B> {
+    fn send_or_join(mut self: Box<Self>) -> State<S::Future, S, B> {
         match self.cache.lookup_now() {
             Lookup::Send {
                 header, generation, ..
@@ -181,13 +235,10 @@ where
                 }
             }
             Lookup::Wait => {
-                // Give the readiness back before waiting again (see `waiting`).
+                // Give the readiness back before waiting again.
                 let unready = self.service.clone();
                 drop(mem::replace(&mut self.service, unready));
-                State::Waiting {
-                    token: (self.source)(),
-                    slow: Some(self),
-                }
+                self.join()
             }
         }
     }
@@ -202,6 +253,7 @@ where
             State::Called { .. } => "Called",
             State::Waiting { .. } => "Waiting",
             State::Readying { .. } => "Readying",
+            State::Failed { .. } => "Failed",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)

@@ -15,7 +15,7 @@ use tower_service::Service;
 use crate::cache::{Cache, Fetch, Lookup, Token};
 use crate::endpoint::TokenEndpoint;
 use crate::fetch::Fetcher;
-use crate::future::{ResponseFuture, TokenSource};
+use crate::future::ResponseFuture;
 use crate::layer::TokenRefreshLayer;
 
 use crate::BoxError;
@@ -69,32 +69,6 @@ impl<S> TokenRefresh<S> {
     pub fn into_inner(self) -> S {
         self.inner
     }
-
-    fn fetcher<B>(&self) -> Fetcher<S, B>
-    where
-        S: Clone,
-    {
-        Fetcher::new(
-            self.inner.clone(),
-            Arc::clone(&self.config.endpoint),
-            self.config.refresh_timeout,
-        )
-    }
-
-    /// How a request that found no usable token gets one: by waiting on the shared attempt.
-    fn token_source<B>(&self) -> TokenSource
-    where
-        S: Clone,
-        Fetcher<S, B>: Fetch,
-    {
-        let cache = Arc::clone(&self.cache);
-        let fetcher = self.fetcher::<B>();
-        Box::new(move || {
-            let fetcher = fetcher.clone();
-            let fetch = move || Box::new(fetcher.clone()) as Box<dyn Fetch>;
-            Box::pin(Arc::clone(&cache).usable_token(fetch))
-        })
-    }
 }
 
 impl<S: Clone> Clone for TokenRefresh<S> {
@@ -147,7 +121,10 @@ where
                 due,
             } => {
                 if due {
-                    let fetcher = || Box::new(self.fetcher::<B>()) as Box<dyn Fetch>;
+                    let fetcher = || {
+                        Box::new(Fetcher::<S, B>::new(self.inner.clone(), &self.config))
+                            as Box<dyn Fetch>
+                    };
                     self.cache.refresh_in_background(fetcher);
                 }
                 request.headers_mut().insert(AUTHORIZATION, header);
@@ -159,9 +136,11 @@ where
                 // starve the refresh of the very slot it needs (ConcurrencyLimit(1),
                 // Buffer(1)). The request readies its own clone once a token exists.
                 let unready = self.inner.clone();
-                let service = mem::replace(&mut self.inner, unready).clone();
-                let source = self.token_source::<B>();
-                ResponseFuture::waiting(service, request, Arc::clone(&self.cache), source)
+                let readied = mem::replace(&mut self.inner, unready);
+                let service = readied.clone();
+                drop(readied);
+                let (cache, config) = (Arc::clone(&self.cache), Arc::clone(&self.config));
+                ResponseFuture::waiting(service, request, cache, config)
             }
         }
     }

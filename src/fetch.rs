@@ -57,7 +57,8 @@ where
     ResBody::Error: Into<BoxError>,
 {
     fn fetch(&self, plan: Plan) -> BoxFuture<Result<Grant, Error>> {
-        let attempt = Attempt {
+        // Each attempt drives a clone of its own, as `oneshot` would.
+        let attempt = Fetcher {
             service: self.service.clone(),
             endpoint: Arc::clone(&self.endpoint),
             timeout: self.timeout,
@@ -67,14 +68,7 @@ where
     }
 }
 
-struct Attempt<S, B> {
-    service: S,
-    endpoint: Arc<dyn TokenEndpoint>,
-    timeout: Duration,
-    _body: PhantomData<fn(B)>,
-}
-
-impl<S, B, ResBody> Attempt<S, B>
+impl<S, B, ResBody> Fetcher<S, B>
 where
     S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,

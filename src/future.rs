@@ -67,7 +67,7 @@ struct Sent {
 
 /// What a request that found no usable token carries until it is sent. Boxed: the slow
 /// path allocates anyway, and the hot path's future stays small.
-struct Slow<S, B> {
+pub(crate) struct Slow<S, B> {
     /// An unready clone: readied only once a token exists, so no waiting request holds a
     /// slot of the inner service that the refresh may need.
     service: S,
@@ -94,34 +94,6 @@ where
                 sent: Some(Sent { cache, generation }),
             },
         }
-    }
-}
-
-impl<S, B, ResBody> ResponseFuture<S, B>
-where
-    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Error: Into<BoxError>,
-    S::Future: Send,
-    B: From<Bytes> + Send + 'static,
-    ResBody: Body + Send + 'static,
-    ResBody::Data: Send,
-    ResBody::Error: Into<BoxError>,
-{
-    /// A request with no usable token; `service` must be an unready clone.
-    pub(crate) fn waiting(
-        service: S,
-        request: Request<B>,
-        cache: Arc<Cache>,
-        config: Arc<Config>,
-    ) -> Self {
-        let slow = Box::new(Slow {
-            service,
-            request,
-            cache,
-            config,
-            rounds: 0,
-        });
-        ResponseFuture { state: slow.join() }
     }
 }
 
@@ -192,6 +164,23 @@ where
     ResBody::Data: Send,
     ResBody::Error: Into<BoxError>,
 {
+    /// A request with no usable token; `service` must be an unready clone.
+    pub(crate) fn start(
+        service: S,
+        request: Request<B>,
+        cache: Arc<Cache>,
+        config: Arc<Config>,
+    ) -> ResponseFuture<S, B> {
+        let slow = Box::new(Slow {
+            service,
+            request,
+            cache,
+            config,
+            rounds: 0,
+        });
+        ResponseFuture { state: slow.join() }
+    }
+
     /// Joins the shared attempt, leading it if nobody else is trying.
     fn join(mut self: Box<Self>) -> State<S::Future, S, B> {
         self.rounds += 1;

@@ -15,7 +15,7 @@ use tower_service::Service;
 use crate::cache::{Cache, Fetch, Lookup, Token};
 use crate::endpoint::TokenEndpoint;
 use crate::fetch::Fetcher;
-use crate::future::ResponseFuture;
+use crate::future::{ResponseFuture, Slow};
 use crate::layer::TokenRefreshLayer;
 
 use crate::BoxError;
@@ -140,7 +140,7 @@ where
                 let service = readied.clone();
                 drop(readied);
                 let (cache, config) = (Arc::clone(&self.cache), Arc::clone(&self.config));
-                ResponseFuture::waiting(service, request, cache, config)
+                Slow::start(service, request, cache, config)
             }
         }
     }

@@ -18,61 +18,31 @@
 //! origin-form request URI (`/v1/...`), which this crate authorizes without parsing a host
 //! and port: the difference isolates the cost of its origin check.
 
+mod common;
+
+use common::{answer, call_n, request, token, Body, BASE, QUERY};
+
 use std::convert::Infallible;
 use std::fmt::Debug;
 use std::future::{ready, Ready};
-use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::header::AUTHORIZATION;
+use http::{Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use tokio::runtime::{Builder, Runtime};
 use tower::{service_fn, Layer, Service, ServiceExt};
 use tower_http::auth::AddAuthorizationLayer;
 use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
 
-const BASE: &str = "http://sql-node.test:9090";
-const QUERY: &str = "http://sql-node.test:9090/v1/execute/retail_analytics";
 /// The same query in origin-form (no scheme or authority), as a client bound to one
 /// connection sends it: the layer's origin check has nothing to parse.
 const QUERY_ORIGIN_FORM: &str = "/v1/execute/retail_analytics";
-const STATEMENT: &[u8] = br#"{"statement":"SELECT 1"}"#;
 /// Tasks sharing one service on the multi-thread runtime.
 const TASKS: u64 = 64;
-
-type Body = Full<Bytes>;
-
-/// A 200-character token, about the size of a real JWT access token.
-fn token() -> String {
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut token = String::from("eyJ");
-    let mut i = 7usize;
-    while token.len() < 200 {
-        token.push(alphabet[i % alphabet.len()] as char);
-        i = i.wrapping_mul(31).wrapping_add(17);
-    }
-    token
-}
-
-/// The same request for every stack: a query with a body and a content type.
-fn request(uri: &Uri) -> Request<Body> {
-    let mut request = Request::new(Full::new(Bytes::from_static(STATEMENT)));
-    *request.method_mut() = Method::POST;
-    *request.uri_mut() = uri.clone();
-    request
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    request
-}
-
-/// The trivial inner service: a ready, empty `200`.
-fn answer(_: Request<Body>) -> Ready<Result<Response<Body>, Infallible>> {
-    ready(Ok(Response::new(Full::new(Bytes::new()))))
-}
 
 /// The inner service of the sanity check: echoes the `Authorization` it received.
 fn echo(request: Request<Body>) -> Ready<Result<Response<Body>, Infallible>> {
@@ -81,23 +51,6 @@ fn echo(request: Request<Body>) -> Ready<Result<Response<Body>, Infallible>> {
         response.headers_mut().insert(AUTHORIZATION, value.clone());
     }
     ready(Ok(response))
-}
-
-async fn call_n<S>(service: &mut S, uri: &Uri, n: u64)
-where
-    S: Service<Request<Body>, Response = Response<Body>>,
-    S::Error: Debug,
-{
-    for _ in 0..n {
-        let response = service
-            .ready()
-            .await
-            .expect("ready")
-            .call(request(uri))
-            .await
-            .expect("call");
-        black_box(response);
-    }
 }
 
 fn auth(token: &str) -> OcientAuth {

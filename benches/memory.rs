@@ -9,20 +9,19 @@
 //! crate's `TokenRefresh` holding a fresh token), same request, on a current-thread runtime,
 //! plus `TokenRefresh` shared by 64 tasks on a 2-worker runtime.
 
+mod common;
+
+use common::{answer, call_n, request, token, Body, BASE, QUERY};
+
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::convert::Infallible;
 use std::fmt::Debug;
-use std::future::{ready, Ready};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::{HeaderValue, Method, Request, Response, Uri};
-use http_body_util::Full;
+use http::{Request, Response, Uri};
 use tokio::runtime::{Builder, Runtime};
-use tower::{service_fn, Layer, Service, ServiceExt};
+use tower::{service_fn, Layer, Service};
 use tower_http::auth::AddAuthorizationLayer;
 use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
 
@@ -103,59 +102,12 @@ fn snapshot() -> Snapshot {
 // The stacks (as in `hot_path`)
 // ---------------------------------------------------------------------------------------
 
-const BASE: &str = "http://sql-node.test:9090";
-const QUERY: &str = "http://sql-node.test:9090/v1/execute/retail_analytics";
-const STATEMENT: &[u8] = br#"{"statement":"SELECT 1"}"#;
 const TASKS: u64 = 64;
 
 /// Requests counted for the per-request figures, after as many again to warm up.
 const PER_REQUEST: u64 = 100_000;
 /// Requests over which live bytes must not grow.
 const GROWTH: u64 = 1_000_000;
-
-type Body = Full<Bytes>;
-
-fn token() -> String {
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut token = String::from("eyJ");
-    let mut i = 7usize;
-    while token.len() < 200 {
-        token.push(alphabet[i % alphabet.len()] as char);
-        i = i.wrapping_mul(31).wrapping_add(17);
-    }
-    token
-}
-
-fn request(uri: &Uri) -> Request<Body> {
-    let mut request = Request::new(Full::new(Bytes::from_static(STATEMENT)));
-    *request.method_mut() = Method::POST;
-    *request.uri_mut() = uri.clone();
-    request
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    request
-}
-
-fn answer(_: Request<Body>) -> Ready<Result<Response<Body>, Infallible>> {
-    ready(Ok(Response::new(Full::new(Bytes::new()))))
-}
-
-async fn call_n<S>(service: &mut S, uri: &Uri, n: u64)
-where
-    S: Service<Request<Body>, Response = Response<Body>>,
-    S::Error: Debug,
-{
-    for _ in 0..n {
-        let response = service
-            .ready()
-            .await
-            .expect("ready")
-            .call(request(uri))
-            .await
-            .expect("call");
-        black_box(response);
-    }
-}
 
 /// `n` requests on the current thread.
 fn run_here<S>(rt: &Runtime, service: &S, n: u64)

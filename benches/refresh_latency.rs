@@ -20,9 +20,12 @@
 //! stderr, over the requests issued while the refresh was in flight (from the first
 //! request of the window, which starts it, to the endpoint's answer).
 
+mod common;
+
+use common::{request, Body, BoxFuture, NodeFuture, BASE, QUERY};
+
 use std::convert::Infallible;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -37,10 +40,7 @@ use tokio::runtime::{Builder, Runtime};
 use tower::{BoxError, Layer, Service, ServiceExt};
 use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
 
-const BASE: &str = "http://sql-node.test:9090";
-const QUERY: &str = "http://sql-node.test:9090/v1/execute/retail_analytics";
 const REFRESH: &str = "http://sql-node.test:9090/v1/token_refresh";
-const STATEMENT: &[u8] = br#"{"statement":"SELECT 1"}"#;
 const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.initial.token";
 
 /// How long the token endpoint takes.
@@ -52,19 +52,6 @@ const GAP: Duration = Duration::from_millis(5);
 /// 10% and 20% of it (50-100 ms) and dead at 90% (450 ms), far after the window ends.
 const LIFETIME: Duration = Duration::from_millis(500);
 const DUE_AFTER: Duration = Duration::from_millis(110);
-
-type Body = Full<Bytes>;
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-fn request(uri: &Uri) -> Request<Body> {
-    let mut request = Request::new(Full::new(Bytes::from_static(STATEMENT)));
-    *request.method_mut() = Method::POST;
-    *request.uri_mut() = uri.clone();
-    request
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    request
-}
 
 // ---------------------------------------------------------------------------------------
 // The inner service
@@ -92,24 +79,6 @@ impl Node {
     fn answered(&self) -> usize {
         let flights = self.flights.lock().expect("flights");
         flights.iter().filter(|f| f.1.is_some()).count()
-    }
-}
-
-enum NodeFuture {
-    Ready(Option<Response<Body>>),
-    Token(BoxFuture<Response<Body>>),
-}
-
-impl Future for NodeFuture {
-    type Output = Result<Response<Body>, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.get_mut() {
-            NodeFuture::Ready(response) => {
-                Poll::Ready(Ok(response.take().expect("polled after completion")))
-            }
-            NodeFuture::Token(future) => future.as_mut().poll(cx).map(Ok),
-        }
     }
 }
 

@@ -14,9 +14,11 @@
 //! until the last caller is released (its response returned). Criterion reports the
 //! release time; a one-line summary over every storm run goes to stderr for the README.
 
+mod common;
+
+use common::{request, Body, NodeFuture, BASE, QUERY};
+
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -24,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::header::AUTHORIZATION;
+use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use tokio::runtime::Builder;
 use tokio::sync::Notify;
@@ -33,24 +35,8 @@ use tower::{Layer, Service, ServiceExt};
 use tower_token_refresh::mock::MockOcient;
 use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
 
-const BASE: &str = "http://sql-node.test:9090";
-const QUERY: &str = "http://sql-node.test:9090/v1/execute/retail_analytics";
-const STATEMENT: &[u8] = br#"{"statement":"SELECT 1"}"#;
 const CALLERS: usize = 10_000;
 const LATENCY: Duration = Duration::from_millis(20);
-
-type Body = Full<Bytes>;
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-fn request(uri: &Uri) -> Request<Body> {
-    let mut request = Request::new(Full::new(Bytes::from_static(STATEMENT)));
-    *request.method_mut() = Method::POST;
-    *request.uri_mut() = uri.clone();
-    request
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    request
-}
 
 /// Holds the login until every caller has arrived, so that all of them are waiting on the
 /// dead token when the answer comes (spawning 10,000 tasks on 2 busy cores can take longer
@@ -86,24 +72,6 @@ struct Node {
     answered: Arc<Mutex<Option<Instant>>>,
     queries_without_token: Arc<AtomicU64>,
     gate: Arc<Gate>,
-}
-
-enum NodeFuture {
-    Ready(Option<Response<Body>>),
-    Token(BoxFuture<Response<Body>>),
-}
-
-impl Future for NodeFuture {
-    type Output = Result<Response<Body>, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.get_mut() {
-            NodeFuture::Ready(response) => {
-                Poll::Ready(Ok(response.take().expect("polled after completion")))
-            }
-            NodeFuture::Token(future) => future.as_mut().poll(cx).map(Ok),
-        }
-    }
 }
 
 impl Service<Request<Body>> for Node {

@@ -1,0 +1,88 @@
+//! What the benches share: the request every stack gets, the trivial inner service, the
+//! token, and the inner future of the benches' simulated SQL node.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::fmt::Debug;
+use std::future::{ready, Future, Ready};
+use std::hint::black_box;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Method, Request, Response, Uri};
+use http_body_util::Full;
+use tower::{Service, ServiceExt};
+
+pub const BASE: &str = "http://sql-node.test:9090";
+pub const QUERY: &str = "http://sql-node.test:9090/v1/execute/retail_analytics";
+pub const STATEMENT: &[u8] = br#"{"statement":"SELECT 1"}"#;
+
+pub type Body = Full<Bytes>;
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A 200-character token, about the size of a real JWT access token.
+pub fn token() -> String {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut token = String::from("eyJ");
+    let mut i = 7usize;
+    while token.len() < 200 {
+        token.push(alphabet[i % alphabet.len()] as char);
+        i = i.wrapping_mul(31).wrapping_add(17);
+    }
+    token
+}
+
+/// The same request for every stack: a query with a body and a content type.
+pub fn request(uri: &Uri) -> Request<Body> {
+    let mut request = Request::new(Full::new(Bytes::from_static(STATEMENT)));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = uri.clone();
+    request
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    request
+}
+
+/// The trivial inner service: a ready, empty `200`.
+pub fn answer(_: Request<Body>) -> Ready<Result<Response<Body>, Infallible>> {
+    ready(Ok(Response::new(Full::new(Bytes::new()))))
+}
+
+/// `n` requests through `service`, each readied first, as a client would send them.
+pub async fn call_n<S>(service: &mut S, uri: &Uri, n: u64)
+where
+    S: Service<Request<Body>, Response = Response<Body>>,
+    S::Error: Debug,
+{
+    for _ in 0..n {
+        let response = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(request(uri))
+            .await
+            .expect("call");
+        black_box(response);
+    }
+}
+
+/// A simulated SQL node's answer: ready at once (a query), or later (a token request).
+pub enum NodeFuture {
+    Ready(Option<Response<Body>>),
+    Token(BoxFuture<Response<Body>>),
+}
+
+impl Future for NodeFuture {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            NodeFuture::Ready(response) => {
+                Poll::Ready(Ok(response.take().expect("polled after completion")))
+            }
+            NodeFuture::Token(future) => future.as_mut().poll(cx).map(Ok),
+        }
+    }
+}

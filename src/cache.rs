@@ -18,6 +18,7 @@ use tokio::task::AbortHandle;
 use tokio::time::{sleep_until, Instant};
 
 use crate::event::{Hook, TokenEvent};
+use crate::registry::{self, CacheId};
 use crate::{Error, Exchange, Grant, MAX_LIFETIME};
 
 /// How much earlier than its expiry a token stops being sent, at most.
@@ -207,6 +208,7 @@ struct Hot {
 
 /// One token, shared by every clone of a service.
 pub(crate) struct Cache {
+    id: CacheId,
     /// Read by every request on every core: kept on cache lines of their own, away from
     /// the `Arc`'s reference counts that every request writes.
     hot: CachePadded<Hot>,
@@ -234,12 +236,15 @@ impl std::fmt::Debug for Cache {
 }
 
 impl Cache {
-    pub(crate) fn new(timing: Timing, initial: Option<Grant>, hook: Option<Hook>) -> Self {
+    /// A new cache, registered so response futures can find it by its id.
+    pub(crate) fn new(timing: Timing, initial: Option<Grant>, hook: Option<Hook>) -> Arc<Self> {
         let cold = Cold {
             initial: initial.map(|grant| (grant, Instant::now())),
             ..Cold::default()
         };
-        Cache {
+        let id = registry::next_id();
+        let cache = Arc::new(Cache {
+            id,
             hot: CachePadded(Hot {
                 current: ArcSwapOption::empty(),
                 generation: AtomicU64::new(0),
@@ -251,7 +256,13 @@ impl Cache {
             timing,
             rng: AtomicU64::new(seed()),
             hook,
-        }
+        });
+        registry::register(id, &cache);
+        cache
+    }
+
+    pub(crate) fn id(&self) -> CacheId {
+        self.id
     }
 
     /// The hot path: no lock, no clock, no allocation.
@@ -496,6 +507,7 @@ impl Cache {
 
 impl Drop for Cache {
     fn drop(&mut self) {
+        registry::unregister(self.id);
         if let Some(timer) = self.lock().timer.take() {
             timer.abort();
         }

@@ -20,6 +20,7 @@ use tower_service::Service;
 
 use crate::cache::{BoxFuture, Cache, Joined, Lookup, MAX_WAIT_ROUNDS};
 use crate::fetch::Fetcher;
+use crate::registry::{self, CacheId};
 use crate::service::Config;
 use crate::{BoxError, Error, Exchange};
 
@@ -59,9 +60,9 @@ pin_project! {
     }
 }
 
-/// The token a request went out with.
+/// The token a request went out with: its cache, by number (see `registry`), and generation.
 struct Sent {
-    cache: Arc<Cache>,
+    cache: CacheId,
     generation: u64,
 }
 
@@ -87,7 +88,7 @@ where
         }
     }
 
-    pub(crate) fn sent(future: S::Future, cache: Arc<Cache>, generation: u64) -> Self {
+    pub(crate) fn sent(future: S::Future, cache: CacheId, generation: u64) -> Self {
         ResponseFuture {
             state: State::Called {
                 future,
@@ -117,7 +118,9 @@ where
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
                     if response.status() == StatusCode::UNAUTHORIZED {
                         if let Some(sent) = sent.take() {
-                            sent.cache.invalidate(sent.generation);
+                            if let Some(cache) = registry::find(sent.cache) {
+                                cache.invalidate(sent.generation);
+                            }
                         }
                     }
                     return Poll::Ready(Ok(response));
@@ -220,7 +223,10 @@ where
                 request.headers_mut().insert(AUTHORIZATION, header);
                 State::Called {
                     future: service.call(request),
-                    sent: Some(Sent { cache, generation }),
+                    sent: Some(Sent {
+                        cache: cache.id(),
+                        generation,
+                    }),
                 }
             }
             Lookup::Wait => {

@@ -171,7 +171,7 @@ impl TokenRefreshLayer {
                 origins,
                 refresh_timeout: self.refresh_timeout,
             };
-            (Arc::new(cache), Arc::new(config))
+            (cache, Arc::new(config))
         })
     }
 }

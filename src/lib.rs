@@ -100,6 +100,7 @@ mod fetch;
 mod future;
 mod layer;
 mod ocient;
+mod registry;
 #[cfg(feature = "retry")]
 mod retry;
 mod service;

@@ -128,8 +128,7 @@ where
                     self.cache.refresh_in_background(fetcher);
                 }
                 request.headers_mut().insert(AUTHORIZATION, header);
-                let cache = Arc::clone(&self.cache);
-                ResponseFuture::sent(self.inner.call(request), cache, generation)
+                ResponseFuture::sent(self.inner.call(request), self.cache.id(), generation)
             }
             Lookup::Wait => {
                 // Give back the readiness we were granted: held while waiting, it could
@@ -180,10 +179,11 @@ impl Origin {
         if !scheme.eq_ignore_ascii_case(&self.scheme) {
             return false;
         }
-        // Every request takes this path: compare the authority as written before paying
-        // for parsing out its host and port.
+        // Every request takes this path: compare the authority as written (most often
+        // byte for byte as configured) before paying for parsing out its host and port.
         let written = authority.as_str();
-        if written.eq_ignore_ascii_case(&self.authority)
+        if written == self.authority
+            || written.eq_ignore_ascii_case(&self.authority)
             || (self.default_port && written.eq_ignore_ascii_case(&self.host))
         {
             return true;

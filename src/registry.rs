@@ -40,3 +40,26 @@ pub(crate) fn find(id: CacheId) -> Option<Arc<Cache>> {
     let caches = caches().read().unwrap_or_else(|e| e.into_inner());
     caches.get(&id).and_then(Weak::upgrade)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::cache::Timing;
+
+    #[test]
+    fn a_cache_is_found_while_it_lives_and_forgotten_after() {
+        let timing = Timing {
+            refresh_at: 0.5,
+            first_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+        };
+        let cache = Cache::new(timing, None, None);
+        let id = cache.id();
+        assert!(find(id).is_some_and(|found| Arc::ptr_eq(&found, &cache)));
+        drop(cache);
+        assert!(find(id).is_none());
+        assert!(!caches().read().unwrap().contains_key(&id), "no entry left behind");
+    }
+}

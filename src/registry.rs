@@ -60,6 +60,9 @@ mod tests {
         assert!(find(id).is_some_and(|found| Arc::ptr_eq(&found, &cache)));
         drop(cache);
         assert!(find(id).is_none());
-        assert!(!caches().read().unwrap().contains_key(&id), "no entry left behind");
+        assert!(
+            !caches().read().unwrap().contains_key(&id),
+            "no entry left behind"
+        );
     }
 }

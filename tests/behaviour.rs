@@ -329,3 +329,27 @@ async fn wrong_password_is_rejected_with_vendor_code_304() {
         );
     }
 }
+
+// The contract's auto traits: clones share one token across threads, and the response
+// future can be spawned.
+#[test]
+fn services_and_futures_are_send_sync_and_static() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    fn future_send_static<S, R>()
+    where
+        S: tower::Service<R>,
+        S::Future: Send + 'static,
+    {
+    }
+    type Client = hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >;
+    send_sync::<tower_token_refresh::TokenRefresh<Client>>();
+    send_sync::<TokenRefreshLayer>();
+    send_sync::<OcientAuth>();
+    send_sync::<Error>();
+    send_sync::<MockOcient>();
+
+    future_send_static::<tower_token_refresh::TokenRefresh<Client>, common::Request>();
+}

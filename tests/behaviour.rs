@@ -351,5 +351,5 @@ fn services_and_futures_are_send_sync_and_static() {
     send_sync::<Error>();
     send_sync::<MockOcient>();
 
-    future_send_static::<tower_token_refresh::TokenRefresh<Client>, common::Request>();
+    future_send_static::<tower_token_refresh::TokenRefresh<Client>, common::QueryRequest>();
 }

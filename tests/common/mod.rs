@@ -15,7 +15,7 @@ use tower_token_refresh::mock::{MockBody, MockOcient};
 use tower_token_refresh::{OcientAuth, TokenRefresh, TokenRefreshLayer};
 
 /// The request type every test sends.
-pub type Request = http::Request<Full<Bytes>>;
+pub type QueryRequest = http::Request<Full<Bytes>>;
 
 /// The origin the in-process tests pretend the SQL node has.
 pub const BASE: &str = "http://sql-node.test:9090";

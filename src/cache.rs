@@ -434,11 +434,6 @@ impl Cache {
         };
         token.advance(token.phase_at(Instant::now()));
         let token = Arc::new(token);
-        tracing::debug!(
-            generation = token.generation,
-            lifetime_secs = lifetime.as_secs_f64(),
-            "new access token"
-        );
         if let Some(timer) = cold.timer.take() {
             timer.abort();
         }
@@ -459,12 +454,6 @@ impl Cache {
         let now = Instant::now();
         let backoff = self.backoff(cold.consecutive_failures);
         let retry_after = now.checked_add(backoff).unwrap_or(now + MAX_LIFETIME);
-        tracing::warn!(
-            %error,
-            failures = cold.consecutive_failures,
-            retry_in_ms = (retry_after - now).as_millis() as u64,
-            "token request failed"
-        );
         let current = self.hot.current.load();
         match current.as_deref() {
             // The token is still good: keep serving it and retry in the background, but
@@ -588,19 +577,27 @@ impl Flight {
             cold.consecutive_failures,
             cold.failure.as_ref().map(|f| f.retry_after),
         );
+        // Logs and the hook only once the lock is released: a subscriber or a hook may well
+        // send requests through this very layer.
         drop(cold);
-        if cache.hook.is_some() {
-            let retry_in = retry_at.or(retry_after).map_or(Duration::ZERO, |at| {
-                at.saturating_duration_since(Instant::now())
-            });
-            cache.report(match &outcome {
-                Ok(grant) => TokenEvent::Obtained { generation, grant },
-                Err(error) => TokenEvent::Failed {
+        let retry_in = retry_at.or(retry_after).map_or(Duration::ZERO, |at| {
+            at.saturating_duration_since(Instant::now())
+        });
+        match &outcome {
+            Ok(grant) => {
+                let lifetime_secs = grant.lifetime().as_secs_f64();
+                tracing::debug!(generation, lifetime_secs, "new access token");
+                cache.report(TokenEvent::Obtained { generation, grant });
+            }
+            Err(error) => {
+                let retry_in_ms = retry_in.as_millis() as u64;
+                tracing::warn!(%error, failures, retry_in_ms, "token request failed");
+                cache.report(TokenEvent::Failed {
                     error,
                     consecutive_failures: failures,
                     retry_in,
-                },
-            });
+                });
+            }
         }
         retry_at
     }
@@ -622,7 +619,11 @@ impl Drop for Flight {
             });
         }
         self.cache.refreshing.store(false, Ordering::Release);
-        self.cache.settled.send_replace(Settled::Failed(error));
+        self.cache
+            .settled
+            .send_replace(Settled::Failed(error.clone()));
+        drop(cold);
+        tracing::warn!(%error, "token request failed");
     }
 }
 

@@ -282,6 +282,11 @@ impl Cache {
         Self::usable(self.hot.current.load().as_deref())
     }
 
+    fn has_usable_token(&self) -> bool {
+        let current = self.hot.current.load();
+        current.as_deref().is_some_and(|t| t.phase() <= Phase::Due)
+    }
+
     fn usable(token: Option<&Token>) -> Lookup {
         let Some(token) = token else {
             return Lookup::Wait;
@@ -319,12 +324,12 @@ impl Cache {
     /// During a backoff after a failure with no usable token, the failure comes back at once.
     pub(crate) fn join(self: &Arc<Self>) -> Result<Joined, Error> {
         // Released waiters mostly find the new token here, without the lock.
-        if let Lookup::Send { .. } = self.lookup_now() {
+        if self.has_usable_token() {
             return Ok(Joined::Usable);
         }
         let mut cold = self.lock();
         self.install_initial(&mut cold);
-        if let Lookup::Send { .. } = self.lookup_now() {
+        if self.has_usable_token() {
             return Ok(Joined::Usable);
         }
         // Subscribed under the lock: the flight settles under it too, so no outcome can slip

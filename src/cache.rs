@@ -6,6 +6,7 @@
 //! is the cold path and takes a plain mutex that is never held across an `.await`.
 
 use std::future::Future;
+use std::mem;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -278,13 +279,24 @@ impl Cache {
     }
 
     /// The current token, for a caller without a copy of its own (a request that waited).
+    ///
+    /// Off the hot path, the clock is asked as well as the phase: a token whose timer runs
+    /// late is not sent past its dead point.
     pub(crate) fn lookup_now(&self) -> Lookup {
-        Self::usable(self.hot.current.load().as_deref())
+        let current = self.hot.current.load();
+        if let Some(token) = current.as_deref() {
+            if Instant::now() >= token.dead_at {
+                token.advance(Phase::Dead);
+            }
+        }
+        Self::usable(current.as_deref())
     }
 
     fn has_usable_token(&self) -> bool {
         let current = self.hot.current.load();
-        current.as_deref().is_some_and(|t| t.phase() <= Phase::Due)
+        current
+            .as_deref()
+            .is_some_and(|t| t.phase() <= Phase::Due && Instant::now() < t.dead_at)
     }
 
     fn usable(token: Option<&Token>) -> Lookup {
@@ -327,6 +339,8 @@ impl Cache {
         if self.has_usable_token() {
             return Ok(Joined::Usable);
         }
+        // Without a runtime there is no timer to watch an initial token, nor a task to fetch one.
+        tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let mut cold = self.lock();
         self.install_initial(&mut cold);
         if self.has_usable_token() {
@@ -439,16 +453,22 @@ impl Cache {
         };
         token.advance(token.phase_at(Instant::now()));
         let token = Arc::new(token);
-        if let Some(timer) = cold.timer.take() {
-            timer.abort();
-        }
-        cold.timer = tokio::runtime::Handle::try_current().ok().map(|rt| {
-            rt.spawn(follow_timeline(Arc::downgrade(&token)))
-                .abort_handle()
-        });
+        let timer = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => Some(runtime.spawn(follow_timeline(Arc::downgrade(&token)))),
+            // Nothing would ever mark it due or dead: a token nobody watches is not sent.
+            Err(_) => {
+                token.advance(Phase::Dead);
+                None
+            }
+        };
         let generation = token.generation;
         self.hot.current.store(Some(token));
         self.hot.generation.store(generation, Ordering::Release);
+        // Only now, with the new token published, retire the old one's timer: its drop
+        // guard marks that old token dead, which must not be the current one.
+        if let Some(old) = mem::replace(&mut cold.timer, timer.map(|t| t.abort_handle())) {
+            old.abort();
+        }
         cold.failure = None;
         cold.consecutive_failures = 0;
     }
@@ -627,8 +647,17 @@ impl Drop for Flight {
         self.cache
             .settled
             .send_replace(Settled::Failed(error.clone()));
+        let failures = cold.consecutive_failures;
+        let retry_in = cold.failure.as_ref().map_or(Duration::ZERO, |f| {
+            f.retry_after.saturating_duration_since(Instant::now())
+        });
         drop(cold);
-        tracing::warn!(%error, "token request failed");
+        tracing::warn!(%error, failures, "token request failed");
+        self.cache.report(TokenEvent::Failed {
+            error: &error,
+            consecutive_failures: failures,
+            retry_in,
+        });
     }
 }
 

@@ -186,15 +186,19 @@ where
 
     /// Joins the shared attempt, leading it if nobody else is trying.
     fn join(mut self: Box<Self>) -> State<S::Future, S, B> {
-        self.rounds += 1;
-        if self.rounds > MAX_WAIT_ROUNDS {
+        if self.rounds == MAX_WAIT_ROUNDS {
             let error = Error::invalid(Exchange::Refresh, "every new token was dead on arrival");
             return State::Failed { error: Some(error) };
         }
         let settlement = match self.cache.join() {
             Ok(Joined::Usable) => return State::Readying { slow: Some(self) },
-            Ok(Joined::Follow(settlement)) => settlement,
+            // A round is an attempt waited for; finding a token needs none.
+            Ok(Joined::Follow(settlement)) => {
+                self.rounds += 1;
+                settlement
+            }
             Ok(Joined::Lead(flight, settlement)) => {
+                self.rounds += 1;
                 let fetcher = Fetcher::<S, B>::new(self.service.clone(), &self.config);
                 flight.launch(Box::new(fetcher));
                 settlement

@@ -146,7 +146,9 @@ impl TokenRefreshLayer {
     /// ```
     ///
     /// The hook runs on the refresh task (or, for a refused token, in the response future):
-    /// keep it short and non-blocking.
+    /// keep it short and non-blocking. Events from different tasks may arrive out of order
+    /// (a token can be reported refused just before it is reported obtained): use the
+    /// `generation` to order them.
     #[must_use]
     pub fn on_token(mut self, hook: impl Fn(&TokenEvent<'_>) + Send + Sync + 'static) -> Self {
         self.hook = Some(Arc::new(hook));

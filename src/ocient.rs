@@ -92,10 +92,20 @@ impl OcientAuth {
         self
     }
 
+    /// `{base}{path}`, without any `user:password@` of the base: the credentials go in the
+    /// body, and a URI ends up in error messages and logs.
     fn endpoint(&self, path: &str) -> Uri {
-        let base = self.base.to_string();
-        let joined = format!("{}{path}", base.trim_end_matches('/'));
-        joined.parse().unwrap_or_else(|_| self.base.clone())
+        let scheme = self.base.scheme_str().unwrap_or("http");
+        let authority = self
+            .base
+            .authority()
+            .map_or("", |a| a.as_str().rsplit('@').next().unwrap_or_default());
+        let prefix = self.base.path().trim_end_matches('/');
+        format!("{scheme}://{authority}{prefix}{path}")
+            .parse()
+            // Unparseable only for a base that names no host: the request then fails in the
+            // wrapped service, with the path alone to show.
+            .unwrap_or_else(|_| Uri::from_static("/"))
     }
 
     fn json_post(&self, path: &str, body: serde_json::Value) -> Request<Bytes> {
@@ -386,6 +396,21 @@ mod tests {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         assert!(shown.contains("sql-node:9090"), "{shown}");
+    }
+
+    #[test]
+    fn requests_never_carry_the_base_uris_userinfo() {
+        let auth = auth();
+        let login = auth.login_request().unwrap();
+        assert_eq!(login.uri(), "http://sql-node:9090/v1/login");
+        let grant = Grant::new(Secret::new("t").unwrap(), Duration::from_secs(1));
+        let refresh = auth.refresh_request(&grant);
+        assert_eq!(refresh.uri(), "http://sql-node:9090/v1/token_refresh");
+
+        let behind_a_proxy = OcientAuth::new("https://gw.example/ocient/".parse().unwrap());
+        let grant = Grant::new(Secret::new("t").unwrap(), Duration::from_secs(1));
+        let refresh = behind_a_proxy.refresh_request(&grant);
+        assert_eq!(refresh.uri(), "https://gw.example/ocient/v1/token_refresh");
     }
 
     #[test]

@@ -839,3 +839,52 @@ async fn the_spread_leaves_a_window_to_refresh_in() {
         );
     }
 }
+
+// A call made outside a runtime fails with `NoRuntime` and spoils nothing: a token handed
+// in is not installed where no timer could watch it, so it still dies on time later.
+#[test]
+fn a_call_outside_a_runtime_fails_cleanly_and_spoils_nothing() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let mock = MockOcient::new();
+    // A token the server knows, handed over from elsewhere.
+    let handed_over = runtime.block_on(async {
+        let login = Request::post(format!("{BASE}/v1/login"))
+            .header("content-type", "application/json")
+            .body(Full::<Bytes>::from(
+                r#"{"username":"jdoe","password":"secret"}"#,
+            ))
+            .unwrap();
+        let response = mock.clone().oneshot(login).await.unwrap();
+        let body = http_body_util::BodyExt::collect(response.into_body()).await;
+        let answer: serde_json::Value = serde_json::from_slice(&body.unwrap().to_bytes()).unwrap();
+        answer["access_token"].as_str().unwrap().to_owned()
+    });
+    let auth = auth().initial_token(handed_over.clone(), secs(100));
+    let (mut service, recorder) = layered(mock.clone(), TokenRefreshLayer::new(auth));
+    let outside = Service::call(&mut service, query());
+
+    runtime.block_on(async {
+        let error = outside.await.unwrap_err();
+        assert!(matches!(token_error(&error), Error::NoRuntime), "{error}");
+        send(&service, query()).await.unwrap();
+        sleep(secs(101)).await;
+        send(&service, query()).await.unwrap();
+    });
+    let bearers: Vec<String> = recorder
+        .seen_at("/v1/execute/retail_analytics")
+        .iter()
+        .map(|s| s.headers[AUTHORIZATION].to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(bearers.len(), 2);
+    assert_eq!(
+        bearers[0],
+        format!("Bearer {handed_over}"),
+        "the handed-over token is used"
+    );
+    assert_ne!(bearers[1], bearers[0], "and not sent after it died");
+    assert_eq!(mock.counters().queries_bad_token, 0);
+}

@@ -39,8 +39,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
-use tower_token_refresh::mock::{MockOcient, MockServer};
-use tower_token_refresh::{OcientAuth, TokenRefresh, TokenRefreshLayer};
+use tower_token_refresh::mock::MockOcient;
+use tower_token_refresh::{TokenRefresh, TokenRefreshLayer};
+
+mod support;
+
+use support::NodeFlags;
 
 type Body = Full<Bytes>;
 type HttpClient = Client<HttpConnector, Body>;
@@ -57,57 +61,37 @@ struct App {
     execute: Uri,
 }
 
-struct Args {
-    url: Option<Uri>,
-    user: String,
-    password: String,
-    database: String,
+/// The app's own flags; the node's come from `support::NodeFlags`.
+struct Serve {
     listen: Option<SocketAddr>,
     once: bool,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        url: None,
-        user: "jdoe".into(),
-        password: "secret".into(),
-        database: "retail_analytics".into(),
+fn parse_serve(rest: Vec<String>) -> Result<Serve, String> {
+    let mut serve = Serve {
         listen: None,
         once: false,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+    let mut rest = rest.into_iter();
+    while let Some(flag) = rest.next() {
         match flag.as_str() {
-            "--url" => args.url = Some(value()?.parse().map_err(|e| format!("--url: {e}"))?),
-            "--user" => args.user = value()?,
-            "--password" => args.password = value()?,
-            "--database" => args.database = value()?,
             "--listen" => {
-                args.listen = Some(value()?.parse().map_err(|e| format!("--listen: {e}"))?)
+                let value = rest.next().ok_or("--listen needs a value")?;
+                serve.listen = Some(value.parse().map_err(|e| format!("--listen: {e}"))?);
             }
-            "--once" => args.once = true,
-            "-h" | "--help" => return Err(String::new()),
+            "--once" => serve.once = true,
             other => return Err(format!("unknown flag {other}")),
         }
     }
-    if args
-        .url
-        .as_ref()
-        .is_some_and(|u| u.scheme_str() != Some("http"))
-    {
-        return Err("--url: this example's client speaks plain http only".into());
-    }
-    if args.database.is_empty() || args.database.contains(['/', '?', '#']) {
-        return Err("--database: a single path segment, please".into());
-    }
-    Ok(args)
+    Ok(serve)
 }
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let args = match parse_args() {
-        Ok(args) => args,
+    let parsed = NodeFlags::parse(std::env::args().skip(1))
+        .and_then(|(node, rest)| Ok((node, parse_serve(rest)?)));
+    let (flags, args) = match parsed {
+        Ok(parsed) => parsed,
         Err(message) => {
             eprintln!("{message}");
             eprintln!("usage: axum_app [--url URL --user U --password P --database D]");
@@ -116,30 +100,13 @@ async fn main() -> Result<(), BoxError> {
         }
     };
     // Kept alive for as long as the app serves; dropping it stops the mock.
-    let mock: Option<MockServer> = match &args.url {
-        Some(_) => None,
-        None => Some(MockOcient::new().serve().await?),
-    };
-    let base = match (&args.url, &mock) {
-        (Some(url), _) => url.clone(),
-        (None, Some(server)) => server.uri(),
-        (None, None) => unreachable!("a mock runs whenever there is no --url"),
-    };
-
-    let auth = OcientAuth::new(base.clone())
-        .credentials(args.user.clone(), args.password.clone())
-        .database(args.database.clone());
+    let node = flags.node(MockOcient::new()).await?;
     let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
     let app = App {
         api: ServiceBuilder::new()
-            .layer(TokenRefreshLayer::new(auth))
+            .layer(TokenRefreshLayer::new(node.auth.clone()))
             .service(client),
-        execute: format!(
-            "{}/v1/execute/{}",
-            base.to_string().trim_end_matches('/'),
-            args.database
-        )
-        .parse()?,
+        execute: node.execute_uri().parse()?,
     };
     let router = Router::new()
         .route("/sql", post(sql))
@@ -155,7 +122,7 @@ async fn main() -> Result<(), BoxError> {
     println!(
         "POST http://{addr}/sql runs a statement through {} ({})",
         app.execute,
-        if mock.is_some() {
+        if node.mock.is_some() {
             "embedded mock Ocient"
         } else {
             "SQL node"

@@ -16,66 +16,44 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Uri};
+use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_token_refresh::mock::{MockOcient, MockServer};
-use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
+use tower_token_refresh::TokenRefreshLayer;
+
+mod support;
+
+use support::NodeFlags;
 
 type Body = Full<Bytes>;
 
-struct Args {
-    url: Option<Uri>,
-    user: String,
-    password: String,
-    database: String,
+/// The demo's own flags; the node's come from `support::NodeFlags`.
+struct Run {
     seconds: u64,
     concurrency: usize,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        url: None,
-        user: "jdoe".into(),
-        password: "secret".into(),
-        database: "retail_analytics".into(),
+fn parse_run(rest: Vec<String>) -> Result<Run, String> {
+    let mut run = Run {
         seconds: 10,
         concurrency: 32,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+    let mut rest = rest.into_iter();
+    while let Some(flag) = rest.next() {
+        let value = rest.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
-            "--url" => args.url = Some(value()?.parse().map_err(|e| format!("--url: {e}"))?),
-            "--user" => args.user = value()?,
-            "--password" => args.password = value()?,
-            "--database" => args.database = value()?,
-            "--seconds" => {
-                args.seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?
-            }
+            "--seconds" => run.seconds = value?.parse().map_err(|e| format!("--seconds: {e}"))?,
             "--concurrency" => {
-                args.concurrency = value()?
-                    .parse()
-                    .map_err(|e| format!("--concurrency: {e}"))?
+                run.concurrency = value?.parse().map_err(|e| format!("--concurrency: {e}"))?
             }
-            "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown flag {other}")),
         }
     }
-    if args
-        .url
-        .as_ref()
-        .is_some_and(|u| u.scheme_str() != Some("http"))
-    {
-        return Err(
-            "--url: this demo's client speaks plain http; put a TLS connector in front for https"
-                .into(),
-        );
-    }
-    Ok(args)
+    Ok(run)
 }
 
 /// Counts the token requests the layer sends through the client beneath it.
@@ -144,42 +122,34 @@ impl Stats {
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let args = match parse_args() {
-        Ok(args) => args,
+    let parsed = NodeFlags::parse(std::env::args().skip(1))
+        .and_then(|(node, rest)| Ok((node, parse_run(rest)?)));
+    let (flags, run) = match parsed {
+        Ok(parsed) => parsed,
         Err(message) => {
             eprintln!("{message}\nusage: demo [--url URL --user U --password P --database D] [--seconds N] [--concurrency N]");
             std::process::exit(2);
         }
     };
-    let mock = match &args.url {
-        Some(_) => None,
-        None => Some(start_mock().await?),
-    };
-    let base = args
-        .url
-        .clone()
-        .unwrap_or_else(|| mock.as_ref().map(MockServer::uri).unwrap());
-    let auth = OcientAuth::new(base.clone())
-        .credentials(args.user.clone(), args.password.clone())
-        .database(args.database.clone());
+    let short_tokens = MockOcient::new()
+        .token_lifetime(Duration::from_secs(4))
+        .latency(Duration::from_millis(30));
+    let node = flags.node(short_tokens).await?;
+    let mock = node.mock.as_ref();
     let stats = Arc::new(Stats::default());
     let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
     let service = ServiceBuilder::new()
-        .layer(TokenRefreshLayer::new(auth))
+        .layer(TokenRefreshLayer::new(node.auth.clone()))
         .service(CountTokenRequests {
             inner: client,
             stats: Arc::clone(&stats),
         });
 
-    let target = format!(
-        "{}/v1/execute/{}",
-        base.to_string().trim_end_matches('/'),
-        args.database
-    );
+    let target = node.execute_uri();
     println!(
         "{} concurrent clients for {} s against {} ({})",
-        args.concurrency,
-        args.seconds,
+        run.concurrency,
+        run.seconds,
         target,
         if mock.is_some() {
             "embedded mock Ocient, 4 s tokens"
@@ -187,8 +157,8 @@ async fn main() -> Result<(), BoxError> {
             "real SQL node"
         },
     );
-    let until = Instant::now() + Duration::from_secs(args.seconds);
-    let workers: Vec<_> = (0..args.concurrency)
+    let until = Instant::now() + Duration::from_secs(run.seconds);
+    let workers: Vec<_> = (0..run.concurrency)
         .map(|_| {
             tokio::spawn(worker(
                 service.clone(),
@@ -200,7 +170,7 @@ async fn main() -> Result<(), BoxError> {
         .collect();
 
     let live = std::io::stdout().is_terminal();
-    let generation = || mock.as_ref().map(|m| m.mock().current_generation());
+    let generation = || mock.map(|m| m.mock().current_generation());
     let mut tick = tokio::time::interval(Duration::from_millis(if live { 250 } else { 1000 }));
     while Instant::now() < until {
         tick.tick().await;
@@ -215,18 +185,11 @@ async fn main() -> Result<(), BoxError> {
         worker.await?;
     }
     println!("\r{}", stats.line(generation()));
-    summarize(&stats, mock.as_ref());
+    summarize(&stats, mock);
     if stats.failed.load(Ordering::Relaxed) > 0 {
         std::process::exit(1);
     }
     Ok(())
-}
-
-async fn start_mock() -> Result<MockServer, BoxError> {
-    let mock = MockOcient::new()
-        .token_lifetime(Duration::from_secs(4))
-        .latency(Duration::from_millis(30));
-    Ok(mock.serve().await?)
 }
 
 async fn worker<S>(service: S, target: String, stats: Arc<Stats>, until: Instant)

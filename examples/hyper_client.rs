@@ -40,7 +40,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, StatusCode, Uri};
+use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -48,7 +48,11 @@ use tower::retry::RetryLayer;
 use tower::timeout::TimeoutLayer;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_token_refresh::mock::{MockOcient, MockServer};
-use tower_token_refresh::{OcientAuth, RetryUnauthorized, TokenRefreshLayer};
+use tower_token_refresh::{RetryUnauthorized, TokenRefreshLayer};
+
+mod support;
+
+use support::NodeFlags;
 
 type Body = Full<Bytes>;
 
@@ -57,46 +61,15 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest answer body the example echoes.
 const MAX_SHOWN: usize = 200;
 
-struct Args {
-    url: Option<Uri>,
-    user: String,
-    password: String,
-    database: String,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        url: None,
-        user: "jdoe".into(),
-        password: "secret".into(),
-        database: "retail_analytics".into(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--url" => args.url = Some(value()?.parse().map_err(|e| format!("--url: {e}"))?),
-            "--user" => args.user = value()?,
-            "--password" => args.password = value()?,
-            "--database" => args.database = value()?,
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown flag {other}")),
-        }
-    }
-    if args
-        .url
-        .as_ref()
-        .is_some_and(|u| u.scheme_str() != Some("http"))
-    {
-        return Err("--url: this example's client speaks plain http only".into());
-    }
-    Ok(args)
-}
-
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let args = match parse_args() {
-        Ok(args) => args,
+    let parsed =
+        NodeFlags::parse(std::env::args().skip(1)).and_then(|(flags, rest)| match rest.first() {
+            Some(other) => Err(format!("unknown flag {other}")),
+            None => Ok(flags),
+        });
+    let flags = match parsed {
+        Ok(flags) => flags,
         Err(message) => {
             eprintln!(
                 "{message}\nusage: hyper_client [--url URL --user U --password P --database D]"
@@ -104,32 +77,17 @@ async fn main() -> Result<(), BoxError> {
             std::process::exit(2);
         }
     };
-    let mock = match &args.url {
-        Some(_) => None,
-        None => Some(MockOcient::new().serve().await?),
-    };
-    let base = match (&args.url, &mock) {
-        (Some(url), _) => url.clone(),
-        (None, Some(server)) => server.uri(),
-        (None, None) => unreachable!("a mock runs whenever there is no --url"),
-    };
+    let node = flags.node(MockOcient::new()).await?;
 
-    let auth = OcientAuth::new(base.clone())
-        .credentials(args.user.clone(), args.password.clone())
-        .database(args.database.clone());
     let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
     let service = ServiceBuilder::new()
         .layer(RetryLayer::new(RetryUnauthorized::default()))
         .layer(TimeoutLayer::new(ATTEMPT_TIMEOUT))
-        .layer(TokenRefreshLayer::new(auth))
+        .layer(TokenRefreshLayer::new(node.auth.clone()))
         .service(client);
 
-    let target = format!(
-        "{}/v1/execute/{}",
-        base.to_string().trim_end_matches('/'),
-        args.database
-    );
-    let ok = match &mock {
+    let target = node.execute_uri();
+    let ok = match &node.mock {
         Some(server) => against_the_mock(&service, &target, server).await,
         None => against_a_node(&service, &target).await,
     };

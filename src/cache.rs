@@ -159,7 +159,7 @@ pub(crate) enum Lookup {
         generation: u64,
         due: bool,
     },
-    /// No usable token: wait for [`Cache::usable_token`].
+    /// No usable token: [`Cache::join`] the attempt that gets one.
     Wait,
 }
 

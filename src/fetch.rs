@@ -19,12 +19,10 @@ use tower_service::Service;
 use crate::cache::{BoxFuture, Fetch, Plan};
 use crate::endpoint::{Answer, TokenEndpoint};
 use crate::service::Config;
-use crate::{Error, Exchange, Grant};
+use crate::{BoxError, Error, Exchange, Grant};
 
 /// The largest login or refresh answer read; anything longer is hostile.
-pub(crate) const MAX_ANSWER: usize = 1024 * 1024;
-
-use crate::BoxError;
+const MAX_ANSWER: usize = 1024 * 1024;
 
 /// Sends token requests, with bodies of type `B`, through a clone of the wrapped service.
 pub(crate) struct Fetcher<S, B> {

@@ -62,7 +62,6 @@
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::hash::BuildHasher;
@@ -85,7 +84,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 
-type BoxError = Box<dyn StdError + Send + Sync>;
+use crate::BoxError;
 
 const BODY_LIMIT: usize = 64 * 1024;
 const DEFAULT_DATABASE: &str = "system";

@@ -17,7 +17,6 @@ use crate::endpoint::TokenEndpoint;
 use crate::fetch::Fetcher;
 use crate::future::{ResponseFuture, Slow};
 use crate::layer::TokenRefreshLayer;
-
 use crate::BoxError;
 
 /// Middleware that keeps a token fresh and puts `Authorization: Bearer <token>` on every

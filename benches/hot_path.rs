@@ -23,7 +23,7 @@
 
 mod common;
 
-use common::{answer, call_n, request, token, Body, BASE, QUERY};
+use common::{answer, auth_with, call_n, request, runtimes, token, Body, QUERY};
 
 use std::convert::Infallible;
 use std::fmt::Debug;
@@ -36,10 +36,10 @@ use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use http::header::AUTHORIZATION;
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::Full;
-use tokio::runtime::{Builder, Runtime};
+use tokio::runtime::Runtime;
 use tower::{service_fn, Layer, Service, ServiceExt};
 use tower_http::auth::AddAuthorizationLayer;
-use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
+use tower_token_refresh::TokenRefreshLayer;
 
 /// The same query in origin-form (no scheme or authority), as a client bound to one
 /// connection sends it: the layer's origin check has nothing to parse.
@@ -58,10 +58,6 @@ fn echo(request: Request<Body>) -> Ready<Result<Response<Body>, Infallible>> {
     ready(Ok(response))
 }
 
-fn auth(token: &str) -> OcientAuth {
-    OcientAuth::new(BASE.parse().expect("base URI")).initial_token(token, Duration::from_secs(3600))
-}
-
 /// Correctness, not timing: both bearer layers put the same sensitive header on.
 fn check_headers(rt: &Runtime, token: &str) {
     let uri = Uri::from_static(QUERY);
@@ -70,7 +66,7 @@ fn check_headers(rt: &Runtime, token: &str) {
         let tower_http = AddAuthorizationLayer::bearer(token)
             .as_sensitive(true)
             .layer(service_fn(echo));
-        let ours = TokenRefreshLayer::new(auth(token)).layer(service_fn(echo));
+        let ours = TokenRefreshLayer::new(auth_with(token)).layer(service_fn(echo));
         let a = tower_http.oneshot(request(&uri)).await.expect("tower-http");
         let b = ours.oneshot(request(&uri)).await.expect("token refresh");
         for response in [a, b] {
@@ -166,15 +162,7 @@ fn notice_401(response: Response<Body>) -> Response<Body> {
 fn hot_path(c: &mut Criterion) {
     let token = token();
     assert_eq!(token.len(), 200);
-    let current = Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let two_workers = Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let (current, two_workers) = runtimes();
     check_headers(&current, &token);
 
     let bare = service_fn(answer);
@@ -184,7 +172,7 @@ fn hot_path(c: &mut Criterion) {
     // The floor for any layer that must notice a 401: the same header, plus a look at
     // every response's status through a wrapping future.
     let watching_401 = tower::util::MapResponseLayer::new(notice_401).layer(tower_http.clone());
-    let ours = TokenRefreshLayer::new(auth(&token)).layer(service_fn(answer));
+    let ours = TokenRefreshLayer::new(auth_with(&token)).layer(service_fn(answer));
     // Install the initial token (its first request takes the slow path once), so every
     // measured request finds a fresh token.
     current.block_on(call_n(&mut ours.clone(), &Uri::from_static(QUERY), 1));

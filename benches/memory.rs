@@ -11,19 +11,18 @@
 
 mod common;
 
-use common::{answer, call_n, request, token, Body, BASE, QUERY};
+use common::{answer, auth_with, call_n, request, runtimes, token, Body, QUERY};
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt::Debug;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
 
 use http::{Request, Response, Uri};
-use tokio::runtime::{Builder, Runtime};
+use tokio::runtime::Runtime;
 use tower::{service_fn, Layer, Service};
 use tower_http::auth::AddAuthorizationLayer;
-use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
+use tower_token_refresh::TokenRefreshLayer;
 
 // ---------------------------------------------------------------------------------------
 // Counting allocator
@@ -180,23 +179,13 @@ fn future_size<S: Service<Request<Body>>>(_: &S) -> usize {
 
 fn main() {
     let token = token();
-    let current = Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let two_workers = Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let (current, two_workers) = runtimes();
 
     let bare = service_fn(answer);
     let tower_http = AddAuthorizationLayer::bearer(&token)
         .as_sensitive(true)
         .layer(service_fn(answer));
-    let auth = OcientAuth::new(BASE.parse().expect("base URI"))
-        .initial_token(token.as_str(), Duration::from_secs(3600));
-    let ours = TokenRefreshLayer::new(auth).layer(service_fn(answer));
+    let ours = TokenRefreshLayer::new(auth_with(&token)).layer(service_fn(answer));
 
     let uri = Uri::from_static(QUERY);
     let mut rows = Vec::new();

@@ -13,7 +13,10 @@ use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, Uri};
 use http_body_util::Full;
+use std::time::Duration;
+use tokio::runtime::{Builder, Runtime};
 use tower::{Service, ServiceExt};
+use tower_token_refresh::OcientAuth;
 
 pub const BASE: &str = "http://sql-node.test:9090";
 pub const QUERY: &str = "http://sql-node.test:9090/v1/execute/retail_analytics";
@@ -66,6 +69,25 @@ where
             .expect("call");
         black_box(response);
     }
+}
+
+/// A current-thread runtime and a 2-worker one, as every hot-path figure is taken on both.
+pub fn runtimes() -> (Runtime, Runtime) {
+    let current = Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let two_workers = Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    (current, two_workers)
+}
+
+/// An hour-long token handed in, so the layer needs no login to start.
+pub fn auth_with(token: &str) -> OcientAuth {
+    OcientAuth::new(BASE.parse().expect("base URI")).initial_token(token, Duration::from_secs(3600))
 }
 
 /// A simulated SQL node's answer: ready at once (a query), or later (a token request).

@@ -32,7 +32,7 @@ use http_body_util::{BodyExt, Full};
 use tokio::runtime::Builder;
 use tokio::sync::Notify;
 use tower::{Layer, Service, ServiceExt};
-use tower_token_refresh::mock::MockOcient;
+use ocient_mock::MockOcient;
 use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
 
 const CALLERS: usize = 10_000;

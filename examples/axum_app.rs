@@ -39,7 +39,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
-use tower_token_refresh::mock::MockOcient;
+use ocient_mock::MockOcient;
 use tower_token_refresh::{TokenRefresh, TokenRefreshLayer};
 
 mod support;

@@ -22,7 +22,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
-use tower_token_refresh::mock::{MockOcient, MockServer};
+use ocient_mock::{MockOcient, MockServer};
 use tower_token_refresh::TokenRefreshLayer;
 
 mod support;

@@ -47,7 +47,7 @@ use hyper_util::rt::TokioExecutor;
 use tower::retry::RetryLayer;
 use tower::timeout::TimeoutLayer;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
-use tower_token_refresh::mock::{MockOcient, MockServer};
+use ocient_mock::{MockOcient, MockServer};
 use tower_token_refresh::{RetryUnauthorized, TokenRefreshLayer};
 
 mod support;

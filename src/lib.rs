@@ -13,7 +13,7 @@
 //! use hyper_util::client::legacy::Client;
 //! use hyper_util::rt::TokioExecutor;
 //! use tower::{ServiceBuilder, ServiceExt};
-//! use tower_token_refresh::mock::MockOcient;
+//! use ocient_mock::MockOcient;
 //! use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -105,10 +105,6 @@ mod registry;
 mod retry;
 mod service;
 mod token;
-
-#[cfg(feature = "mock")]
-#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
-pub mod mock;
 
 pub use endpoint::{Answer, TokenEndpoint};
 pub use error::{Error, Exchange};

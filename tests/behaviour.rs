@@ -9,7 +9,7 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::StatusCode;
 use tokio::task::JoinSet;
 use tokio::time::{sleep, Instant};
-use tower_token_refresh::mock::{Fault, MockOcient};
+use ocient_mock::{Fault, MockOcient};
 use tower_token_refresh::{Error, OcientAuth, TokenRefreshLayer};
 
 const MINUTE: Duration = Duration::from_secs(60);

@@ -16,7 +16,7 @@ use http_body_util::Full;
 use tokio::task::JoinSet;
 use tokio::time::{sleep, Instant};
 use tower::{service_fn, BoxError, Service, ServiceBuilder, ServiceExt};
-use tower_token_refresh::mock::{Fault, MockOcient};
+use ocient_mock::{Fault, MockOcient};
 use tower_token_refresh::{Error, OcientAuth, RetryUnauthorized, TokenRefreshLayer};
 
 fn secs(n: u64) -> Duration {
@@ -649,7 +649,7 @@ async fn no_deadlock_under_concurrency_limit_or_buffer_of_one() {
 
 async fn no_deadlock<S>(inner: S, mock: &MockOcient, name: &str)
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<tower_token_refresh::mock::MockBody>>
+    S: Service<Request<Full<Bytes>>, Response = Response<ocient_mock::MockBody>>
         + Clone
         + Send
         + 'static,

@@ -11,7 +11,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::task::JoinSet;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
-use tower_token_refresh::mock::{MockOcient, MockServer};
+use ocient_mock::{MockOcient, MockServer};
 use tower_token_refresh::{Error, OcientAuth, TokenRefreshLayer};
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;

@@ -26,7 +26,7 @@ use http_body_util::{BodyExt, Full};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout, Instant};
 use tower::{BoxError, Layer, Service, ServiceExt};
-use tower_token_refresh::mock::{Counters, Fault, MockOcient};
+use ocient_mock::{Counters, Fault, MockOcient};
 use tower_token_refresh::{Error, Exchange, OcientAuth, TokenRefresh, TokenRefreshLayer};
 
 use Exchange::{Login, Refresh};

@@ -22,7 +22,7 @@ use http_body_util::{BodyExt, Full};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout, Instant};
 use tower::{BoxError, Layer, Service};
-use tower_token_refresh::mock::{Fault, MockOcient};
+use ocient_mock::{Fault, MockOcient};
 use tower_token_refresh::{Error, TokenRefreshLayer};
 
 const DEFAULT_SEED: u64 = 0x5EED_0F70_CE00_u64;

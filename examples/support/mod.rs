@@ -2,7 +2,7 @@
 //! an embedded mock Ocient unless `--url` names a real one.
 
 use http::Uri;
-use tower_token_refresh::mock::{MockOcient, MockServer};
+use ocient_mock::{MockOcient, MockServer};
 use tower_token_refresh::OcientAuth;
 
 /// `--url`, `--user`, `--password`, `--database`.

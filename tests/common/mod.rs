@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt, Full};
 use tower::{BoxError, Service, ServiceExt};
-use tower_token_refresh::mock::{MockBody, MockOcient};
+use ocient_mock::{MockBody, MockOcient};
 use tower_token_refresh::{OcientAuth, TokenRefresh, TokenRefreshLayer};
 
 /// The request type every test sends.

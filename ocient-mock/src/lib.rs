@@ -12,7 +12,7 @@
 //!
 //! ```rust
 //! use std::time::Duration;
-//! use tower_token_refresh::mock::{Fault, MockOcient};
+//! use ocient_mock::{Fault, MockOcient};
 //!
 //! fn main() -> std::io::Result<()> {
 //!     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -84,7 +84,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 
-use crate::BoxError;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const BODY_LIMIT: usize = 64 * 1024;
 const DEFAULT_DATABASE: &str = "system";

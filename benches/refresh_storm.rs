@@ -29,10 +29,10 @@ use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use http::header::AUTHORIZATION;
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
+use ocient_mock::MockOcient;
 use tokio::runtime::Builder;
 use tokio::sync::Notify;
 use tower::{Layer, Service, ServiceExt};
-use ocient_mock::MockOcient;
 use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
 
 const CALLERS: usize = 10_000;

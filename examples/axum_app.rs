@@ -37,9 +37,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use ocient_mock::MockOcient;
 use tokio::net::TcpListener;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
-use ocient_mock::MockOcient;
 use tower_token_refresh::{TokenRefresh, TokenRefreshLayer};
 
 mod support;

@@ -20,9 +20,9 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use ocient_mock::{MockOcient, MockServer};
 use tokio::time::Instant;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
-use ocient_mock::{MockOcient, MockServer};
 use tower_token_refresh::TokenRefreshLayer;
 
 mod support;

@@ -44,10 +44,10 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use ocient_mock::{MockOcient, MockServer};
 use tower::retry::RetryLayer;
 use tower::timeout::TimeoutLayer;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
-use ocient_mock::{MockOcient, MockServer};
 use tower_token_refresh::{RetryUnauthorized, TokenRefreshLayer};
 
 mod support;

@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
-use http::{Request, Response};
+use http::Request;
 use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use tower_service::Service;
 
-use crate::cache::{BoxFuture, Fetch, Plan};
+use crate::config::Config;
 use crate::endpoint::{Answer, TokenEndpoint};
-use crate::service::Config;
+use crate::inner::{HttpResponse, InnerService};
+use crate::state::{BoxFuture, Fetch, Plan};
 use crate::{BoxError, Error, Exchange, Grant};
 
 /// The largest login or refresh answer read; anything longer is hostile.
@@ -32,50 +32,44 @@ pub(crate) struct Fetcher<S, B> {
     _body: PhantomData<fn(B)>,
 }
 
-impl<S, B> Fetcher<S, B> {
-    /// Sends through `service`, to `config`'s endpoint.
-    pub(crate) fn new(service: S, config: &Config) -> Self {
+// Not derived: a derive would ask for `B: Clone`.
+impl<S: Clone, B> Clone for Fetcher<S, B> {
+    fn clone(&self) -> Self {
         Fetcher {
-            service,
-            endpoint: Arc::clone(&config.endpoint),
-            timeout: config.refresh_timeout,
+            service: self.service.clone(),
+            endpoint: Arc::clone(&self.endpoint),
+            timeout: self.timeout,
             _body: PhantomData,
         }
     }
 }
 
-impl<S, B, ResBody> Fetch for Fetcher<S, B>
+impl<S, B> Fetch for Fetcher<S, B>
 where
-    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Error: Into<BoxError>,
-    S::Future: Send,
+    S: InnerService<B>,
     B: From<Bytes> + Send + 'static,
-    ResBody: Body + Send + 'static,
-    ResBody::Data: Send,
-    ResBody::Error: Into<BoxError>,
 {
     fn fetch(&self, plan: Plan) -> BoxFuture<Result<Grant, Error>> {
         // Each attempt drives a clone of its own, as `oneshot` would.
-        let attempt = Fetcher {
-            service: self.service.clone(),
-            endpoint: Arc::clone(&self.endpoint),
-            timeout: self.timeout,
-            _body: PhantomData,
-        };
-        Box::pin(attempt.run(plan))
+        Box::pin(self.clone().run(plan))
     }
 }
 
-impl<S, B, ResBody> Fetcher<S, B>
+impl<S, B> Fetcher<S, B>
 where
-    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Error: Into<BoxError>,
-    S::Future: Send,
+    S: InnerService<B>,
     B: From<Bytes> + Send + 'static,
-    ResBody: Body + Send + 'static,
-    ResBody::Data: Send,
-    ResBody::Error: Into<BoxError>,
 {
+    /// A fetcher for a flight: sends through `service`, to `config`'s endpoint.
+    pub(crate) fn boxed(service: S, config: &Config) -> Box<dyn Fetch> {
+        Box::new(Fetcher::<S, B> {
+            service,
+            endpoint: Arc::clone(&config.endpoint),
+            timeout: config.refresh_timeout,
+            _body: PhantomData,
+        })
+    }
+
     /// Refreshes the current token; logs in when there is none, when it is past saving, or
     /// when the server refuses to refresh it.
     async fn run(mut self, plan: Plan) -> Result<Grant, Error> {
@@ -137,7 +131,7 @@ where
             .call(request)
             .await
             .map_err(|e| Error::transport(exchange, e))?;
-        let (parts, body) = response.into_parts();
+        let (parts, body) = response.into_http().into_parts();
         let body = read_capped(exchange, &parts.headers, body).await?;
         let answer = Answer::new(exchange, parts.status, &parts.headers, &body);
         let answer = match current {

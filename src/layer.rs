@@ -7,10 +7,11 @@ use std::time::Duration;
 use http::Uri;
 use tower_layer::Layer;
 
-use crate::cache::{Cache, Timing};
+use crate::config::{Config, Origin};
 use crate::endpoint::TokenEndpoint;
 use crate::event::{Hook, TokenEvent};
-use crate::service::{Config, Origin, TokenRefresh};
+use crate::service::TokenRefresh;
+use crate::state::{Timing, TokenState};
 use crate::MAX_LIFETIME;
 
 /// How long a login or refresh may take, answer body included, unless set otherwise.
@@ -56,7 +57,7 @@ pub struct TokenRefreshLayer {
     refresh_timeout: Duration,
     extra_origins: Vec<Origin>,
     hook: Option<Hook>,
-    shared: Arc<OnceLock<(Arc<Cache>, Arc<Config>)>>,
+    shared: Arc<OnceLock<(Arc<TokenState>, Arc<Config>)>>,
 }
 
 impl TokenRefreshLayer {
@@ -160,10 +161,10 @@ impl TokenRefreshLayer {
         self
     }
 
-    fn shared(&self) -> &(Arc<Cache>, Arc<Config>) {
+    fn shared(&self) -> &(Arc<TokenState>, Arc<Config>) {
         self.shared.get_or_init(|| {
             let initial = self.endpoint.initial_grant();
-            let cache = Cache::new(self.timing, initial, self.hook.clone());
+            let state = TokenState::new(self.timing, initial, self.hook.clone());
             let origins = Origin::of(self.endpoint.origin())
                 .into_iter()
                 .chain(self.extra_origins.iter().cloned())
@@ -173,7 +174,7 @@ impl TokenRefreshLayer {
                 origins,
                 refresh_timeout: self.refresh_timeout,
             };
-            (cache, Arc::new(config))
+            (state, Arc::new(config))
         })
     }
 }
@@ -182,8 +183,8 @@ impl<S> Layer<S> for TokenRefreshLayer {
     type Service = TokenRefresh<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let (cache, config) = self.shared();
-        TokenRefresh::new(inner, Arc::clone(cache), Arc::clone(config))
+        let (state, config) = self.shared();
+        TokenRefresh::new(inner, Arc::clone(state), Arc::clone(config))
     }
 }
 

@@ -92,31 +92,32 @@
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod cache;
+mod config;
 mod endpoint;
 mod error;
 mod event;
 mod fetch;
 mod future;
+mod grant;
+mod inner;
 mod layer;
 mod ocient;
-mod registry;
 #[cfg(feature = "retry")]
 mod retry;
 mod service;
-mod token;
+mod state;
 
 pub use endpoint::{Answer, TokenEndpoint};
 pub use error::{Error, Exchange};
 pub use event::TokenEvent;
 pub use future::ResponseFuture;
+pub use grant::{Grant, InvalidSecret, Secret, MAX_LIFETIME};
 pub use layer::TokenRefreshLayer;
 pub use ocient::OcientAuth;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub use retry::RetryUnauthorized;
 pub use service::TokenRefresh;
-pub use token::{Grant, InvalidSecret, Secret, MAX_LIFETIME};
 
 /// The boxed error tower's middleware speak (as `tower::BoxError`).
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;

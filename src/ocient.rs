@@ -310,7 +310,7 @@ fn lifetime(exchange: Exchange, value: Option<serde_json::Value>) -> Result<Dura
     if seconds < 1.0 {
         return Err(Error::invalid(exchange, "expires_in is under one second"));
     }
-    let max = crate::token::MAX_LIFETIME.as_secs_f64();
+    let max = crate::MAX_LIFETIME.as_secs_f64();
     Ok(Duration::from_secs_f64(seconds.min(max)))
 }
 

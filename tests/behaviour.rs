@@ -7,9 +7,9 @@ use std::time::Duration;
 use common::{auth, layered, query, send, token_error, BASE};
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::StatusCode;
+use ocient_mock::{Fault, MockOcient};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, Instant};
-use ocient_mock::{Fault, MockOcient};
 use tower_token_refresh::{Error, OcientAuth, TokenRefreshLayer};
 
 const MINUTE: Duration = Duration::from_secs(60);

@@ -13,10 +13,10 @@ use common::{auth, layered, query, query_to, send, token_error, Recorder, BASE};
 use http::header::AUTHORIZATION;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
+use ocient_mock::{Fault, MockOcient};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, Instant};
 use tower::{service_fn, BoxError, Service, ServiceBuilder, ServiceExt};
-use ocient_mock::{Fault, MockOcient};
 use tower_token_refresh::{Error, OcientAuth, RetryUnauthorized, TokenRefreshLayer};
 
 fn secs(n: u64) -> Duration {

@@ -9,9 +9,9 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use ocient_mock::{MockOcient, MockServer};
 use tokio::task::JoinSet;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
-use ocient_mock::{MockOcient, MockServer};
 use tower_token_refresh::{Error, OcientAuth, TokenRefreshLayer};
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;

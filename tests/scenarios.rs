@@ -23,10 +23,10 @@ use common::{auth, query, send, BASE};
 use http::{Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
+use ocient_mock::{Counters, Fault, MockOcient};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout, Instant};
 use tower::{BoxError, Layer, Service, ServiceExt};
-use ocient_mock::{Counters, Fault, MockOcient};
 use tower_token_refresh::{Error, Exchange, OcientAuth, TokenRefresh, TokenRefreshLayer};
 
 use Exchange::{Login, Refresh};

@@ -19,10 +19,10 @@ use common::{auth, query, send};
 use http::{Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
+use ocient_mock::{Fault, MockOcient};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout, Instant};
 use tower::{BoxError, Layer, Service};
-use ocient_mock::{Fault, MockOcient};
 use tower_token_refresh::{Error, TokenRefreshLayer};
 
 const DEFAULT_SEED: u64 = 0x5EED_0F70_CE00_u64;

@@ -10,8 +10,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt, Full};
-use tower::{BoxError, Service, ServiceExt};
 use ocient_mock::{MockBody, MockOcient};
+use tower::{BoxError, Service, ServiceExt};
 use tower_token_refresh::{OcientAuth, TokenRefresh, TokenRefreshLayer};
 
 /// The request type every test sends.

@@ -1,0 +1,1 @@
+//! Unit tests of the shared token state and its flights, through a fake `Fetch`.

@@ -1,1 +1,327 @@
-//! Unit tests of the shared token state and its flights, through a fake `Fetch`.
+//! The shared token state and its flights, on tokio's paused clock, through a fake `Fetch`
+//! that answers from a script.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{BoxFuture, Fetch, Joined, Lookup, Plan, Settlement, Timing, TokenState};
+use crate::{Error, Exchange, Grant, Secret};
+
+/// What the fake answers a fetch with.
+enum Step {
+    /// A token living that many seconds.
+    Grant(u64),
+    /// A transport error.
+    Fail,
+    /// The wrapped service panics: the flight's task dies.
+    Panic,
+}
+
+/// A `Fetch` that answers from a script and counts what it was asked.
+#[derive(Clone, Default)]
+struct Script {
+    steps: Arc<Mutex<VecDeque<Step>>>,
+    fetches: Arc<AtomicUsize>,
+    plans: Arc<Mutex<Vec<(bool, bool)>>>,
+}
+
+impl Script {
+    fn of(steps: impl IntoIterator<Item = Step>) -> Self {
+        let script = Script::default();
+        script.steps.lock().unwrap().extend(steps);
+        script
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+
+    /// Each plan as (had a token to refresh, asked to log in first).
+    fn plans(&self) -> Vec<(bool, bool)> {
+        self.plans.lock().unwrap().clone()
+    }
+
+    fn boxed(&self) -> Box<dyn Fetch> {
+        Box::new(self.clone())
+    }
+}
+
+impl Fetch for Script {
+    fn fetch(&self, plan: Plan) -> BoxFuture<Result<Grant, Error>> {
+        let n = self.fetches.fetch_add(1, Ordering::SeqCst);
+        let plan = (plan.current.is_some(), plan.login_first);
+        self.plans.lock().unwrap().push(plan);
+        let step = self.steps.lock().unwrap().pop_front();
+        Box::pin(async move {
+            match step {
+                Some(Step::Grant(secs)) => Ok(grant(n, secs)),
+                Some(Step::Fail) => Err(Error::transport(Exchange::Refresh, "node down")),
+                Some(Step::Panic) => panic!("the wrapped service panicked"),
+                None => std::future::pending().await,
+            }
+        })
+    }
+}
+
+fn grant(n: usize, secs: u64) -> Grant {
+    let token = Secret::new(format!("t0ken-{n}")).unwrap();
+    Grant::new(token, Duration::from_secs(secs))
+}
+
+fn state(first_backoff: u64) -> Arc<TokenState> {
+    let timing = Timing {
+        refresh_at: 0.5,
+        first_backoff: Duration::from_secs(first_backoff),
+        max_backoff: Duration::from_secs(600),
+    };
+    TokenState::new(timing, None, None)
+}
+
+/// Moves the paused clock on, and lets the flight and timer tasks run.
+async fn advance(by: Duration) {
+    tokio::time::advance(by).await;
+    settle().await;
+}
+
+async fn settle() {
+    for _ in 0..5 {
+        tokio::task::yield_now().await;
+    }
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// Leads the attempt for a state with no usable token.
+fn lead(state: &Arc<TokenState>, script: &Script) -> Settlement {
+    match state.join().unwrap() {
+        Joined::Lead(flight, settlement) => {
+            flight.launch(script.boxed());
+            settlement
+        }
+        other => panic!("expected to lead, got {other:?}"),
+    }
+}
+
+/// A state holding a 100 s token obtained now.
+async fn with_token(first_backoff: u64, script: &Script) -> Arc<TokenState> {
+    let state = state(first_backoff);
+    lead(&state, script).wait().await.unwrap();
+    state
+}
+
+fn due(state: &TokenState) -> Option<bool> {
+    match state.lookup(&mut None) {
+        Lookup::Send { due, .. } => Some(due),
+        Lookup::Wait => None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_installed_token_is_sent_fresh_then_due_then_not_at_all() {
+    let script = Script::of([Step::Grant(100)]);
+    let state = with_token(1, &script).await;
+    assert_eq!(due(&state), Some(false), "fresh");
+    advance(secs(61)).await;
+    assert_eq!(due(&state), Some(true), "past the latest refresh point");
+    advance(secs(34)).await;
+    assert_eq!(due(&state), None, "at the dead point, 5 s before expiry");
+    assert!(matches!(state.lookup_now(), Lookup::Wait));
+}
+
+/// A runtime nobody drives: a timer spawned there never runs.
+struct Idle(Option<tokio::runtime::Runtime>);
+
+impl Drop for Idle {
+    fn drop(&mut self) {
+        // Dropped inside a test's runtime, which may not block.
+        self.0
+            .take()
+            .map(tokio::runtime::Runtime::shutdown_background);
+    }
+}
+
+/// Installs a 100 s token whose timer never runs, as if it were late: its phase stays
+/// fresh whatever the clock says, for as long as the returned runtime lives.
+fn install_unwatched(state: &TokenState) -> Idle {
+    let idle = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let sent_at = Instant::now();
+    let in_idle = idle.enter();
+    state.install(&mut state.lock(), grant(0, 100), sent_at);
+    drop(in_idle);
+    Idle(Some(idle))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_never_takes_a_token_past_its_dead_point_even_if_its_timer_is_late() {
+    let state = state(1);
+    let _idle = install_unwatched(&state);
+    advance(secs(95)).await;
+    assert_eq!(due(&state), Some(false), "the phase has not moved");
+    assert!(
+        matches!(state.lookup_now(), Lookup::Wait),
+        "but the clock says dead"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_callers_share_one_flight() {
+    let script = Script::of([Step::Grant(100)]);
+    let state = state(1);
+    let leader = lead(&state, &script);
+    let followers: Vec<Settlement> = (0..9)
+        .map(|_| match state.join().unwrap() {
+            Joined::Follow(settlement) => settlement,
+            other => panic!("expected to follow, got {other:?}"),
+        })
+        .collect();
+    leader.wait().await.unwrap();
+    for follower in followers {
+        follower.wait().await.unwrap();
+    }
+    assert_eq!(script.fetches(), 1);
+    assert!(matches!(state.join().unwrap(), Joined::Usable));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_due_token_starts_one_background_refresh_however_often_asked() {
+    let script = Script::of([Step::Grant(100), Step::Grant(100)]);
+    let state = with_token(1, &script).await;
+    advance(secs(61)).await;
+    for _ in 0..10 {
+        state.refresh_in_background(|| script.boxed());
+    }
+    settle().await;
+    assert_eq!(script.fetches(), 2, "the login, then one refresh");
+    assert_eq!(
+        script.plans()[1],
+        (true, false),
+        "a refresh of the current token"
+    );
+    assert_eq!(due(&state), Some(false), "the new token is fresh");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_refresh_keeps_the_token_and_retries_no_later_than_its_dead_point() {
+    // A first backoff of 60 s (45-75 s) would retry after the dead point at 95 s.
+    let script = Script::of([Step::Grant(100), Step::Fail, Step::Grant(100)]);
+    let state = with_token(60, &script).await;
+    advance(secs(61)).await;
+    state.refresh_in_background(|| script.boxed());
+    settle().await;
+    assert_eq!(script.fetches(), 2);
+    assert_eq!(due(&state), Some(true), "still sent after the failure");
+
+    advance(secs(95 - 61) - Duration::from_millis(1)).await;
+    assert_eq!(script.fetches(), 2, "waiting out the backoff");
+    advance(Duration::from_millis(1)).await;
+    assert_eq!(script.fetches(), 3, "retried at the dead point");
+    assert_eq!(due(&state), Some(false));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flight_that_dies_releases_its_waiters_with_an_error() {
+    let script = Script::of([Step::Panic]);
+    let state = state(10);
+    let settlement = lead(&state, &script);
+    let error = tokio::time::timeout(secs(1), settlement.wait())
+        .await
+        .expect("released, not left waiting")
+        .unwrap_err();
+    assert!(error.to_string().contains("ended early"), "{error}");
+    // No usable token, so callers during the backoff get that error without a new flight.
+    assert!(state.join().is_err());
+    assert_eq!(script.fetches(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_flight_dies_with_a_valid_token_the_next_refresh_waits_out_the_backoff() {
+    let script = Script::of([Step::Grant(100), Step::Panic, Step::Grant(100)]);
+    let state = with_token(10, &script).await;
+    advance(secs(61)).await;
+    state.refresh_in_background(|| script.boxed());
+    settle().await;
+    assert_eq!(script.fetches(), 2);
+    assert!(
+        !state.refreshing.load(Ordering::SeqCst),
+        "the dead flight let go"
+    );
+
+    // A panicking inner service must not mean a refresh per request.
+    state.refresh_in_background(|| script.boxed());
+    settle().await;
+    assert_eq!(script.fetches(), 2, "no new refresh during the backoff");
+    assert_eq!(due(&state), Some(true), "the token is still sent");
+
+    advance(secs(13)).await; // past the longest 10 s backoff (+25%)
+    state.refresh_in_background(|| script.boxed());
+    settle().await;
+    assert_eq!(script.fetches(), 3, "refreshed once the backoff is over");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_revoked_token_cuts_the_flights_backoff_short() {
+    let script = Script::of([Step::Grant(100), Step::Fail, Step::Grant(100)]);
+    let state = with_token(30, &script).await;
+    advance(secs(61)).await;
+    state.refresh_in_background(|| script.boxed());
+    settle().await;
+    assert_eq!(script.fetches(), 2, "failed, now backing off");
+
+    state.invalidate(state.hot.generation.load(Ordering::SeqCst));
+    assert_eq!(due(&state), None, "a revoked token is not sent");
+    settle().await;
+    assert_eq!(
+        script.fetches(),
+        3,
+        "retried at once, not after the backoff"
+    );
+    assert_eq!(script.plans()[2], (true, true), "by logging in again");
+    assert_eq!(due(&state), Some(false));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_401_for_an_older_token_retires_nothing() {
+    let script = Script::of([Step::Grant(100), Step::Grant(100)]);
+    let state = with_token(1, &script).await;
+    advance(secs(61)).await;
+    state.refresh_in_background(|| script.boxed());
+    settle().await;
+    state.invalidate(1);
+    assert_eq!(due(&state), Some(false), "generation 2 is still sent");
+    state.invalidate(2);
+    assert_eq!(due(&state), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn callers_get_the_last_failure_until_the_backoff_ends() {
+    let script = Script::of([Step::Fail, Step::Grant(100)]);
+    let state = state(10);
+    assert!(lead(&state, &script).wait().await.is_err());
+    let retry_after = state.lock().failure.as_ref().unwrap().retry_after;
+
+    tokio::time::advance(retry_after - Instant::now() - Duration::from_nanos(1)).await;
+    assert!(state.join().is_err(), "still backing off");
+    assert_eq!(script.fetches(), 1);
+    tokio::time::advance(Duration::from_nanos(1)).await;
+    lead(&state, &script).wait().await.unwrap();
+    assert_eq!(script.fetches(), 2, "a new attempt at the very instant");
+}
+
+#[tokio::test(start_paused = true)]
+async fn debug_shows_the_generation_and_phase_but_never_the_token() {
+    let script = Script::of([Step::Grant(100)]);
+    let state = with_token(1, &script).await;
+    let shown = format!("{state:?}");
+    assert!(shown.contains("generation: Some(1)"), "{shown}");
+    assert!(shown.contains("Fresh"), "{shown}");
+    assert!(!shown.contains("t0ken"), "{shown}");
+}

@@ -140,9 +140,9 @@ struct Idle(Option<tokio::runtime::Runtime>);
 impl Drop for Idle {
     fn drop(&mut self) {
         // Dropped inside a test's runtime, which may not block.
-        self.0
-            .take()
-            .map(tokio::runtime::Runtime::shutdown_background);
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 

@@ -5,18 +5,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderValue, Method, Request, StatusCode, Uri};
-use serde::Deserialize;
+use http::{HeaderValue, Method, Request, Uri};
 use tokio::time::Instant;
 
-use crate::endpoint::{Answer, TokenEndpoint};
-use crate::{Error, Exchange, Grant, Secret};
+mod answer;
 
-/// Ocient vendor codes that mean "this token is no good": only a new login helps.
-///
-/// -304 wrong user/password, -733 session expired, -1204 no session, -1205 token invalid,
-/// -1206 signature mismatch, -1207 unknown issuer, -1208 token expired.
-const TOKEN_NO_GOOD: [i64; 7] = [-304, -733, -1204, -1205, -1206, -1207, -1208];
+use crate::endpoint::{Answer, TokenEndpoint};
+use crate::{Error, Grant, Secret};
 
 /// The longest `reason` an error repeats from the server.
 const MAX_REASON: usize = 256;
@@ -154,26 +149,6 @@ impl fmt::Debug for OcientAuth {
     }
 }
 
-/// The status object every Ocient answer carries.
-#[derive(Deserialize, Default)]
-struct Status {
-    #[serde(default)]
-    reason: String,
-    #[serde(default)]
-    sql_state: String,
-    #[serde(default)]
-    vendor_code: i64,
-}
-
-/// A login or token_refresh answer; fields are loose so each defect gets its own message.
-#[derive(Deserialize)]
-struct TokenAnswer {
-    access_token: Option<serde_json::Value>,
-    expires_in: Option<serde_json::Value>,
-    #[serde(default)]
-    status: Option<Status>,
-}
-
 impl TokenEndpoint for OcientAuth {
     fn origin(&self) -> &Uri {
         &self.base
@@ -208,66 +183,11 @@ impl TokenEndpoint for OcientAuth {
     }
 
     fn read_answer(&self, answer: Answer<'_>) -> Result<Grant, Error> {
-        let exchange = answer.exchange;
-        let parsed = parse(answer.body);
-        let status = match &parsed {
-            Ok(TokenAnswer {
-                status: Some(status),
-                ..
-            }) => Some(status),
-            _ => None,
-        };
-        let vendor_code = status.map_or(0, |s| s.vendor_code);
-        if !answer.status.is_success() || vendor_code != 0 {
-            return Err(Error::Rejected {
-                exchange,
-                status: answer.status,
-                vendor_code,
-                sql_state: status.map(|s| sql_state(&s.sql_state)).unwrap_or_default(),
-                reason: self.scrub(status.map_or("", |s| s.reason.as_str())),
-            });
-        }
-        // serde's message can quote the body, and the body can hold a token: say where only.
-        let parsed = parsed.map_err(|e| {
-            let at = format!("line {} column {}", e.line(), e.column());
-            Error::invalid(exchange, format!("not a token answer ({at})"))
-        })?;
-        let token = access_token(exchange, parsed.access_token)?;
-        let lifetime = lifetime(exchange, parsed.expires_in)?;
-        Ok(Grant::new(token, lifetime))
+        answer::read(answer, |text| self.scrub(text))
     }
 
     fn rejects_token(&self, error: &Error) -> bool {
-        match error {
-            Error::Rejected {
-                status,
-                vendor_code,
-                ..
-            } => {
-                *status == StatusCode::UNAUTHORIZED
-                    || *status == StatusCode::FORBIDDEN
-                    || TOKEN_NO_GOOD.contains(vendor_code)
-            }
-            _ => false,
-        }
-    }
-}
-
-/// A token answer must be a JSON object (serde would also take a list of its fields).
-fn parse(body: &[u8]) -> Result<TokenAnswer, serde_json::Error> {
-    let value: serde_json::Value = serde_json::from_slice(body)?;
-    if !value.is_object() {
-        return Err(serde::de::Error::custom("not an object"));
-    }
-    serde_json::from_value(value)
-}
-
-/// A SQLSTATE is five letters or digits; anything else the server put there is not shown.
-fn sql_state(value: &str) -> String {
-    if value.len() <= 5 && value.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        value.to_owned()
-    } else {
-        "<invalid>".to_owned()
+        answer::rejects_token(error)
     }
 }
 
@@ -287,36 +207,11 @@ fn without_userinfo(uri: &Uri) -> String {
     }
 }
 
-fn access_token(exchange: Exchange, value: Option<serde_json::Value>) -> Result<Secret, Error> {
-    match value {
-        Some(serde_json::Value::String(token)) => Secret::new(token)
-            .map_err(|e| Error::invalid(exchange, format!("access_token refused: {e}"))),
-        Some(_) => Err(Error::invalid(exchange, "access_token is not a string")),
-        None => Err(Error::invalid(exchange, "access_token is missing")),
-    }
-}
-
-/// `expires_in` in seconds: a positive number, clamped by [`Grant::new`] when absurd.
-fn lifetime(exchange: Exchange, value: Option<serde_json::Value>) -> Result<Duration, Error> {
-    let seconds = match value {
-        Some(serde_json::Value::Number(n)) => n.as_f64().unwrap_or(0.0),
-        Some(_) => return Err(Error::invalid(exchange, "expires_in is not a number")),
-        None => return Err(Error::invalid(exchange, "expires_in is missing")),
-    };
-    if seconds <= 0.0 || seconds.is_nan() {
-        return Err(Error::invalid(exchange, "expires_in is not positive"));
-    }
-    // Ocient counts in whole seconds; less than one is no token at all.
-    if seconds < 1.0 {
-        return Err(Error::invalid(exchange, "expires_in is under one second"));
-    }
-    let max = crate::MAX_LIFETIME.as_secs_f64();
-    Ok(Duration::from_secs_f64(seconds.min(max)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Exchange;
+    use http::StatusCode;
 
     fn auth() -> OcientAuth {
         OcientAuth::new("http://user:hunter2@sql-node:9090".parse().unwrap())
@@ -332,39 +227,6 @@ mod tests {
             &headers,
             body.as_bytes(),
         ))
-    }
-
-    #[test]
-    fn a_good_answer_is_a_grant() {
-        let grant = read(
-            200,
-            r#"{"access_token":"eyJ.a-b_c","expires_in":3600,"status":{"vendor_code":0}}"#,
-        )
-        .unwrap();
-        assert_eq!(grant.access_token().expose(), "eyJ.a-b_c");
-        assert_eq!(grant.lifetime(), Duration::from_secs(3600));
-    }
-
-    // Found by fuzzing: 1e-15 seconds rounded to a zero lifetime.
-    #[test]
-    fn lifetimes_under_a_second_are_refused() {
-        for expires_in in ["1e-15", "0.4", "1e-308"] {
-            let body = format!(r#"{{"access_token":"t","expires_in":{expires_in}}}"#);
-            let error = read(200, &body).unwrap_err();
-            assert!(
-                matches!(error, Error::InvalidResponse { .. }),
-                "{expires_in}: {error}"
-            );
-        }
-    }
-
-    // Found by fuzzing: serde takes a struct from a list of its fields.
-    #[test]
-    fn a_list_is_not_a_token_answer() {
-        assert!(matches!(
-            read(200, r#"["tok", 3600]"#),
-            Err(Error::InvalidResponse { .. })
-        ));
     }
 
     // Found while fuzzing: `sql_state` came back unscrubbed.

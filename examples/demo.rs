@@ -11,17 +11,19 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use hdrhistogram::Histogram;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use ocient_mock::{MockOcient, MockServer};
-use tokio::time::Instant;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_token_refresh::TokenRefreshLayer;
 
@@ -91,32 +93,67 @@ struct Stats {
     failed: AtomicU64,
     logins: AtomicU64,
     refreshes: AtomicU64,
-    latencies: Mutex<Vec<Duration>>,
+    /// Bumped by the printer shortly before each progress tick: every worker then hands
+    /// over the latencies it recorded since the last time. Workers only read it.
+    asks: AtomicU64,
 }
 
 impl Stats {
-    fn percentiles(&self) -> (Duration, Duration) {
-        let mut all = self.latencies.lock().unwrap().clone();
-        if all.is_empty() {
-            return (Duration::ZERO, Duration::ZERO);
-        }
-        all.sort_unstable();
-        let at = |q: f64| all[((all.len() - 1) as f64 * q).round() as usize];
-        (at(0.50), at(0.99))
-    }
-
-    fn line(&self, generation: Option<u64>) -> String {
-        let (p50, p99) = self.percentiles();
+    fn line(&self, generation: Option<u64>, latencies: &Latencies) -> String {
+        let [p50, p99] = latencies.percentiles();
         format!(
-            "ok {:>7}  failed {:>3}  logins {}  refreshes {:>2}  token gen {:>2}  p50 {:>7.2?}  p99 {:>7.2?}",
+            "ok {:>7}  failed {:>3}  logins {}  refreshes {:>2}  token gen {:>2}  p50 {p50:>7}  p99 {p99:>7}",
             self.ok.load(Ordering::Relaxed),
             self.failed.load(Ordering::Relaxed),
             self.logins.load(Ordering::Relaxed),
             self.refreshes.load(Ordering::Relaxed),
             generation.map_or("-".to_string(), |g| g.to_string()),
-            p50,
-            p99,
         )
+    }
+}
+
+/// Latencies in nanoseconds, 3 significant figures, growing to the slowest one recorded.
+fn recorder() -> Histogram<u64> {
+    Histogram::new(3).expect("3 significant figures are within hdrhistogram's range")
+}
+
+/// The printer's side of the latencies: every worker records into a recorder of its own,
+/// with nothing shared per request, and hands it over here when asked (`Stats::asks`)
+/// and when it stops; the printer merges what was handed over at each progress tick.
+struct Latencies {
+    merged: Histogram<u64>,
+    handed_over: mpsc::UnboundedReceiver<Histogram<u64>>,
+}
+
+impl Latencies {
+    fn new() -> (Self, mpsc::UnboundedSender<Histogram<u64>>) {
+        let (hand_over, handed_over) = mpsc::unbounded_channel();
+        let latencies = Latencies {
+            merged: recorder(),
+            handed_over,
+        };
+        (latencies, hand_over)
+    }
+
+    /// Merges every recorder handed over so far, without waiting for more.
+    fn merge(&mut self) {
+        while let Ok(part) = self.handed_over.try_recv() {
+            self.merged
+                .add(&part)
+                .expect("an auto-resizing histogram takes any other");
+        }
+    }
+
+    /// p50 and p99 of what is merged, or "–" before any answer arrived.
+    fn percentiles(&self) -> [String; 2] {
+        [0.50, 0.99].map(|quantile| {
+            if self.merged.is_empty() {
+                "–".to_string()
+            } else {
+                let nanos = self.merged.value_at_quantile(quantile);
+                format!("{:.2?}", Duration::from_nanos(nanos))
+            }
+        })
     }
 }
 
@@ -137,6 +174,7 @@ async fn main() -> Result<(), BoxError> {
     let node = flags.node(short_tokens).await?;
     let mock = node.mock.as_ref();
     let stats = Arc::new(Stats::default());
+    let (mut latencies, hand_over) = Latencies::new();
     let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
     let service = ServiceBuilder::new()
         .layer(TokenRefreshLayer::new(node.auth.clone()))
@@ -164,39 +202,70 @@ async fn main() -> Result<(), BoxError> {
                 service.clone(),
                 target.clone(),
                 Arc::clone(&stats),
+                hand_over.clone(),
                 until,
             ))
         })
         .collect();
+    drop(hand_over);
 
     let live = std::io::stdout().is_terminal();
     let generation = || mock.map(|m| m.mock().current_generation());
-    let mut tick = tokio::time::interval(Duration::from_millis(if live { 250 } else { 1000 }));
+    let period = Duration::from_millis(if live { 250 } else { 1000 });
+    // Workers are asked for their latencies this long before a tick, so that a worker
+    // in the middle of a request has answered it and handed over by the tick.
+    let lead = period / 5;
+    let mut tick = tokio::time::interval(period);
     while Instant::now() < until {
-        tick.tick().await;
+        let at = tick.tick().await;
+        latencies.merge();
+        let line = stats.line(generation(), &latencies);
         if live {
-            print!("\r{}", stats.line(generation()));
+            print!("\r{line}");
             std::io::stdout().flush()?;
         } else {
-            println!("{}", stats.line(generation()));
+            println!("{line}");
         }
+        let ask_at = at + period - lead;
+        if ask_at >= until {
+            break;
+        }
+        sleep_until(ask_at).await;
+        stats.asks.fetch_add(1, Ordering::Relaxed);
     }
     for worker in workers {
         worker.await?;
     }
-    println!("\r{}", stats.line(generation()));
-    summarize(&stats, mock);
+    latencies.merge();
+    println!("\r{}", stats.line(generation(), &latencies));
+    summarize(&stats, &latencies, mock);
     if stats.failed.load(Ordering::Relaxed) > 0 {
         std::process::exit(1);
     }
     Ok(())
 }
 
-async fn worker<S>(service: S, target: String, stats: Arc<Stats>, until: Instant)
-where
+async fn worker<S>(
+    service: S,
+    target: String,
+    stats: Arc<Stats>,
+    hand_over: mpsc::UnboundedSender<Histogram<u64>>,
+    until: Instant,
+) where
     S: Service<Request<Body>, Response = http::Response<hyper::body::Incoming>, Error = BoxError>
         + Clone,
 {
+    let mut recorded = recorder();
+    let mut answered = stats.asks.load(Ordering::Relaxed);
+    // Hands the recorder over, if it holds anything, and starts an empty one.
+    let hand_over = |recorded: &mut Histogram<u64>| {
+        if !recorded.is_empty() {
+            let empty = Histogram::new_from(recorded);
+            let part = std::mem::replace(recorded, empty);
+            // The printer only stops listening once every worker has stopped.
+            let _ = hand_over.send(part);
+        }
+    };
     while Instant::now() < until {
         let request = Request::post(target.as_str())
             .header("content-type", "application/json")
@@ -216,7 +285,10 @@ where
         match outcome {
             Ok(()) => {
                 stats.ok.fetch_add(1, Ordering::Relaxed);
-                stats.latencies.lock().unwrap().push(started.elapsed());
+                let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                recorded
+                    .record(nanos)
+                    .expect("an auto-resizing histogram takes any latency");
             }
             Err(error) => {
                 if stats.failed.fetch_add(1, Ordering::Relaxed) < 5 {
@@ -224,11 +296,17 @@ where
                 }
             }
         }
+        let asks = stats.asks.load(Ordering::Relaxed);
+        if asks != answered {
+            answered = asks;
+            hand_over(&mut recorded);
+        }
     }
+    hand_over(&mut recorded);
 }
 
-fn summarize(stats: &Stats, mock: Option<&MockServer>) {
-    let (p50, p99) = stats.percentiles();
+fn summarize(stats: &Stats, latencies: &Latencies, mock: Option<&MockServer>) {
+    let [p50, p99] = latencies.percentiles();
     println!("\nsummary");
     println!("  requests ok      {}", stats.ok.load(Ordering::Relaxed));
     println!(
@@ -243,7 +321,7 @@ fn summarize(stats: &Stats, mock: Option<&MockServer>) {
         "  refreshes        {}",
         stats.refreshes.load(Ordering::Relaxed)
     );
-    println!("  latency p50/p99  {p50:.2?} / {p99:.2?}");
+    println!("  latency p50/p99  {p50} / {p99}");
     if let Some(server) = mock {
         let counters = server.mock().counters();
         println!(

@@ -179,13 +179,16 @@ mod tests {
             fn login_request(&self) -> Option<http::Request<bytes::Bytes>> {
                 None
             }
-            fn refresh_request(&self, _: &crate::Grant) -> http::Request<bytes::Bytes> {
+            fn refresh_request(&self, _: &crate::grant::Grant) -> http::Request<bytes::Bytes> {
                 unreachable!("never asked")
             }
-            fn read_answer(&self, _: crate::Answer<'_>) -> Result<crate::Grant, crate::Error> {
+            fn read_answer(
+                &self,
+                _: crate::endpoint::Answer<'_>,
+            ) -> Result<crate::grant::Grant, crate::error::Error> {
                 unreachable!("never asked")
             }
-            fn rejects_token(&self, _: &crate::Error) -> bool {
+            fn rejects_token(&self, _: &crate::error::Error) -> bool {
                 false
             }
         }

@@ -7,7 +7,8 @@
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode, Uri};
 
-use crate::{Error, Exchange, Grant};
+use crate::error::{Error, Exchange};
+use crate::grant::Grant;
 
 /// The answer to a login or refresh request, read in full.
 ///

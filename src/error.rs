@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+/// The boxed error tower's middleware speak (as `tower::BoxError`).
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Which token request failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

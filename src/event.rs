@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Error, Grant};
+use crate::error::Error;
+use crate::grant::Grant;
 
 /// Something that happened to the token: for metrics, alerts or persisting tokens.
 ///

@@ -17,9 +17,10 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::config::Config;
 use crate::endpoint::{Answer, TokenEndpoint};
+use crate::error::{BoxError, Error, Exchange};
+use crate::grant::Grant;
 use crate::inner::{HttpResponse, InnerService};
 use crate::state::{BoxFuture, Fetch, Plan};
-use crate::{BoxError, Error, Exchange, Grant};
 
 /// The largest login or refresh answer read; anything longer is hostile.
 const MAX_ANSWER: usize = 1024 * 1024;

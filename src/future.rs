@@ -18,10 +18,10 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::config::Config;
+use crate::error::{BoxError, Error, Exchange};
 use crate::fetch::Fetcher;
 use crate::inner::{HttpResponse, InnerService};
 use crate::state::{BoxFuture, Joined, Lookup, Settlement, TokenState, MAX_WAIT_ROUNDS};
-use crate::{BoxError, Error, Exchange};
 
 pin_project! {
     /// Response future of [`TokenRefresh`](crate::TokenRefresh).

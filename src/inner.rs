@@ -10,7 +10,7 @@ use http::{Request, Response, StatusCode};
 use http_body::Body;
 use tower_service::Service;
 
-use crate::BoxError;
+use crate::error::BoxError;
 
 /// A tower HTTP client the layer can wrap: hyper-util's legacy `Client`, an axum
 /// `Router` used as a client, any `Service<Request<B>, Response = Response<_>>` fitting

@@ -10,9 +10,9 @@ use tower_layer::Layer;
 use crate::config::{Config, Origin};
 use crate::endpoint::TokenEndpoint;
 use crate::event::{Hook, TokenEvent};
+use crate::grant::MAX_LIFETIME;
 use crate::service::TokenRefresh;
 use crate::state::{Timing, TokenState};
-use crate::MAX_LIFETIME;
 
 /// How long a login or refresh may take, answer body included, unless set otherwise.
 const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(30);

@@ -119,9 +119,6 @@ pub use ocient::OcientAuth;
 pub use retry::RetryUnauthorized;
 pub use service::TokenRefresh;
 
-/// The boxed error tower's middleware speak (as `tower::BoxError`).
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 // The README's examples compile as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

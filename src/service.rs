@@ -12,12 +12,12 @@ use tower_service::Service;
 
 use crate::config::Config;
 use crate::endpoint::TokenEndpoint;
+use crate::error::BoxError;
 use crate::fetch::Fetcher;
 use crate::future::ResponseFuture;
 use crate::inner::InnerService;
 use crate::layer::TokenRefreshLayer;
 use crate::state::{Lookup, Token, TokenState};
-use crate::BoxError;
 
 /// Middleware that keeps a token fresh and puts `Authorization: Bearer <token>` on every
 /// request to the token service's origin.

@@ -7,7 +7,8 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use crate::endpoint::Answer;
-use crate::{Error, Exchange, Grant, Secret, MAX_LIFETIME};
+use crate::error::{Error, Exchange};
+use crate::grant::{Grant, Secret, MAX_LIFETIME};
 
 /// Ocient vendor codes that mean "this token is no good": only a new login helps.
 ///

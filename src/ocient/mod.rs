@@ -11,7 +11,8 @@ use tokio::time::Instant;
 mod answer;
 
 use crate::endpoint::{Answer, TokenEndpoint};
-use crate::{Error, Grant, Secret};
+use crate::error::Error;
+use crate::grant::{Grant, Secret};
 
 /// The longest `reason` an error repeats from the server.
 const MAX_REASON: usize = 256;
@@ -210,7 +211,7 @@ fn without_userinfo(uri: &Uri) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Exchange;
+    use crate::error::Exchange;
     use http::StatusCode;
 
     fn auth() -> OcientAuth {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::Error;
+use crate::error::Error;
 
 /// When a token should be refreshed: `refresh_at` is the share of the lifetime left at
 /// the refresh point; after a failure the next attempt waits `first_backoff`, doubling up to

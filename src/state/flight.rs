@@ -3,17 +3,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
-use super::backoff::Failure;
-use super::TokenState;
-use crate::event::TokenEvent;
-use crate::{Error, Exchange, Grant};
+use crate::error::Error;
+use crate::grant::Grant;
 
 /// A boxed future: only on the cold path.
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -59,19 +55,45 @@ impl Settlement {
     }
 }
 
+/// What a flight reports to: the shared token state (or, in tests, a dummy).
+pub(crate) trait FlightControl: Send + Sync + 'static {
+    /// What the next attempt should do.
+    fn plan(&self) -> Plan;
+
+    /// Publishes an attempt's outcome; returns when to try again if the flight goes on.
+    fn settle(&self, outcome: Result<Grant, Error>, sent_at: Instant) -> Option<Instant>;
+
+    /// The flight ended without landing: its waiters must not wait for it.
+    fn abandon(&self);
+
+    /// Resolves when the token may have been revoked (a wake-up can be stale).
+    fn revocation(&self) -> impl Future<Output = ()> + Send + '_;
+
+    /// Whether the current token was revoked: then only a new one helps.
+    fn is_revoked(&self) -> bool;
+}
+
 /// Owns one flight: one attempt, and its retries while the token is still good.
 ///
 /// If the flight ends without landing (a panic in the wrapped service, a runtime shutting
-/// down), its `Drop` releases the waiters with an error, so nobody waits on a flight that
-/// is gone.
+/// down), its `Drop` abandons it, so nobody waits on a flight that is gone.
 #[derive(Debug)]
-pub(crate) struct Flight {
-    pub(super) state: Arc<TokenState>,
-    pub(super) runtime: tokio::runtime::Handle,
-    pub(super) landed: bool,
+pub(crate) struct Flight<C: FlightControl> {
+    control: Arc<C>,
+    runtime: tokio::runtime::Handle,
+    landed: bool,
 }
 
-impl Flight {
+impl<C: FlightControl> Flight<C> {
+    /// A flight reporting to `control`, to be launched on `runtime`.
+    pub(crate) fn new(control: Arc<C>, runtime: tokio::runtime::Handle) -> Self {
+        Flight {
+            control,
+            runtime,
+            landed: false,
+        }
+    }
+
     pub(crate) fn launch(self, fetch: Box<dyn Fetch>) {
         let runtime = self.runtime.clone();
         let span = tracing::debug_span!("token_flight");
@@ -80,10 +102,11 @@ impl Flight {
 
     async fn fly(mut self, fetch: Box<dyn Fetch>) {
         loop {
-            let plan = self.state.plan();
+            let plan = self.control.plan();
             let sent_at = Instant::now();
             let outcome = fetch.fetch(plan).await;
-            let Some(retry_at) = self.settle(outcome, sent_at) else {
+            let Some(retry_at) = self.control.settle(outcome, sent_at) else {
+                self.landed = true;
                 return;
             };
             self.wait_out_backoff(retry_at).await;
@@ -98,82 +121,145 @@ impl Flight {
         loop {
             tokio::select! {
                 _ = &mut sleep => return,
-                _ = self.state.wake_flight.notified() => {
+                _ = self.control.revocation() => {
                     // A wake-up can be stale: `Notify` keeps one for a flight that was not
                     // yet waiting, possibly from a revocation long since handled.
-                    if self.state.current_is_revoked() {
+                    if self.control.is_revoked() {
                         return;
                     }
                 }
             }
         }
     }
-
-    /// Publishes an attempt's outcome; returns when to try again if the flight goes on.
-    fn settle(&mut self, outcome: Result<Grant, Error>, sent_at: Instant) -> Option<Instant> {
-        let state = &self.state;
-        let mut cold = state.lock();
-        let retry_at = match &outcome {
-            Ok(grant) => {
-                state.install(&mut cold, grant.clone(), sent_at);
-                state.settled.send_replace(Settled::Installed);
-                None
-            }
-            Err(error) => {
-                let retry_at = state.record_failure(&mut cold, error.clone());
-                state.settled.send_replace(Settled::Failed(error.clone()));
-                retry_at
-            }
-        };
-        if retry_at.is_none() {
-            state.refreshing.store(false, Ordering::Release);
-            self.landed = true;
-        }
-        let (generation, failures) = (cold.generation, cold.consecutive_failures);
-        let retry_in = retry_in(retry_at.or(cold.failure.as_ref().map(|f| f.retry_after)));
-        // Logs and the hook only once the lock is released: a subscriber or a hook may well
-        // send requests through this very layer.
-        drop(cold);
-        match &outcome {
-            Ok(grant) => {
-                let lifetime_secs = grant.lifetime().as_secs_f64();
-                tracing::debug!(generation, lifetime_secs, "new access token");
-                state.report(TokenEvent::Obtained { generation, grant });
-            }
-            Err(error) => state.report_failure(error, failures, retry_in),
-        }
-        retry_at
-    }
 }
 
-impl Drop for Flight {
+impl<C: FlightControl> Drop for Flight<C> {
     fn drop(&mut self) {
-        if self.landed {
-            return;
+        if !self.landed {
+            self.control.abandon();
         }
-        let error = Error::transport(Exchange::Refresh, "the token refresh task ended early");
-        let state = &self.state;
-        let mut cold = state.lock();
-        if let Some(retry_after) = state.record_failure(&mut cold, error.clone()) {
-            // The token is still valid, but this flight will not retry: make the next one
-            // wait out the backoff too, or a panicking inner service means a refresh storm.
-            cold.failure = Some(Failure {
-                error: error.clone(),
-                retry_after,
-            });
-        }
-        state.refreshing.store(false, Ordering::Release);
-        state.settled.send_replace(Settled::Failed(error.clone()));
-        let failures = cold.consecutive_failures;
-        let retry_in = retry_in(cold.failure.as_ref().map(|f| f.retry_after));
-        drop(cold);
-        state.report_failure(&error, failures, retry_in);
     }
 }
 
-/// How long until `at`, for logs and the hook.
-fn retry_in(at: Option<Instant>) -> Duration {
-    at.map_or(Duration::ZERO, |at| {
-        at.saturating_duration_since(Instant::now())
-    })
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::error::Exchange;
+
+    /// A control that retries after the delays it is given, then lands; and counts.
+    #[derive(Default)]
+    struct Dummy {
+        retries: Mutex<VecDeque<Duration>>,
+        settled: AtomicUsize,
+        abandoned: AtomicUsize,
+        revoked: AtomicBool,
+        wake: Notify,
+    }
+
+    impl FlightControl for Dummy {
+        fn plan(&self) -> Plan {
+            Plan {
+                current: None,
+                login_first: true,
+            }
+        }
+
+        fn settle(&self, _: Result<Grant, Error>, _: Instant) -> Option<Instant> {
+            self.settled.fetch_add(1, Ordering::SeqCst);
+            let retry_in = self.retries.lock().unwrap().pop_front()?;
+            Some(Instant::now() + retry_in)
+        }
+
+        fn abandon(&self) {
+            self.abandoned.fetch_add(1, Ordering::SeqCst);
+        }
+
+        fn revocation(&self) -> impl Future<Output = ()> + Send + '_ {
+            self.wake.notified()
+        }
+
+        fn is_revoked(&self) -> bool {
+            self.revoked.load(Ordering::SeqCst)
+        }
+    }
+
+    /// Answers every fetch with a transport error, or panics if told to.
+    struct Failing {
+        panics: bool,
+    }
+
+    impl Fetch for Failing {
+        fn fetch(&self, _: Plan) -> BoxFuture<Result<Grant, Error>> {
+            let panics = self.panics;
+            Box::pin(async move {
+                assert!(!panics, "the wrapped service panicked");
+                Err(Error::transport(Exchange::Login, "node down"))
+            })
+        }
+    }
+
+    fn launch(retries: &[u64], panics: bool) -> Arc<Dummy> {
+        let dummy = Arc::new(Dummy::default());
+        let delays = retries.iter().map(|s| Duration::from_secs(*s));
+        dummy.retries.lock().unwrap().extend(delays);
+        let runtime = tokio::runtime::Handle::current();
+        Flight::new(Arc::clone(&dummy), runtime).launch(Box::new(Failing { panics }));
+        dummy
+    }
+
+    async fn run_for(time: Duration) {
+        tokio::time::advance(time).await;
+        for _ in 0..5 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flight_retries_after_each_delay_then_lands() {
+        let dummy = launch(&[10, 20], false);
+        run_for(Duration::ZERO).await;
+        assert_eq!(dummy.settled.load(Ordering::SeqCst), 1);
+        run_for(Duration::from_secs(10)).await;
+        assert_eq!(dummy.settled.load(Ordering::SeqCst), 2);
+        run_for(Duration::from_secs(19)).await;
+        assert_eq!(dummy.settled.load(Ordering::SeqCst), 2, "still backing off");
+        run_for(Duration::from_secs(1)).await;
+        assert_eq!(dummy.settled.load(Ordering::SeqCst), 3);
+        run_for(Duration::from_secs(60)).await;
+        assert_eq!(dummy.settled.load(Ordering::SeqCst), 3, "landed");
+        assert_eq!(dummy.abandoned.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flight_whose_task_dies_is_abandoned_once() {
+        let dummy = launch(&[], true);
+        run_for(Duration::ZERO).await;
+        assert_eq!(dummy.settled.load(Ordering::SeqCst), 0);
+        assert_eq!(dummy.abandoned.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_revocation_cuts_the_backoff_short_and_a_stale_wake_up_does_not() {
+        let dummy = launch(&[30, 30], false);
+        run_for(Duration::ZERO).await;
+        dummy.wake.notify_one();
+        run_for(Duration::ZERO).await;
+        assert_eq!(
+            dummy.settled.load(Ordering::SeqCst),
+            1,
+            "nothing was revoked"
+        );
+
+        dummy.revoked.store(true, Ordering::SeqCst);
+        dummy.wake.notify_one();
+        run_for(Duration::ZERO).await;
+        assert_eq!(dummy.settled.load(Ordering::SeqCst), 2, "retried at once");
+    }
 }

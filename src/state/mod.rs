@@ -7,6 +7,7 @@
 //! takes a plain mutex that is never held across an `.await`.
 
 mod backoff;
+mod control;
 mod flight;
 mod token;
 
@@ -31,8 +32,9 @@ pub(crate) use flight::{BoxFuture, Fetch, Flight, Plan, Settlement};
 use token::Phase;
 pub(crate) use token::Token;
 
+use crate::error::Error;
 use crate::event::{Hook, TokenEvent};
-use crate::{Error, Grant, MAX_LIFETIME};
+use crate::grant::{Grant, MAX_LIFETIME};
 
 /// Rounds a waiter makes before concluding that tokens die faster than they arrive.
 pub(crate) const MAX_WAIT_ROUNDS: u8 = 3;
@@ -45,7 +47,7 @@ pub(crate) enum Joined {
     /// An attempt is under way: wait for it to settle.
     Follow(Settlement),
     /// Nobody is trying: launch this flight, then wait for it to settle.
-    Lead(Flight, Settlement),
+    Lead(Flight<TokenState>, Settlement),
 }
 
 /// The hot path's answer.
@@ -253,13 +255,6 @@ impl TokenState {
         }
     }
 
-    fn current_is_revoked(&self) -> bool {
-        let current = self.hot.current.load();
-        current
-            .as_deref()
-            .is_some_and(|t| t.phase() == Phase::Revoked)
-    }
-
     /// Tells the user's hook; never called with the lock held, so the hook may use the layer.
     fn report(&self, event: TokenEvent<'_>) {
         if let Some(hook) = &self.hook {
@@ -298,27 +293,11 @@ impl TokenState {
 
     /// Marks a flight as under way; the caller launches it once the lock is released
     /// (a task dropped by a shutting-down runtime must not find the lock held).
-    fn begin_flight(self: &Arc<Self>, cold: &mut Cold) -> Result<Flight, Error> {
+    fn begin_flight(self: &Arc<Self>, cold: &mut Cold) -> Result<Flight<TokenState>, Error> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         cold.failure = None;
         self.refreshing.store(true, Ordering::Release);
-        Ok(Flight {
-            state: Arc::clone(self),
-            runtime,
-            landed: false,
-        })
-    }
-
-    fn plan(&self) -> Plan {
-        let current = self.hot.current.load_full();
-        let now = Instant::now();
-        Plan {
-            login_first: match current.as_deref() {
-                None => true,
-                Some(t) => t.phase() == Phase::Revoked || now >= t.expires_at,
-            },
-            current: current.map(|t| t.grant.clone()),
-        }
+        Ok(Flight::new(Arc::clone(self), runtime))
     }
 
     /// Makes `grant`, obtained by a request sent at `sent_at`, the current token.

@@ -9,7 +9,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{BoxFuture, Fetch, Joined, Lookup, Plan, Settlement, Timing, TokenState};
-use crate::{Error, Exchange, Grant, Secret};
+use crate::error::{Error, Exchange};
+use crate::grant::{Grant, Secret};
 
 /// What the fake answers a fetch with.
 enum Step {

@@ -12,7 +12,7 @@ use http::HeaderValue;
 use tokio::task::AbortHandle;
 use tokio::time::{sleep_until, Instant};
 
-use crate::Grant;
+use crate::grant::Grant;
 
 /// How much earlier than its expiry a token stops being sent, at most.
 const MAX_MARGIN: Duration = Duration::from_secs(5);
@@ -168,7 +168,7 @@ impl Drop for KillOnDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Secret;
+    use crate::grant::Secret;
 
     /// Moves the paused clock on, and lets the timer task run.
     async fn advance(by: Duration) {

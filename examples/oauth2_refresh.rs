@@ -43,13 +43,14 @@
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
@@ -136,12 +137,7 @@ impl TokenEndpoint for OAuth2RefreshGrant {
         let mut request = Request::new(Bytes::new());
         match &self.client_auth {
             ClientAuth::Basic(secret) => {
-                let credentials = format!(
-                    "{}:{}",
-                    form_encode(&self.client_id),
-                    form_encode(secret.expose())
-                );
-                let value = format!("Basic {}", base64_encode(credentials.as_bytes()));
+                let value = basic_credentials(&self.client_id, secret.expose());
                 // A `Secret` and a form-encoded id are visible ASCII: always a valid value.
                 if let Ok(mut value) = http::HeaderValue::from_str(&value) {
                     value.set_sensitive(true);
@@ -274,65 +270,52 @@ fn lifetime(exchange: Exchange, value: &serde_json::Value) -> Result<Duration, E
 }
 
 // ---------------------------------------------------------------------------
-// Form encoding and base64, so the example needs no more crates
+// Form encoding and HTTP Basic, from the form_urlencoded and base64 crates
 // ---------------------------------------------------------------------------
 
-/// `application/x-www-form-urlencoded`, as RFC 6749 appendix B asks.
-fn form_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                out.push(char::from(byte))
-            }
-            b' ' => out.push('+'),
-            _ => {
-                let _ = write!(out, "%{byte:02X}");
-            }
-        }
+/// One name or value, form-encoded.
+pub fn form_encode(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// A form body of `pairs`, in order.
+pub fn form_body(pairs: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// One form-encoded name or value, decoded; `None` when it is not one (see [`parse_form`]).
+pub fn form_decode(encoded: &str) -> Option<String> {
+    if encoded.contains(['&', '=']) {
+        return None;
     }
-    out
+    let pairs = parse_form(encoded.as_bytes())?;
+    Some(pairs.into_keys().next().unwrap_or_default())
 }
 
-fn form_body(pairs: &[(&str, &str)]) -> String {
-    let encoded: Vec<String> = pairs
-        .iter()
-        .map(|(name, value)| format!("{}={}", form_encode(name), form_encode(value)))
-        .collect();
-    encoded.join("&")
-}
-
-fn form_decode(value: &str) -> Option<String> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                if !hex.iter().all(u8::is_ascii_hexdigit) {
-                    return None;
-                }
-                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-                i += 2;
-            }
-            byte => out.push(byte),
-        }
-        i += 1;
+/// The pairs of a form body, strictly: `None` when an escape is broken (`form_urlencoded`
+/// would keep it as it is), when a name or value is not visible ASCII or space (RFC 6749
+/// appendix A's VSCHAR, which every parameter of the refresh grant is; an escape that does
+/// not decode to UTF-8 fails here too), or when a name repeats, which section 3.2 forbids.
+pub fn parse_form(body: &[u8]) -> Option<HashMap<String, String>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let escapes_whole = text.split('%').skip(1).all(|after| {
+        after
+            .get(..2)
+            .is_some_and(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    });
+    if !escapes_whole {
+        return None;
     }
-    String::from_utf8(out).ok()
-}
-
-/// The pairs of a form body; `None` when malformed or when a name repeats, which RFC 6749
-/// section 3.2 forbids.
-fn parse_form(body: &[u8]) -> Option<HashMap<String, String>> {
-    let body = std::str::from_utf8(body).ok()?;
+    let vschar = |text: &str| text.chars().all(|c| matches!(c, ' '..='~'));
     let mut pairs = HashMap::new();
-    for pair in body.split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+    for (name, value) in form_urlencoded::parse(body) {
+        if !vschar(&name) || !vschar(&value) {
+            return None;
+        }
         if pairs
-            .insert(form_decode(name)?, form_decode(value)?)
+            .insert(name.into_owned(), value.into_owned())
             .is_some()
         {
             return None;
@@ -341,45 +324,18 @@ fn parse_form(body: &[u8]) -> Option<HashMap<String, String>> {
     Some(pairs)
 }
 
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn base64_encode(input: &[u8]) -> String {
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
-        let n = (byte(0) << 16) | (byte(1) << 8) | byte(2);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(BASE64[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+/// `Basic base64(urlencode(client_id) ":" urlencode(client_secret))`.
+pub fn basic_credentials(client_id: &str, client_secret: &str) -> String {
+    let pair = format!("{}:{}", form_encode(client_id), form_encode(client_secret));
+    format!("Basic {}", BASE64.encode(pair))
 }
 
-fn base64_decode(input: &str) -> Option<Vec<u8>> {
-    let bytes = input.as_bytes();
-    if bytes.len() % 4 != 0 {
-        return None;
-    }
-    let quads = bytes.len() / 4;
-    let mut out = Vec::with_capacity(quads * 3);
-    for (index, quad) in bytes.chunks(4).enumerate() {
-        let pad = quad.iter().rev().take_while(|&&b| b == b'=').count();
-        if pad > 2 || (pad > 0 && index + 1 != quads) {
-            return None;
-        }
-        let mut n = 0_u32;
-        for &b in &quad[..4 - pad] {
-            let sextet = BASE64.iter().position(|&c| c == b)?;
-            n = (n << 6) | sextet as u32;
-        }
-        n <<= 6 * pad as u32;
-        out.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8][..3 - pad]);
-    }
-    Some(out)
+/// The client id and secret in what follows `Basic ` in a value [`basic_credentials`] made.
+pub fn decode_basic_credentials(encoded: &str) -> Option<(String, String)> {
+    let raw = BASE64.decode(encoded).ok()?;
+    let pair = String::from_utf8(raw).ok()?;
+    let (id, secret) = pair.split_once(':')?;
+    Some((form_decode(id)?, form_decode(secret)?))
 }
 
 // ---------------------------------------------------------------------------
@@ -432,7 +388,7 @@ impl ServerState {
             hasher.write_u64(self.serial);
             half.copy_from_slice(&hasher.finish().to_le_bytes());
         }
-        format!("{kind}{}.{}", self.serial, base64_encode(&random[..10]))
+        format!("{kind}{}.{}", self.serial, BASE64.encode(&random[..10]))
     }
 
     fn issue_refresh_token(&mut self) -> String {
@@ -587,12 +543,7 @@ fn token_endpoint(state: &mut ServerState, headers: &HeaderMap, body: &[u8]) -> 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "));
     let client = match basic {
-        Some(encoded) => base64_decode(encoded)
-            .and_then(|raw| String::from_utf8(raw).ok())
-            .and_then(|pair| {
-                let (id, secret) = pair.split_once(':')?;
-                Some((form_decode(id)?, form_decode(secret)?))
-            }),
+        Some(encoded) => decode_basic_credentials(encoded),
         None => form
             .get("client_id")
             .cloned()
@@ -907,6 +858,7 @@ mod tests {
 
     #[test]
     fn base64_matches_rfc_4648_and_round_trips() {
+        // The engine HTTP Basic goes through: RFC 4648's alphabet, padded, strict on decoding.
         let vectors = [
             ("", ""),
             ("f", "Zg=="),
@@ -917,11 +869,11 @@ mod tests {
             ("foobar", "Zm9vYmFy"),
         ];
         for (plain, encoded) in vectors {
-            assert_eq!(base64_encode(plain.as_bytes()), encoded);
-            assert_eq!(base64_decode(encoded).unwrap(), plain.as_bytes());
+            assert_eq!(BASE64.encode(plain), encoded);
+            assert_eq!(BASE64.decode(encoded).unwrap(), plain.as_bytes());
         }
         for bad in ["Zg=", "Z===", "Zg==Zg==", "Z!==", "Zm9v=Zm9"] {
-            assert!(base64_decode(bad).is_none(), "{bad}");
+            assert!(BASE64.decode(bad).is_err(), "{bad}");
         }
     }
 

@@ -1,0 +1,309 @@
+//! The OAuth 2.0 example's grant and authorization server, tested: the protocol trait fits
+//! a second protocol (`examples/oauth2_refresh.rs`).
+
+#[allow(dead_code)]
+#[path = "../examples/oauth2_refresh.rs"]
+mod example;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tower::ServiceBuilder;
+use tower_token_refresh::{
+    Answer, Error, Exchange, Grant, Secret, TokenEndpoint, TokenRefreshLayer,
+};
+
+use example::oauth2::answer::oauth_error;
+use example::oauth2::encoding::{form_body, form_decode, form_encode, parse_form, BASE64, FORM};
+use example::oauth2::server::TokenServer;
+use example::oauth2::{
+    client_secret, http_client, say_hello, ACCESS_LIFETIME, CLIENT_ID, CLIENT_SECRET, DEADLINE,
+};
+use example::{grant_for, ClientAuth, OAuth2RefreshGrant};
+
+fn answer_with<'a>(status: StatusCode, headers: &'a HeaderMap, body: &'a str) -> Answer<'a> {
+    Answer::new(Exchange::Refresh, status, headers, body.as_bytes())
+}
+
+fn offline_grant(client_auth: ClientAuth) -> OAuth2RefreshGrant {
+    OAuth2RefreshGrant {
+        token_url: "http://127.0.0.1:9/oauth/token".parse().unwrap(),
+        api: "http://127.0.0.1:9/".parse().unwrap(),
+        client_id: "s6BhdRkqt3".to_owned(),
+        client_auth,
+        refresh_token: Secret::new("tGzv3JOkF0XG5Qx2TlKWIA").unwrap(),
+        default_lifetime: Duration::from_secs(60),
+    }
+}
+
+#[test]
+fn an_answer_without_a_refresh_token_keeps_the_old_one() {
+    let grant = offline_grant(ClientAuth::Body(Secret::new("x").unwrap()));
+    let current = Grant::new(Secret::new("old-access").unwrap(), Duration::ZERO)
+        .with_refresh_token(Secret::new("kept-refresh").unwrap());
+    let headers = HeaderMap::new();
+    let body = r#"{"access_token":"new-access","token_type":"Bearer","expires_in":60}"#;
+    let answer = answer_with(StatusCode::OK, &headers, body).replacing(&current);
+    let refreshed = grant.read_answer(answer).unwrap();
+    assert_eq!(refreshed.access_token().expose(), "new-access");
+    assert_eq!(refreshed.refresh_token().unwrap().expose(), "kept-refresh");
+}
+
+#[test]
+fn base64_matches_rfc_4648_and_round_trips() {
+    // The engine HTTP Basic goes through: RFC 4648's alphabet, padded, strict on decoding.
+    let vectors = [
+        ("", ""),
+        ("f", "Zg=="),
+        ("fo", "Zm8="),
+        ("foo", "Zm9v"),
+        ("foob", "Zm9vYg=="),
+        ("fooba", "Zm9vYmE="),
+        ("foobar", "Zm9vYmFy"),
+    ];
+    for (plain, encoded) in vectors {
+        assert_eq!(BASE64.encode(plain), encoded);
+        assert_eq!(BASE64.decode(encoded).unwrap(), plain.as_bytes());
+    }
+    for bad in ["Zg=", "Z===", "Zg==Zg==", "Z!==", "Zm9v=Zm9"] {
+        assert!(BASE64.decode(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn form_encoding_round_trips() {
+    let value = "a+b/c= d&e%f~";
+    let encoded = form_encode(value);
+    assert_eq!(encoded, "a%2Bb%2Fc%3D+d%26e%25f%7E");
+    assert_eq!(form_decode(&encoded).unwrap(), value);
+    assert!(
+        parse_form(b"a=1&a=2").is_none(),
+        "repeated names are refused"
+    );
+    for bad in ["%", "%4", "%+F", "%zz", "%FF"] {
+        assert!(form_decode(bad).is_none(), "{bad}");
+    }
+}
+
+#[test]
+fn refresh_request_is_rfc_6749_section_6() {
+    // RFC 6749 section 2.3.1's example client and section 6's example refresh token.
+    let grant = offline_grant(ClientAuth::Basic(Secret::new("gX1fBat3bV").unwrap()));
+    let current = grant.initial_grant().unwrap();
+    let request = grant.refresh_request(&current);
+    assert_eq!(request.method(), Method::POST);
+    assert_eq!(request.uri(), &grant.token_url);
+    assert_eq!(request.headers()[CONTENT_TYPE], FORM);
+    assert_eq!(
+        request.headers()[AUTHORIZATION],
+        "Basic czZCaGRSa3F0MzpnWDFmQmF0M2JW"
+    );
+    assert!(request.headers()[AUTHORIZATION].is_sensitive());
+    assert_eq!(
+        request.body().as_ref(),
+        b"grant_type=refresh_token&refresh_token=tGzv3JOkF0XG5Qx2TlKWIA&client_id=s6BhdRkqt3"
+    );
+
+    let grant = offline_grant(ClientAuth::Body(Secret::new("gX1fBat3bV").unwrap()));
+    let request = grant.refresh_request(&current);
+    assert!(request.headers().get(AUTHORIZATION).is_none());
+    let form = parse_form(request.body()).unwrap();
+    assert_eq!(form["client_secret"], "gX1fBat3bV");
+    assert!(
+        !format!("{grant:?}").contains("gX1fBat3bV"),
+        "Debug hides the secret"
+    );
+}
+
+#[test]
+fn the_initial_grant_refreshes_before_anything_is_sent() {
+    let grant = offline_grant(ClientAuth::Body(Secret::new("x").unwrap()));
+    let initial = grant.initial_grant().unwrap();
+    assert_eq!(initial.lifetime(), Duration::ZERO);
+    assert_eq!(initial.refresh_token(), Some(&grant.refresh_token));
+    assert!(grant.login_request().is_none());
+}
+
+#[test]
+fn answers_rotate_the_refresh_token() {
+    let grant = offline_grant(ClientAuth::Body(Secret::new("x").unwrap()));
+    let headers = HeaderMap::new();
+    let body = r#"{"access_token":"2YotnFZFEjr1zCsicMWpAA","token_type":"bearer",
+                   "expires_in":3600,"refresh_token":"new-rt"}"#;
+    let next = grant
+        .read_answer(answer_with(StatusCode::OK, &headers, body))
+        .unwrap();
+    assert_eq!(next.access_token().expose(), "2YotnFZFEjr1zCsicMWpAA");
+    assert_eq!(next.lifetime(), Duration::from_secs(3600));
+    assert_eq!(next.refresh_token().map(Secret::expose), Some("new-rt"));
+
+    let no_expiry = r#"{"access_token":"a","token_type":"Bearer","refresh_token":"r"}"#;
+    let next = grant
+        .read_answer(answer_with(StatusCode::OK, &headers, no_expiry))
+        .unwrap();
+    assert_eq!(next.lifetime(), grant.default_lifetime);
+
+    for (body, why) in [
+        (
+            r#"{"access_token":"a","token_type":"mac","refresh_token":"r"}"#,
+            "not Bearer",
+        ),
+        (
+            r#"{"access_token":"a","refresh_token":"r"}"#,
+            "token_type is missing",
+        ),
+        (
+            r#"{"token_type":"Bearer","refresh_token":"r"}"#,
+            "access_token is missing",
+        ),
+        (
+            r#"{"access_token":"a","token_type":"Bearer","expires_in":0,"refresh_token":"r"}"#,
+            "not positive",
+        ),
+        // Without the grant being replaced there is no refresh token to keep.
+        (
+            r#"{"access_token":"a","token_type":"Bearer","expires_in":60}"#,
+            "no refresh_token",
+        ),
+        ("not json at all", "not JSON"),
+    ] {
+        match grant.read_answer(answer_with(StatusCode::OK, &headers, body)) {
+            Err(Error::InvalidResponse { reason, .. }) => {
+                assert!(reason.contains(why), "{body}: {reason}")
+            }
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn error_answers_become_rejections() {
+    let grant = offline_grant(ClientAuth::Body(Secret::new("x").unwrap()));
+    let headers = HeaderMap::new();
+    let body = r#"{"error":"invalid_grant","error_description":"refresh token already used"}"#;
+    let error = grant
+        .read_answer(answer_with(StatusCode::BAD_REQUEST, &headers, body))
+        .unwrap_err();
+    match &error {
+        Error::Rejected {
+            exchange,
+            status,
+            vendor_code,
+            reason,
+            ..
+        } => {
+            assert_eq!(*exchange, Exchange::Refresh);
+            assert_eq!(*status, StatusCode::BAD_REQUEST);
+            assert_eq!(*vendor_code, 0);
+            assert_eq!(reason, "invalid_grant: refresh token already used");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(grant.rejects_token(&error));
+
+    let body = r#"{"error":"invalid_client"}"#;
+    let error = grant
+        .read_answer(answer_with(StatusCode::UNAUTHORIZED, &headers, body))
+        .unwrap_err();
+    assert_eq!(oauth_error(&error), Some("invalid_client"));
+    assert!(
+        !grant.rejects_token(&error),
+        "the refresh token may be fine"
+    );
+
+    let error = grant
+        .read_answer(answer_with(StatusCode::BAD_GATEWAY, &headers, "<html>"))
+        .unwrap_err();
+    assert!(!grant.rejects_token(&error));
+}
+
+/// Over real HTTP: several token lifetimes, each refresh token used once, a spent one
+/// refused, and no request ever fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_across_several_lifetimes_and_reuse_refused() {
+    let server = TokenServer::start(CLIENT_ID, CLIENT_SECRET, ACCESS_LIFETIME)
+        .await
+        .unwrap();
+    let first = server.first_refresh_token();
+    let grant = grant_for(&server, ClientAuth::Basic(client_secret()), first.clone());
+    let service = ServiceBuilder::new()
+        .layer(TokenRefreshLayer::new(grant))
+        .service(http_client());
+
+    // Concurrent callers, so refreshes race with requests: a second refresh with the
+    // same refresh token would show up as a reuse.
+    const WANTED: u64 = 3;
+    let server = Arc::new(server);
+    let deadline = Instant::now() + DEADLINE;
+    let mut callers = JoinSet::new();
+    for _ in 0..4 {
+        let (service, server) = (service.clone(), Arc::clone(&server));
+        callers.spawn(async move {
+            let mut pace = tokio::time::interval(Duration::from_millis(50));
+            let mut sent = 0_u32;
+            while server.stats().refreshes < WANTED && Instant::now() < deadline {
+                pace.tick().await;
+                let (status, _) = say_hello(&service, &server).await.expect("no error");
+                assert_eq!(status, StatusCode::OK);
+                sent += 1;
+            }
+            sent
+        });
+    }
+    let mut sent = 0;
+    while let Some(caller) = callers.join_next().await {
+        sent += caller.unwrap();
+    }
+    let stats = server.stats();
+    assert!(
+        stats.refreshes >= WANTED,
+        "only {stats:?} within {DEADLINE:?}"
+    );
+    assert_eq!(stats.max_presentations, 1, "a refresh token was used twice");
+    assert_eq!(stats.reuse_refused + stats.other_refused, 0);
+    assert_eq!(stats.refresh_tokens_issued, stats.refreshes + 1);
+    assert_eq!(stats.api_unauthorized, 0);
+    assert_eq!(stats.api_ok, u64::from(sent));
+
+    // The spent first refresh token, straight to the token endpoint: refused.
+    let form = form_body(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", first.expose()),
+        ("client_id", CLIENT_ID),
+        ("client_secret", CLIENT_SECRET),
+    ]);
+    let request = Request::post(server.uri("/oauth/token"))
+        .header(CONTENT_TYPE, FORM)
+        .body(Full::from(form))
+        .unwrap();
+    let response = http_client().request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["error"], "invalid_grant");
+    assert_eq!(server.stats().reuse_refused, 1);
+
+    // And through the layer: the caller gets `Error::Rejected`, promptly.
+    let stale = grant_for(&server, ClientAuth::Body(client_secret()), first);
+    let stale_service = ServiceBuilder::new()
+        .layer(TokenRefreshLayer::new(stale.clone()))
+        .service(http_client());
+    let error = say_hello(&stale_service, &server).await.unwrap_err();
+    let error = error.downcast_ref::<Error>().expect("a token error");
+    assert_eq!(oauth_error(error), Some("invalid_grant"), "{error}");
+    assert!(stale.rejects_token(error));
+    assert_eq!(server.stats().reuse_refused, 2);
+
+    // The first client is unaffected.
+    let (status, text) = say_hello(&service, &server).await.unwrap();
+    assert_eq!(
+        (status, text.as_str()),
+        (StatusCode::OK, "hello, example-client")
+    );
+}

@@ -100,3 +100,28 @@ impl fmt::Debug for MockBody {
         debug.finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use http_body::Body;
+    use http_body_util::BodyExt;
+
+    use super::MockBody;
+
+    #[tokio::test]
+    async fn full_body_is_one_exact_frame_and_an_empty_one_ends_at_once() {
+        let empty = MockBody::full(Bytes::new());
+        assert!(empty.is_end_stream());
+        assert_eq!(empty.size_hint().exact(), Some(0));
+
+        let mut body = MockBody::full(Bytes::from_static(b"{}"));
+        assert!(!body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(2));
+        let frame = body.frame().await.expect("a frame").expect("data");
+        assert_eq!(frame.into_data().ok(), Some(Bytes::from_static(b"{}")));
+        assert!(body.is_end_stream());
+        assert!(body.frame().await.is_none());
+        assert_eq!(format!("{body:?}"), "MockBody { len: 0 }");
+    }
+}

@@ -54,7 +54,7 @@ fn is_execute(path: &str) -> bool {
 }
 
 impl MockOcient {
-    pub(crate) async fn respond<B>(self, request: Request<B>) -> Response<MockBody>
+    async fn respond<B>(self, request: Request<B>) -> Response<MockBody>
     where
         B: Body,
         B::Error: Into<BoxError>,

@@ -7,6 +7,10 @@
 //! [`MockOcient::serve`]; both run the same handler, so answers and
 //! [`Counters`] are identical either way.
 //!
+//! [`serve`] puts any other tower service on a loopback port the same way,
+//! for a test that needs a second server beside the mock (an OAuth
+//! authorization server, the app under test).
+//!
 //! All time is read from [`tokio::time::Instant`], so a test on a paused
 //! clock (`tokio::time::pause` / `advance`) drives token expiry and latency.
 //!
@@ -66,6 +70,7 @@
 mod body;
 mod fault;
 mod handler;
+mod loopback;
 mod mock;
 mod mock_server;
 mod state;
@@ -76,6 +81,7 @@ mod wire;
 pub use body::MockBody;
 pub use fault::Fault;
 pub use handler::ResponseFuture;
+pub use loopback::{serve, LoopbackServer};
 pub use mock::MockOcient;
 pub use mock_server::MockServer;
 pub use state::Counters;
@@ -93,6 +99,7 @@ mod tests {
         fn assert_unpin<T: Unpin>() {}
         assert_send_sync::<MockOcient>();
         assert_send_sync::<MockServer>();
+        assert_send_sync::<LoopbackServer>();
         assert_send_sync::<MockBody>();
         assert_send_sync::<Fault>();
         assert_send::<ResponseFuture>();

@@ -1,19 +1,11 @@
 //! [`MockServer`]: a [`MockOcient`] served over loopback HTTP.
 
-use std::convert::Infallible;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::time::Duration;
+use std::net::SocketAddr;
 
 use http::Uri;
-use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{AbortHandle, JoinSet};
 
-use crate::MockOcient;
-
-/// Keeps a persistent accept error (e.g. out of file descriptors) from spinning.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+use crate::{serve, LoopbackServer, MockOcient};
 
 /// A [`MockOcient`] listening on a loopback port, from [`MockOcient::serve`].
 ///
@@ -21,46 +13,36 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 /// accept loop and closes every open connection.
 #[derive(Debug)]
 pub struct MockServer {
-    addr: SocketAddr,
+    server: LoopbackServer,
     mock: MockOcient,
-    accept_loop: AbortHandle,
 }
 
 impl MockOcient {
     /// Binds `127.0.0.1` on a free port and serves HTTP/1 there, each
     /// connection on its own task. Must be awaited on a Tokio runtime.
     ///
+    /// It is [`serve`] with this mock as the service, so answers over HTTP
+    /// are the in-process ones.
+    ///
     /// # Errors
     ///
     /// When the loopback socket cannot be bound.
     pub async fn serve(self) -> io::Result<MockServer> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
-        let addr = listener.local_addr()?;
-        let accept_loop = tokio::spawn(accept_loop(listener, self.clone())).abort_handle();
-        tracing::debug!(%addr, "Ocient mock listening");
-        Ok(MockServer {
-            addr,
-            mock: self,
-            accept_loop,
-        })
+        let server = serve(self.clone()).await?;
+        tracing::debug!(addr = %server.addr(), "Ocient mock listening");
+        Ok(MockServer { server, mock: self })
     }
 }
 
 impl MockServer {
     /// The socket address it listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// The base URI, `http://127.0.0.1:PORT/`.
     pub fn uri(&self) -> Uri {
-        Uri::builder()
-            .scheme("http")
-            .authority(self.addr.to_string())
-            .path_and_query("/")
-            .build()
-            // Cannot fail for a socket address; the default keeps this panic-free.
-            .unwrap_or_default()
+        self.server.uri()
     }
 
     /// The mock it serves, to read counters or turn knobs while it runs.
@@ -71,43 +53,6 @@ impl MockServer {
     /// Stops accepting and closes open connections; dropping does the same.
     pub fn shutdown(self) {
         drop(self);
-    }
-}
-
-impl Drop for MockServer {
-    fn drop(&mut self) {
-        self.accept_loop.abort();
-    }
-}
-
-/// Owns every connection task, so aborting it closes them all, hung ones included.
-async fn accept_loop(listener: TcpListener, mock: MockOcient) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve_connection(stream, mock.clone()));
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "Ocient mock failed to accept a connection");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-}
-
-async fn serve_connection(stream: TcpStream, mock: MockOcient) {
-    let service = hyper::service::service_fn(move |request| {
-        let mock = mock.clone();
-        async move { Ok::<_, Infallible>(mock.respond(request).await) }
-    });
-    let connection =
-        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-    if let Err(error) = connection.await {
-        tracing::debug!(%error, "Ocient mock connection ended with an error");
     }
 }
 

@@ -1,0 +1,221 @@
+//! [`MockOcient`]: building one, and the knobs a test turns while it runs.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use crate::state::State;
+use crate::{Counters, Fault};
+
+/// An in-memory Ocient HTTP Query API.
+///
+/// Cheap to clone: clones share users, tokens, knobs and counters, so a
+/// clone kept by a test observes a server started from another clone.
+#[derive(Clone)]
+pub struct MockOcient {
+    shared: Arc<Mutex<State>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Knobs {
+    pub(crate) token_lifetime: Duration,
+    pub(crate) refresh_lifetime: Duration,
+    pub(crate) latency: Duration,
+    pub(crate) errors_in_band: bool,
+    pub(crate) refresh_expired_tokens: bool,
+    pub(crate) old_token_survives_refresh: bool,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Self {
+            token_lifetime: Duration::from_secs(3600),
+            refresh_lifetime: Duration::from_secs(24 * 3600),
+            latency: Duration::ZERO,
+            errors_in_band: false,
+            refresh_expired_tokens: false,
+            old_token_survives_refresh: true,
+        }
+    }
+}
+
+impl MockOcient {
+    /// One user `jdoe` / `secret`, tokens valid 1 hour and refreshable for
+    /// 24 hours after login, no latency, failures answered as HTTP 401.
+    pub fn new() -> Self {
+        Self {
+            shared: Arc::new(Mutex::new(State::new())),
+        }
+    }
+
+    /// Adds a user, replacing the password of an existing one.
+    #[must_use]
+    pub fn user(self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        self.lock().users.insert(username.into(), password.into());
+        self
+    }
+
+    /// How long tokens issued from now on are valid. The server expires them
+    /// after exactly `lifetime`; `expires_in` says it in whole seconds,
+    /// rounded up and at least 1.
+    #[must_use]
+    pub fn token_lifetime(self, lifetime: Duration) -> Self {
+        self.set_token_lifetime(lifetime);
+        self
+    }
+
+    /// How long after its login a token, and every token refreshed from it,
+    /// can still be refreshed; past that a refresh gets -733.
+    #[must_use]
+    pub fn refresh_lifetime(self, lifetime: Duration) -> Self {
+        self.lock().knobs.refresh_lifetime = lifetime;
+        self
+    }
+
+    /// Delay before answering a login or token refresh. It is a
+    /// `tokio::time::sleep`, so a paused clock drives it.
+    #[must_use]
+    pub fn latency(self, latency: Duration) -> Self {
+        self.set_latency(latency);
+        self
+    }
+
+    /// `true`: authentication failures are HTTP 200 with the non-zero
+    /// `vendor_code`, instead of HTTP 401.
+    #[must_use]
+    pub fn errors_in_band(self, yes: bool) -> Self {
+        self.lock().knobs.errors_in_band = yes;
+        self
+    }
+
+    /// `true`: an expired token can still be refreshed while inside its
+    /// refresh lifetime. Default `false`: refreshing it gets -1208.
+    #[must_use]
+    pub fn refresh_expired_tokens(self, yes: bool) -> Self {
+        self.lock().knobs.refresh_expired_tokens = yes;
+        self
+    }
+
+    /// Default `true`: a token stays valid until it expires. `false`:
+    /// refreshing a token revokes it.
+    #[must_use]
+    pub fn old_token_survives_refresh(self, yes: bool) -> Self {
+        self.lock().knobs.old_token_survives_refresh = yes;
+        self
+    }
+
+    /// Changes the lifetime of tokens issued from now on.
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.lock().knobs.token_lifetime = lifetime;
+    }
+
+    /// Changes the latency of login and token refresh requests that arrive
+    /// from now on.
+    pub fn set_latency(&self, latency: Duration) {
+        self.lock().knobs.latency = latency;
+    }
+
+    /// The next `times` login or token refresh requests get `fault` instead
+    /// of normal handling. Faults queue up behind ones already set; each
+    /// request still counts as a login or refresh, and as a failure.
+    pub fn fail_token_requests(&self, fault: Fault, times: usize) {
+        if times > 0 {
+            self.lock().faults.push_back((fault, times));
+        }
+    }
+
+    /// Drops every queued fault.
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    /// Every token issued so far becomes invalid (-1205).
+    pub fn revoke_all(&self) {
+        self.lock().revoke_all();
+    }
+
+    /// A snapshot of the counters.
+    pub fn counters(&self) -> Counters {
+        self.lock().counters
+    }
+
+    /// How many tokens have been issued; the last one is
+    /// `mock.<generation>.<random>`.
+    pub fn current_generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panicking test thread must not take every later request down with it.
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for MockOcient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for MockOcient {
+    /// Knobs, user names and counters; never a password or a token.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock();
+        let mut users: Vec<&str> = state.users.keys().map(String::as_str).collect();
+        users.sort_unstable();
+        let pending_faults = state
+            .faults
+            .iter()
+            .fold(0_usize, |sum, (_, times)| sum.saturating_add(*times));
+        f.debug_struct("MockOcient")
+            .field("users", &users)
+            .field("knobs", &state.knobs)
+            .field("generation", &state.generation)
+            .field("live_tokens", &state.live_tokens())
+            .field("pending_faults", &pending_faults)
+            .field("counters", &state.counters)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::StatusCode;
+
+    use crate::test_support::*;
+    use crate::MockOcient;
+
+    #[tokio::test]
+    async fn revoke_all_invalidates_every_issued_token() {
+        let mock = MockOcient::new();
+        let first = login(&mock).await;
+        let second = token_of(&refresh(&mock, &first).await.1);
+        mock.revoke_all();
+        assert_eq!(
+            execute(&mock, &first).await,
+            (StatusCode::UNAUTHORIZED, -1205)
+        );
+        assert_eq!(execute(&mock, &second).await.1, -1205);
+        assert_eq!(vendor_code(&refresh(&mock, &second).await.1), -1205);
+        let third = login(&mock).await;
+        assert_eq!(execute(&mock, &third).await.1, 0);
+        assert_eq!(generation_of(&third), 3);
+    }
+
+    #[tokio::test]
+    async fn debug_output_never_shows_passwords_or_tokens() {
+        let mock = MockOcient::new().user("alice", "hunter2");
+        let token = login(&mock).await;
+        let printed = format!("{mock:?}");
+        assert!(
+            printed.contains("alice") && printed.contains("logins: 1"),
+            "{printed}"
+        );
+        for secret in ["secret", "hunter2", token.as_str()] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        let response = call(&mock, login_request("jdoe", "secret")).await;
+        let printed = format!("{:?}", response.body());
+        assert!(!printed.contains("mock."), "{printed}");
+    }
+}

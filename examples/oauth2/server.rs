@@ -5,10 +5,8 @@ use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::fmt;
-use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -18,9 +16,7 @@ use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE}
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
-use tokio::task::{AbortHandle, JoinSet};
+use ocient_mock::LoopbackServer;
 use tokio::time::Instant;
 use tower_token_refresh::Secret;
 
@@ -117,9 +113,8 @@ impl ServerState {
 
 /// The authorization server and the resource. Dropping it stops the server.
 pub struct TokenServer {
-    addr: SocketAddr,
+    server: LoopbackServer,
     state: Arc<Mutex<ServerState>>,
-    accept_loop: AbortHandle,
 }
 
 impl TokenServer {
@@ -129,8 +124,6 @@ impl TokenServer {
         client_secret: &str,
         lifetime: Duration,
     ) -> io::Result<TokenServer> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(ServerState {
             client_id: client_id.to_owned(),
             client_secret: client_secret.to_owned(),
@@ -143,20 +136,16 @@ impl TokenServer {
             stats: ServerStats::default(),
         }));
         let shared = Arc::clone(&state);
-        let handler = move |request| {
+        let handler = tower::service_fn(move |request| {
             let state = Arc::clone(&shared);
-            async move { respond(&state, request).await }
-        };
-        let accept_loop = tokio::spawn(serve(listener, handler)).abort_handle();
-        Ok(TokenServer {
-            addr,
-            state,
-            accept_loop,
-        })
+            async move { Ok::<_, Infallible>(respond(&state, request).await) }
+        });
+        let server = ocient_mock::serve(handler).await?;
+        Ok(TokenServer { server, state })
     }
 
     pub fn uri(&self, path: &str) -> Uri {
-        format!("http://{}{path}", self.addr)
+        format!("http://{}{path}", self.server.addr())
             .parse()
             .expect("a loopback address and a path make a URI")
     }
@@ -172,46 +161,8 @@ impl TokenServer {
     }
 }
 
-impl Drop for TokenServer {
-    fn drop(&mut self) {
-        self.accept_loop.abort();
-    }
-}
-
 fn lock(state: &Mutex<ServerState>) -> MutexGuard<'_, ServerState> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Answers every HTTP/1 request on `listener` with `handler`, until the task running it is
-/// aborted, which closes every connection too. The one place that knows about sockets.
-async fn serve<H, F>(listener: TcpListener, handler: H)
-where
-    H: Fn(Request<Incoming>) -> F + Clone + Send + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
-{
-    // Aborting this task drops the set, which aborts every connection.
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let handler = handler.clone();
-                    let service = hyper::service::service_fn(move |request| {
-                        let answer = handler(request);
-                        async move { Ok::<_, Infallible>(answer.await) }
-                    });
-                    let connection = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service);
-                    connections.spawn(async move {
-                        let _ = connection.await;
-                    });
-                }
-                // Out of file descriptors, say: do not spin.
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
 }
 
 async fn respond(state: &Mutex<ServerState>, request: Request<Incoming>) -> Response<Body> {

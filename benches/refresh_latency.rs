@@ -40,7 +40,7 @@ use tokio::runtime::{Builder, Runtime};
 use tower::{BoxError, Layer, Service, ServiceExt};
 use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
 
-const REFRESH: &str = "http://sql-node.test:9090/v1/token_refresh";
+const REFRESH: &str = "https://sql-node.test:9443/v1/token_refresh";
 const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.initial.token";
 
 /// How long the token endpoint takes.

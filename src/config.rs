@@ -1,25 +1,82 @@
 //! What every clone of a service shares besides the token, and which origins may see it.
 
+use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::Uri;
 
 use crate::endpoint::TokenEndpoint;
+use crate::error::Error;
 
 /// What every clone of a service shares besides the token.
 #[derive(Debug)]
 pub(crate) struct Config {
     pub(crate) endpoint: Arc<dyn TokenEndpoint>,
-    pub(crate) origins: Vec<Origin>,
+    /// The endpoint's own origin first, when it names one.
+    origins: Vec<Origin>,
     pub(crate) refresh_timeout: Duration,
+    /// The user opted in to tokens over plain http to hosts that are not loopback.
+    plain_http_allowed: bool,
+}
+
+/// Where a request goes, as far as the token is concerned.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Route<'a> {
+    /// To the API: it carries the token.
+    Api,
+    /// Elsewhere: it passes through untouched.
+    Elsewhere,
+    /// To the API, but in the clear over the network: it is not sent at all.
+    Refused(&'a Origin),
 }
 
 impl Config {
-    /// Whether a request for `uri` may carry the token: it names one of our origins, or
-    /// none at all (origin-form, as a client bound to one connection sends it).
-    pub(crate) fn authorizes(&self, uri: &Uri) -> bool {
-        uri.authority().is_none() || self.origins.iter().any(|o| o.matches(uri))
+    /// The token goes to `endpoint`'s origin and to `extra_origins`.
+    pub(crate) fn new(
+        endpoint: Arc<dyn TokenEndpoint>,
+        extra_origins: &[Origin],
+        refresh_timeout: Duration,
+    ) -> Config {
+        let origins = Origin::of(endpoint.origin())
+            .into_iter()
+            .chain(extra_origins.iter().cloned())
+            .collect();
+        Config {
+            plain_http_allowed: endpoint.allows_plain_http(),
+            endpoint,
+            origins,
+            refresh_timeout,
+        }
+    }
+
+    /// Whether a request for `uri` carries the token: it names one of our origins, or none
+    /// at all (origin-form, as a client bound to one connection sends it, taken to go to
+    /// the endpoint).
+    pub(crate) fn route(&self, uri: &Uri) -> Route<'_> {
+        let origin = if uri.authority().is_none() {
+            self.origins.first()
+        } else {
+            match self.origins.iter().find(|o| o.matches(uri)) {
+                Some(origin) => Some(origin),
+                None => return Route::Elsewhere,
+            }
+        };
+        match origin {
+            Some(origin) if self.refuses(origin) => Route::Refused(origin),
+            _ => Route::Api,
+        }
+    }
+
+    /// Why a token request to `uri` must not be sent, if it must not.
+    pub(crate) fn refusal(&self, uri: &Uri) -> Option<Error> {
+        let origin = Origin::of(uri)?;
+        self.refuses(&origin).then(|| origin.refused())
+    }
+
+    fn refuses(&self, origin: &Origin) -> bool {
+        origin.cleartext && !self.plain_http_allowed
     }
 }
 
@@ -33,6 +90,9 @@ pub(crate) struct Origin {
     authority: String,
     /// Whether `port` is the scheme's default, so a bare `host` names this origin too.
     default_port: bool,
+    /// Plain http to a host that is not loopback: anything sent there crosses the network
+    /// in the clear.
+    cleartext: bool,
 }
 
 impl Origin {
@@ -44,6 +104,7 @@ impl Origin {
         Some(Origin {
             authority: format!("{host}:{port}"),
             default_port: default_port(&scheme) == Some(port),
+            cleartext: matches!(scheme.as_str(), "http" | "ws") && !is_loopback(&host),
             scheme,
             host,
             port,
@@ -71,6 +132,28 @@ impl Origin {
             .is_some_and(|host| host.eq_ignore_ascii_case(&self.host))
             && uri.port_u16().or_else(|| default_port(&self.scheme)) == Some(self.port)
     }
+}
+
+impl Origin {
+    /// The error for a request that must not go here.
+    pub(crate) fn refused(&self) -> Error {
+        Error::InsecureTransport {
+            origin: self.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.scheme, self.authority)
+    }
+}
+
+/// `localhost`, 127.0.0.0/8 or `::1`: traffic that never leaves the machine.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn default_port(scheme: &str) -> Option<u16> {
@@ -168,43 +251,126 @@ mod tests {
         assert!(Origin::of(&"ftp://sql-node:21/x".parse().unwrap()).is_some());
     }
 
-    #[test]
-    fn config_authorizes_its_origins_and_origin_form_only() {
-        #[derive(Debug)]
-        struct Nowhere(Uri);
-        impl TokenEndpoint for Nowhere {
-            fn origin(&self) -> &Uri {
-                &self.0
-            }
-            fn login_request(&self) -> Option<http::Request<bytes::Bytes>> {
-                None
-            }
-            fn refresh_request(&self, _: &crate::grant::Grant) -> http::Request<bytes::Bytes> {
-                unreachable!("never asked")
-            }
-            fn read_answer(
-                &self,
-                _: crate::endpoint::Answer<'_>,
-            ) -> Result<crate::grant::Grant, crate::error::Error> {
-                unreachable!("never asked")
-            }
-            fn rejects_token(&self, _: &crate::error::Error) -> bool {
-                false
-            }
+    /// An endpoint that only names its origin.
+    #[derive(Debug)]
+    struct Nowhere {
+        origin: Uri,
+        plain_http: bool,
+    }
+
+    impl TokenEndpoint for Nowhere {
+        fn origin(&self) -> &Uri {
+            &self.origin
         }
-        let config = Config {
-            endpoint: Arc::new(Nowhere(Uri::from_static("https://sql-node"))),
-            origins: vec![
-                origin("https://sql-node"),
-                origin("https://sql-node-2:9443"),
-            ],
-            refresh_timeout: Duration::from_secs(1),
+        fn login_request(&self) -> Option<http::Request<bytes::Bytes>> {
+            None
+        }
+        fn refresh_request(&self, _: &crate::grant::Grant) -> http::Request<bytes::Bytes> {
+            unreachable!("never asked")
+        }
+        fn read_answer(
+            &self,
+            _: crate::endpoint::Answer<'_>,
+        ) -> Result<crate::grant::Grant, Error> {
+            unreachable!("never asked")
+        }
+        fn rejects_token(&self, _: &Error) -> bool {
+            false
+        }
+        fn allows_plain_http(&self) -> bool {
+            self.plain_http
+        }
+    }
+
+    fn config(base: &'static str, extra: &[&str], plain_http: bool) -> Config {
+        let endpoint = Nowhere {
+            origin: Uri::from_static(base),
+            plain_http,
         };
-        let authorizes = |uri: &str| config.authorizes(&uri.parse().unwrap());
-        assert!(authorizes("https://sql-node/v1/execute/db"));
-        assert!(authorizes("https://sql-node-2:9443/v1/execute/db"));
-        assert!(authorizes("/v1/execute/db"));
-        assert!(!authorizes("https://elsewhere/v1/execute/db"));
-        assert!(!authorizes("http://sql-node/v1/execute/db"));
+        let extra: Vec<Origin> = extra.iter().map(|uri| origin(uri)).collect();
+        Config::new(Arc::new(endpoint), &extra, Duration::from_secs(1))
+    }
+
+    fn route(config: &Config, uri: &str) -> String {
+        match config.route(&uri.parse().unwrap()) {
+            Route::Api => "api".into(),
+            Route::Elsewhere => "elsewhere".into(),
+            Route::Refused(origin) => format!("refused {origin}"),
+        }
+    }
+
+    #[test]
+    fn the_token_goes_to_its_origins_and_to_origin_form_requests_only() {
+        let config = config("https://sql-node", &["https://sql-node-2:9443"], false);
+        assert_eq!(route(&config, "https://sql-node/v1/execute/db"), "api");
+        assert_eq!(route(&config, "https://sql-node-2:9443/v1/x"), "api");
+        assert_eq!(route(&config, "/v1/execute/db"), "api");
+        assert_eq!(route(&config, "https://elsewhere/v1/x"), "elsewhere");
+        assert_eq!(route(&config, "http://sql-node/v1/x"), "elsewhere");
+    }
+
+    #[test]
+    fn plain_http_to_another_host_is_refused_unless_allowed() {
+        let refused = config("http://sql-node:9090", &["http://10.0.0.8:9090"], false);
+        assert_eq!(
+            route(&refused, "http://sql-node:9090/v1/x"),
+            "refused http://sql-node:9090"
+        );
+        assert_eq!(
+            route(&refused, "http://10.0.0.8:9090/v1/x"),
+            "refused http://10.0.0.8:9090"
+        );
+        assert_eq!(
+            route(&refused, "/v1/x"),
+            "refused http://sql-node:9090",
+            "origin-form goes to the endpoint"
+        );
+        assert_eq!(route(&refused, "http://elsewhere/v1/x"), "elsewhere");
+
+        let allowed = config("http://sql-node:9090", &["http://10.0.0.8:9090"], true);
+        assert_eq!(route(&allowed, "http://sql-node:9090/v1/x"), "api");
+        assert_eq!(route(&allowed, "http://10.0.0.8:9090/v1/x"), "api");
+        assert_eq!(route(&allowed, "/v1/x"), "api");
+    }
+
+    #[test]
+    fn loopback_needs_no_opt_in() {
+        for base in [
+            "http://127.0.0.1:9090",
+            "http://127.8.9.10:9090",
+            "http://localhost:9090",
+            "http://LOCALHOST",
+            "http://[::1]:9090",
+        ] {
+            let config = config(base, &[], false);
+            assert_eq!(route(&config, &format!("{base}/v1/x")), "api", "{base}");
+            assert!(config
+                .refusal(&format!("{base}/v1/login").parse().unwrap())
+                .is_none());
+        }
+        for base in ["http://128.0.0.1", "http://localhost.evil", "http://[::2]"] {
+            let config = config(base, &[], false);
+            assert!(
+                route(&config, &format!("{base}/v1/x")).starts_with("refused"),
+                "{base}"
+            );
+        }
+    }
+
+    #[test]
+    fn token_requests_in_the_clear_are_refused_with_the_origin_named() {
+        let config = config("http://sql-node:9090", &[], false);
+        let refusal = config.refusal(&"http://jdoe:pw@sql-node:9090/v1/login".parse().unwrap());
+        let shown = refusal.expect("refused").to_string();
+        assert!(shown.contains("http://sql-node:9090"), "{shown}");
+        assert!(
+            shown.contains("allow_plain_http()"),
+            "names the fix: {shown}"
+        );
+        assert!(!shown.contains("pw"), "{shown}");
+        assert!(config
+            .refusal(&"https://sql-node/v1/login".parse().unwrap())
+            .is_none());
+        assert!(config.refusal(&"/v1/login".parse().unwrap()).is_none());
     }
 }

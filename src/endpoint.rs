@@ -91,4 +91,11 @@ pub trait TokenEndpoint: std::fmt::Debug + Send + Sync + 'static {
     /// Whether `error` means the token itself is no good (expired, revoked, unknown), so
     /// only a new login helps.
     fn rejects_token(&self, error: &Error) -> bool;
+
+    /// Whether tokens and credentials may travel over plain `http://` to a host that is not
+    /// loopback. `false` unless the user opted in: the layer then refuses such requests
+    /// with [`Error::InsecureTransport`] and sends nothing.
+    fn allows_plain_http(&self) -> bool {
+        false
+    }
 }

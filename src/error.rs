@@ -96,6 +96,16 @@ pub enum Error {
     /// The layer was used outside a Tokio runtime, where it cannot run its refresh task.
     #[error("the token refresh layer needs a Tokio runtime")]
     NoRuntime,
+    /// A token or the credentials would have gone over plain `http://` to a host that is
+    /// not loopback, and nobody opted in: nothing was sent.
+    #[error(
+        "refusing to send a token or credentials over plain http to {origin}: use https://, \
+         or opt in with allow_plain_http() only where the network encrypts underneath"
+    )]
+    InsecureTransport {
+        /// The origin (scheme, host, port) the request was for.
+        origin: String,
+    },
 }
 
 impl Error {

@@ -7,7 +7,6 @@
 use std::future::poll_fn;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
@@ -16,7 +15,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::config::Config;
-use crate::endpoint::{Answer, TokenEndpoint};
+use crate::endpoint::Answer;
 use crate::error::{BoxError, Error, Exchange};
 use crate::grant::Grant;
 use crate::inner::{HttpResponse, InnerService};
@@ -28,8 +27,7 @@ const MAX_ANSWER: usize = 1024 * 1024;
 /// Sends token requests, with bodies of type `B`, through a clone of the wrapped service.
 pub(crate) struct Fetcher<S, B> {
     service: S,
-    endpoint: Arc<dyn TokenEndpoint>,
-    timeout: Duration,
+    config: Arc<Config>,
     _body: PhantomData<fn(B)>,
 }
 
@@ -38,8 +36,7 @@ impl<S: Clone, B> Clone for Fetcher<S, B> {
     fn clone(&self) -> Self {
         Fetcher {
             service: self.service.clone(),
-            endpoint: Arc::clone(&self.endpoint),
-            timeout: self.timeout,
+            config: Arc::clone(&self.config),
             _body: PhantomData,
         }
     }
@@ -62,11 +59,10 @@ where
     B: From<Bytes> + Send + 'static,
 {
     /// A fetcher for a flight: sends through `service`, to `config`'s endpoint.
-    pub(crate) fn boxed(service: S, config: &Config) -> Box<dyn Fetch> {
+    pub(crate) fn boxed(service: S, config: &Arc<Config>) -> Box<dyn Fetch> {
         Box::new(Fetcher::<S, B> {
             service,
-            endpoint: Arc::clone(&config.endpoint),
-            timeout: config.refresh_timeout,
+            config: Arc::clone(config),
             _body: PhantomData,
         })
     }
@@ -74,15 +70,15 @@ where
     /// Refreshes the current token; logs in when there is none, when it is past saving, or
     /// when the server refuses to refresh it.
     async fn run(mut self, plan: Plan) -> Result<Grant, Error> {
-        let login = self.endpoint.login_request();
+        let login = self.config.endpoint.login_request();
         let current = match plan.current {
             Some(current) if !(plan.login_first && login.is_some()) => current,
             _ => return self.login(login).await,
         };
-        let request = self.endpoint.refresh_request(&current);
+        let request = self.config.endpoint.refresh_request(&current);
         let refreshed = self.exchange(request, Some(&current)).await;
         match refreshed.map_err(|e| without_secrets(e, &current)) {
-            Err(error) if login.is_some() && self.endpoint.rejects_token(&error) => {
+            Err(error) if login.is_some() && self.config.endpoint.rejects_token(&error) => {
                 tracing::debug!(%error, "refresh refused; logging in again");
                 self.login(login).await
             }
@@ -105,7 +101,7 @@ where
             Some(_) => Exchange::Refresh,
             None => Exchange::Login,
         };
-        let timeout = self.timeout;
+        let timeout = self.config.refresh_timeout;
         match tokio::time::timeout(timeout, self.send(exchange, request, current)).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout {
@@ -123,6 +119,9 @@ where
     ) -> Result<Grant, Error> {
         // The path only: a base URI may carry user:password@.
         tracing::debug!(%exchange, path = request.uri().path(), "token request");
+        if let Some(refusal) = self.config.refusal(request.uri()) {
+            return Err(refusal);
+        }
         let request = request.map(B::from);
         let service = &mut self.service;
         poll_fn(|cx| service.poll_ready(cx))
@@ -139,7 +138,7 @@ where
             Some(current) => answer.replacing(current),
             None => answer,
         };
-        self.endpoint.read_answer(answer)
+        self.config.endpoint.read_answer(answer)
     }
 }
 

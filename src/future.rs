@@ -89,6 +89,14 @@ where
     S: InnerService<B>,
     B: From<Bytes> + Send + 'static,
 {
+    /// A request that is not sent at all.
+    pub(crate) fn failed(error: Error) -> Self {
+        let future = Box::pin(std::future::ready(Err(error.into())));
+        ResponseFuture {
+            kind: Kind::Waiting { future },
+        }
+    }
+
     /// A request with no usable token; `service` must be an unready clone, so that no
     /// waiting request holds a slot of the inner service that the refresh may need.
     ///
@@ -133,7 +141,7 @@ where
 fn join<S, B>(
     state: &Arc<TokenState>,
     service: &S,
-    config: &Config,
+    config: &Arc<Config>,
 ) -> Result<Option<Settlement>, Error>
 where
     S: InnerService<B>,

@@ -165,15 +165,11 @@ impl TokenRefreshLayer {
         self.shared.get_or_init(|| {
             let initial = self.endpoint.initial_grant();
             let state = TokenState::new(self.timing, initial, self.hook.clone());
-            let origins = Origin::of(self.endpoint.origin())
-                .into_iter()
-                .chain(self.extra_origins.iter().cloned())
-                .collect();
-            let config = Config {
-                endpoint: Arc::clone(&self.endpoint),
-                origins,
-                refresh_timeout: self.refresh_timeout,
-            };
+            let config = Config::new(
+                Arc::clone(&self.endpoint),
+                &self.extra_origins,
+                self.refresh_timeout,
+            );
             (state, Arc::new(config))
         })
     }

@@ -10,7 +10,7 @@ use http::header::AUTHORIZATION;
 use http::Request;
 use tower_service::Service;
 
-use crate::config::Config;
+use crate::config::{Config, Route};
 use crate::endpoint::TokenEndpoint;
 use crate::error::BoxError;
 use crate::fetch::Fetcher;
@@ -98,8 +98,10 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        if !self.config.authorizes(request.uri()) {
-            return ResponseFuture::passed_through(self.inner.call(request));
+        match self.config.route(request.uri()) {
+            Route::Api => {}
+            Route::Elsewhere => return ResponseFuture::passed_through(self.inner.call(request)),
+            Route::Refused(origin) => return ResponseFuture::failed(origin.refused()),
         }
         match self.state.lookup(&mut self.seen) {
             Lookup::Send {

@@ -562,16 +562,18 @@ async fn the_token_goes_only_where_it_belongs() {
         TokenRefreshLayer::new(auth()).allow_origin("https://replica.test".parse().unwrap());
     let (service, recorder) = layered(MockOcient::new(), layer);
     let cases = [
-        ("http://sql-node.test:9090/v1/execute/db", true),
-        ("HTTP://SQL-NODE.TEST:9090/v1/execute/db", true),
+        ("https://sql-node.test:9443/v1/execute/db", true),
+        ("HTTPS://SQL-NODE.TEST:9443/v1/execute/db", true),
         ("/v1/execute/db", true),
         ("https://replica.test/v1/execute/db", true),
         ("https://replica.test:443/v1/execute/db", true),
-        ("http://someone@sql-node.test:9090/v1/execute/db", true),
+        ("https://someone@sql-node.test:9443/v1/execute/db", true),
+        ("https://sql-node.test/v1/execute/db", false),
+        // The same host and port over plain http is another origin.
+        ("http://sql-node.test:9443/v1/execute/db", false),
         ("http://sql-node.test/v1/execute/db", false),
-        ("https://sql-node.test:9090/v1/execute/db", false),
-        ("http://sql-node.test:9091/v1/execute/db", false),
-        ("http://evil.test:9090/v1/execute/db", false),
+        ("https://sql-node.test:9444/v1/execute/db", false),
+        ("https://evil.test:9443/v1/execute/db", false),
         ("http://replica.test/v1/execute/db", false),
     ];
     for (uri, gets_token) in cases {

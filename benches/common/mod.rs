@@ -18,8 +18,8 @@ use tokio::runtime::{Builder, Runtime};
 use tower::{Service, ServiceExt};
 use tower_token_refresh::OcientAuth;
 
-pub const BASE: &str = "http://sql-node.test:9090";
-pub const QUERY: &str = "http://sql-node.test:9090/v1/execute/retail_analytics";
+pub const BASE: &str = "https://sql-node.test:9443";
+pub const QUERY: &str = "https://sql-node.test:9443/v1/execute/retail_analytics";
 pub const STATEMENT: &[u8] = br#"{"statement":"SELECT 1"}"#;
 
 pub type Body = Full<Bytes>;

@@ -42,6 +42,7 @@ pub struct OcientAuth {
     credentials: Option<(String, String)>,
     database: Option<String>,
     initial: Option<InitialToken>,
+    plain_http: bool,
 }
 
 #[derive(Clone)]
@@ -60,6 +61,7 @@ impl OcientAuth {
             credentials: None,
             database: None,
             initial: None,
+            plain_http: false,
         }
     }
 
@@ -85,6 +87,19 @@ impl OcientAuth {
             expires_in,
             given_at: Instant::now(),
         });
+        self
+    }
+
+    /// Lets the password and the token travel over plain `http://` to a host that is not
+    /// loopback: for a service mesh that encrypts underneath, or a lab.
+    ///
+    /// Off by default: an `http://` base on another host then makes every token request,
+    /// and every request that would carry the token, fail with
+    /// [`Error::InsecureTransport`](crate::Error::InsecureTransport) without sending
+    /// anything. Loopback hosts (`localhost`, 127.0.0.0/8, `::1`) need no opt-in.
+    #[must_use]
+    pub fn allow_plain_http(mut self) -> Self {
+        self.plain_http = true;
         self
     }
 
@@ -146,6 +161,7 @@ impl fmt::Debug for OcientAuth {
                 "initial_token",
                 &self.initial.as_ref().map(|_| "<redacted>"),
             )
+            .field("allow_plain_http", &self.plain_http)
             .finish()
     }
 }
@@ -189,6 +205,10 @@ impl TokenEndpoint for OcientAuth {
 
     fn rejects_token(&self, error: &Error) -> bool {
         answer::rejects_token(error)
+    }
+
+    fn allows_plain_http(&self) -> bool {
+        self.plain_http
     }
 }
 

@@ -18,7 +18,7 @@ use tower_token_refresh::{OcientAuth, TokenRefresh, TokenRefreshLayer};
 pub type QueryRequest = http::Request<Full<Bytes>>;
 
 /// The origin the in-process tests pretend the SQL node has.
-pub const BASE: &str = "http://sql-node.test:9090";
+pub const BASE: &str = "https://sql-node.test:9443";
 
 pub fn auth() -> OcientAuth {
     OcientAuth::new(BASE.parse().unwrap())

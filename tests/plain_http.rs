@@ -1,0 +1,157 @@
+//! Nothing secret over plain http: the password and the token never go over `http://` to a
+//! host that is not loopback, unless the user opted in with `allow_plain_http()`.
+//!
+//! Over the in-process mock behind a recorder, which counts every request that reaches the
+//! wrapped service.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{layered, query_to, send, token_error};
+use http::header::AUTHORIZATION;
+use http::{Request, Uri};
+use ocient_mock::MockOcient;
+use tower_token_refresh::{
+    Answer, Error, Grant, OcientAuth, Secret, TokenEndpoint, TokenRefreshLayer,
+};
+
+const PLAIN: &str = "http://sql-node.test:9090";
+
+fn auth(base: &str) -> OcientAuth {
+    OcientAuth::new(base.parse().unwrap()).credentials("jdoe", "secret")
+}
+
+fn query(base: &str) -> http::Request<http_body_util::Full<Bytes>> {
+    query_to(&format!("{base}/v1/execute/system"))
+}
+
+fn assert_refused(error: &tower::BoxError, origin: &str) {
+    match token_error(error) {
+        Error::InsecureTransport { origin: refused } => assert_eq!(refused, origin),
+        other => panic!("expected InsecureTransport, got {other}"),
+    }
+    let shown = error.to_string();
+    assert!(
+        shown.contains("allow_plain_http()"),
+        "names the fix: {shown}"
+    );
+    assert!(!shown.contains("secret"), "{shown}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_login_over_plain_http_to_another_host_is_refused_and_nothing_is_sent() {
+    let (service, recorder) = layered(MockOcient::new(), TokenRefreshLayer::new(auth(PLAIN)));
+    let error = send(&service, query(PLAIN)).await.unwrap_err();
+    assert_refused(&error, PLAIN);
+    assert!(recorder.seen().is_empty(), "{:?}", recorder.seen());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_handed_in_is_not_sent_over_plain_http_either() {
+    let auth = OcientAuth::new(PLAIN.parse().unwrap()).initial_token("t0ken", secs(3600));
+    let (service, recorder) = layered(MockOcient::new(), TokenRefreshLayer::new(auth));
+    let error = send(&service, query(PLAIN)).await.unwrap_err();
+    assert_refused(&error, PLAIN);
+    let origin_form = send(&service, query_to("/v1/execute/system")).await;
+    assert_refused(&origin_form.unwrap_err(), PLAIN);
+    assert!(recorder.seen().is_empty(), "{:?}", recorder.seen());
+}
+
+#[tokio::test(start_paused = true)]
+async fn allow_plain_http_opts_in() {
+    let auth = auth(PLAIN).allow_plain_http();
+    let (service, recorder) = layered(MockOcient::new(), TokenRefreshLayer::new(auth));
+    let response = send(&service, query(PLAIN)).await.unwrap();
+    assert!(response.status().is_success());
+    assert_eq!(recorder.seen_at("/v1/login").len(), 1);
+    let queries = recorder.seen_at("/v1/execute/system");
+    assert!(queries[0].headers.contains_key(AUTHORIZATION));
+}
+
+#[tokio::test(start_paused = true)]
+async fn loopback_hosts_need_no_opt_in() {
+    for base in [
+        "http://127.0.0.1:9090",
+        "http://localhost:9090",
+        "http://[::1]:9090",
+    ] {
+        let (service, recorder) = layered(MockOcient::new(), TokenRefreshLayer::new(auth(base)));
+        let response = send(&service, query(base)).await.unwrap();
+        assert!(response.status().is_success(), "{base}");
+        assert_eq!(recorder.seen_at("/v1/login").len(), 1, "{base}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_added_origin_over_plain_http_is_refused_too() {
+    let base = "https://sql-node.test:9443";
+    let layer =
+        TokenRefreshLayer::new(auth(base)).allow_origin("http://replica.test".parse().unwrap());
+    let (service, recorder) = layered(MockOcient::new(), layer);
+    send(&service, query(base)).await.unwrap();
+    let error = send(&service, query("http://replica.test"))
+        .await
+        .unwrap_err();
+    assert_refused(&error, "http://replica.test:80");
+    assert_eq!(
+        recorder.seen_at("/v1/execute/system").len(),
+        1,
+        "only the https one"
+    );
+}
+
+/// A protocol of the user's own, whose API is on https but whose login goes to a plain
+/// http server: it gets the same protection without asking.
+#[derive(Debug)]
+struct Custom {
+    api: Uri,
+    login: &'static str,
+}
+
+impl TokenEndpoint for Custom {
+    fn origin(&self) -> &Uri {
+        &self.api
+    }
+
+    fn login_request(&self) -> Option<Request<Bytes>> {
+        let body = Bytes::from_static(br#"{"username":"jdoe","password":"secret"}"#);
+        let uri = format!("{}/v1/login", self.login);
+        Some(
+            Request::post(uri)
+                .header("content-type", "application/json")
+                .body(body)
+                .unwrap(),
+        )
+    }
+
+    fn refresh_request(&self, _: &Grant) -> Request<Bytes> {
+        unreachable!("no token is ever obtained")
+    }
+
+    fn read_answer(&self, _: Answer<'_>) -> Result<Grant, Error> {
+        Ok(Grant::new(Secret::new("t").unwrap(), secs(60)))
+    }
+
+    fn rejects_token(&self, _: &Error) -> bool {
+        false
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_custom_endpoint_is_protected_by_default() {
+    let base = "https://sql-node.test:9443";
+    let endpoint = Custom {
+        api: base.parse().unwrap(),
+        login: PLAIN,
+    };
+    let (service, recorder) = layered(MockOcient::new(), TokenRefreshLayer::new(endpoint));
+    let error = send(&service, query(base)).await.unwrap_err();
+    assert_refused(&error, PLAIN);
+    assert!(recorder.seen().is_empty(), "{:?}", recorder.seen());
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}

@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinSet};
 use tower_service::Service;
@@ -81,13 +82,42 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    serve_over(service, |stream| std::future::ready(Ok(stream))).await
+}
+
+/// [`serve`] with each accepted stream first passed through `handshake` (the
+/// identity for plain HTTP, a TLS handshake for HTTPS) on its connection's
+/// task. A failed handshake ends only that connection.
+pub(crate) async fn serve_over<S, B, H, F, Io>(
+    service: S,
+    handshake: H,
+) -> io::Result<LoopbackServer>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    H: Fn(TcpStream) -> F + Send + 'static,
+    F: Future<Output = io::Result<Io>> + Send + 'static,
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
     let addr = listener.local_addr()?;
     let service = TowerToHyperService::new(service);
     let serve_connection = move |stream: TcpStream| {
-        let connection =
-            http1::Builder::new().serve_connection(TokioIo::new(stream), service.clone());
+        let handshake = handshake(stream);
+        let service = service.clone();
         async move {
+            let io = match handshake.await {
+                Ok(io) => io,
+                Err(error) => {
+                    tracing::debug!(%error, "loopback handshake failed");
+                    return;
+                }
+            };
+            let connection = http1::Builder::new().serve_connection(TokioIo::new(io), service);
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "loopback connection ended with an error");
             }

@@ -82,14 +82,9 @@ mod tests {
         let mut login = login_request("jdoe", "secret");
         *login.uri_mut() = absolute("/v1/login").parse().expect("uri");
         let response = client.request(login).await.expect("login over HTTP");
-        assert_eq!(response.status(), StatusCode::OK);
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let token = token_of(&serde_json::from_slice(&bytes).expect("JSON"));
+        let (status, answer) = json_of(response).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let token = token_of(&answer);
 
         let mut query = execute_request(Some(&token));
         *query.uri_mut() = absolute("/v1/execute/system").parse().expect("uri");

@@ -63,6 +63,7 @@
 //! refresh lifetime (-733), then its expiry (-1208, unless
 //! [`MockOcient::refresh_expired_tokens`]).
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
@@ -76,6 +77,8 @@ mod mock_server;
 mod state;
 #[cfg(test)]
 mod test_support;
+#[cfg(feature = "tls")]
+mod tls;
 mod wire;
 
 pub use body::MockBody;
@@ -85,6 +88,8 @@ pub use loopback::{serve, LoopbackServer};
 pub use mock::MockOcient;
 pub use mock_server::MockServer;
 pub use state::Counters;
+#[cfg(feature = "tls")]
+pub use tls::serve_tls;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -11,6 +11,18 @@
 //! for a test that needs a second server beside the mock (an OAuth
 //! authorization server, the app under test).
 //!
+//! With the `tls` feature (off by default), `MockOcient::serve_tls` and
+//! `serve_tls` serve HTTPS the same way: at each start a fresh CA, kept in
+//! memory, signs a server certificate for `localhost`, `127.0.0.1` and `::1`,
+//! and `ca_certificate_pem()` on the returned server hands its PEM to the
+//! client's root store. The crypto is rustls on ring, nothing that needs
+//! cmake; `serve_tls` shows a hyper-rustls client.
+//!
+//! ```toml
+//! [dev-dependencies]
+//! ocient-mock = { version = "0.1", features = ["tls"] }
+//! ```
+//!
 //! All time is read from [`tokio::time::Instant`], so a test on a paused
 //! clock (`tokio::time::pause` / `advance`) drives token expiry and latency.
 //!

@@ -11,6 +11,18 @@
 //! for a test that needs a second server beside the mock (an OAuth
 //! authorization server, the app under test).
 //!
+//! With the `tls` feature (off by default), `MockOcient::serve_tls` and
+//! `serve_tls` serve HTTPS the same way: at each start a fresh CA, kept in
+//! memory, signs a server certificate for `localhost`, `127.0.0.1` and `::1`,
+//! and `ca_certificate_pem()` on the returned server hands its PEM to the
+//! client's root store. The crypto is rustls on ring, nothing that needs
+//! cmake; `serve_tls` shows a hyper-rustls client.
+//!
+//! ```toml
+//! [dev-dependencies]
+//! ocient-mock = { version = "0.1", features = ["tls"] }
+//! ```
+//!
 //! All time is read from [`tokio::time::Instant`], so a test on a paused
 //! clock (`tokio::time::pause` / `advance`) drives token expiry and latency.
 //!
@@ -63,6 +75,7 @@
 //! refresh lifetime (-733), then its expiry (-1208, unless
 //! [`MockOcient::refresh_expired_tokens`]).
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
@@ -76,6 +89,8 @@ mod mock_server;
 mod state;
 #[cfg(test)]
 mod test_support;
+#[cfg(feature = "tls")]
+mod tls;
 mod wire;
 
 pub use body::MockBody;
@@ -85,6 +100,8 @@ pub use loopback::{serve, LoopbackServer};
 pub use mock::MockOcient;
 pub use mock_server::MockServer;
 pub use state::Counters;
+#[cfg(feature = "tls")]
+pub use tls::serve_tls;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

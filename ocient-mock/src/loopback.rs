@@ -1,4 +1,5 @@
-//! [`serve`]: any tower service over HTTP/1 on a loopback port.
+//! [`serve`]: any tower service over HTTP/1 on a loopback port; the accept
+//! loop `serve_tls` shares.
 
 use std::future::Future;
 use std::io;
@@ -11,6 +12,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinSet};
 use tower_service::Service;
@@ -20,7 +22,8 @@ use crate::BoxError;
 /// Keeps a persistent accept error (e.g. out of file descriptors) from spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
-/// A service listening on a loopback port, from [`serve`].
+/// A service listening on a loopback port, from [`serve`] (or `serve_tls`
+/// with the `tls` feature).
 ///
 /// Dropping it (or calling [`shutdown`](LoopbackServer::shutdown)) stops the
 /// accept loop and closes every open connection, including those whose
@@ -30,6 +33,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 pub struct LoopbackServer {
     addr: SocketAddr,
     accept_loop: AbortHandle,
+    ca_certificate_pem: Option<String>,
 }
 
 /// Binds `127.0.0.1` on a free port and serves `service` there over HTTP/1,
@@ -81,21 +85,57 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    serve_over(service, |stream| std::future::ready(Ok(stream)), None).await
+}
+
+/// [`serve`] with each accepted stream first passed through `handshake` (the
+/// identity for plain HTTP, a TLS handshake for HTTPS) on its connection's
+/// task. A failed handshake ends only that connection. `ca_certificate_pem`
+/// is the CA a TLS server's certificate chains to, `None` for plain HTTP.
+pub(crate) async fn serve_over<S, B, H, F, Io>(
+    service: S,
+    handshake: H,
+    ca_certificate_pem: Option<String>,
+) -> io::Result<LoopbackServer>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    H: Fn(TcpStream) -> F + Send + 'static,
+    F: Future<Output = io::Result<Io>> + Send + 'static,
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
     let addr = listener.local_addr()?;
     let service = TowerToHyperService::new(service);
     let serve_connection = move |stream: TcpStream| {
-        let connection =
-            http1::Builder::new().serve_connection(TokioIo::new(stream), service.clone());
+        let handshake = handshake(stream);
+        let service = service.clone();
         async move {
+            let io = match handshake.await {
+                Ok(io) => io,
+                Err(error) => {
+                    tracing::debug!(%error, "loopback handshake failed");
+                    return;
+                }
+            };
+            let connection = http1::Builder::new().serve_connection(TokioIo::new(io), service);
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "loopback connection ended with an error");
             }
         }
     };
     let accept_loop = tokio::spawn(accept_loop(listener, serve_connection)).abort_handle();
-    tracing::debug!(%addr, "serving on loopback");
-    Ok(LoopbackServer { addr, accept_loop })
+    let server = LoopbackServer {
+        addr,
+        accept_loop,
+        ca_certificate_pem,
+    };
+    tracing::debug!(uri = %server.uri(), "serving on loopback");
+    Ok(server)
 }
 
 impl LoopbackServer {
@@ -104,15 +144,29 @@ impl LoopbackServer {
         self.addr
     }
 
-    /// The base URI, `http://127.0.0.1:PORT/`.
+    /// The base URI, `http://127.0.0.1:PORT/`, or `https://127.0.0.1:PORT/`
+    /// when it serves TLS.
     pub fn uri(&self) -> Uri {
+        let scheme = if self.ca_certificate_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         Uri::builder()
-            .scheme("http")
+            .scheme(scheme)
             .authority(self.addr.to_string())
             .path_and_query("/")
             .build()
             // Cannot fail for a socket address; the default keeps this panic-free.
             .unwrap_or_default()
+    }
+
+    /// The PEM of the CA that signed the certificate it serves, for a
+    /// client's root store; `None` for plain HTTP. See [`serve_tls`](crate::serve_tls).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn ca_certificate_pem(&self) -> Option<&str> {
+        self.ca_certificate_pem.as_deref()
     }
 
     /// Stops accepting and closes open connections; dropping does the same.

@@ -7,7 +7,8 @@ use http::Uri;
 
 use crate::{serve, LoopbackServer, MockOcient};
 
-/// A [`MockOcient`] listening on a loopback port, from [`MockOcient::serve`].
+/// A [`MockOcient`] listening on a loopback port, from [`MockOcient::serve`]
+/// (or `MockOcient::serve_tls` with the `tls` feature).
 ///
 /// Dropping it (or calling [`shutdown`](MockServer::shutdown)) stops the
 /// accept loop and closes every open connection.
@@ -29,8 +30,29 @@ impl MockOcient {
     /// When the loopback socket cannot be bound.
     pub async fn serve(self) -> io::Result<MockServer> {
         let server = serve(self.clone()).await?;
-        tracing::debug!(addr = %server.addr(), "Ocient mock listening");
-        Ok(MockServer { server, mock: self })
+        Ok(self.served_by(server))
+    }
+
+    /// [`serve`](MockOcient::serve) over TLS: HTTPS with a server certificate
+    /// for `localhost`, `127.0.0.1` and `::1`, signed by a CA generated here.
+    /// Trust [`MockServer::ca_certificate_pem`] in the client.
+    ///
+    /// It is [`serve_tls`](crate::serve_tls) with this mock as the service.
+    ///
+    /// # Errors
+    ///
+    /// When the loopback socket cannot be bound, or the certificates cannot
+    /// be generated.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub async fn serve_tls(self) -> io::Result<MockServer> {
+        let server = crate::serve_tls(self.clone()).await?;
+        Ok(self.served_by(server))
+    }
+
+    fn served_by(self, server: LoopbackServer) -> MockServer {
+        tracing::debug!(uri = %server.uri(), "Ocient mock listening");
+        MockServer { server, mock: self }
     }
 }
 
@@ -40,9 +62,18 @@ impl MockServer {
         self.server.addr()
     }
 
-    /// The base URI, `http://127.0.0.1:PORT/`.
+    /// The base URI, `http://127.0.0.1:PORT/`, or `https://127.0.0.1:PORT/`
+    /// from `MockOcient::serve_tls` (the `tls` feature).
     pub fn uri(&self) -> Uri {
         self.server.uri()
+    }
+
+    /// The PEM of the CA that signed the certificate it serves, for a
+    /// client's root store; `None` for plain HTTP.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn ca_certificate_pem(&self) -> Option<&str> {
+        self.server.ca_certificate_pem()
     }
 
     /// The mock it serves, to read counters or turn knobs while it runs.
@@ -82,14 +113,9 @@ mod tests {
         let mut login = login_request("jdoe", "secret");
         *login.uri_mut() = absolute("/v1/login").parse().expect("uri");
         let response = client.request(login).await.expect("login over HTTP");
-        assert_eq!(response.status(), StatusCode::OK);
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let token = token_of(&serde_json::from_slice(&bytes).expect("JSON"));
+        let (status, answer) = json_of(response).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let token = token_of(&answer);
 
         let mut query = execute_request(Some(&token));
         *query.uri_mut() = absolute("/v1/execute/system").parse().expect("uri");

@@ -1,11 +1,13 @@
 //! Requests and answers the unit tests share.
 
+use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 use tokio::net::TcpStream;
@@ -52,7 +54,15 @@ pub(crate) async fn call(mock: &MockOcient, request: Request<Full<Bytes>>) -> Re
 }
 
 pub(crate) async fn send(mock: &MockOcient, request: Request<Full<Bytes>>) -> (StatusCode, Value) {
-    let response = call(mock, request).await;
+    json_of(call(mock, request).await).await
+}
+
+/// A response's status and JSON body, in-process or over a socket.
+pub(crate) async fn json_of<B>(response: Response<B>) -> (StatusCode, Value)
+where
+    B: Body,
+    B::Error: Debug,
+{
     let status = response.status();
     let bytes = response
         .into_body()

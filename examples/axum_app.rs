@@ -5,8 +5,8 @@
 //!                                               # against an embedded mock Ocient
 //! cargo run --example axum_app -- --once        # serves, sends itself one query, prints
 //!                                               # the answer and exits (0 on success)
-//! cargo run --example axum_app -- --url http://sql-node:9090 --user jdoe \
-//!     --password secret --database retail_analytics   # against a real SQL node
+//! OCIENT_PASSWORD=... cargo run --example axum_app -- --url https://sql-node --user jdoe \
+//!     --database retail_analytics               # against a real SQL node, over HTTPS
 //! ```
 //!
 //! Other flags: `--listen ADDR` (default `127.0.0.1:3000`; with `--once` and no `--listen`,
@@ -34,7 +34,6 @@ use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use ocient_mock::MockOcient;
@@ -44,10 +43,10 @@ use tower_token_refresh::{TokenRefresh, TokenRefreshLayer};
 
 mod support;
 
-use support::NodeFlags;
+use support::{NodeFlags, NODE_USAGE};
 
 type Body = Full<Bytes>;
-type HttpClient = Client<HttpConnector, Body>;
+type HttpClient = support::tls::HttpsClient<Body>;
 
 /// The largest answer from the SQL node the handler passes on.
 const MAX_ANSWER: usize = 16 * 1024 * 1024;
@@ -94,14 +93,13 @@ async fn main() -> Result<(), BoxError> {
         Ok(parsed) => parsed,
         Err(message) => {
             eprintln!("{message}");
-            eprintln!("usage: axum_app [--url URL --user U --password P --database D]");
-            eprintln!("                [--listen ADDR] [--once]");
+            eprintln!("usage: axum_app {NODE_USAGE} [--listen ADDR] [--once]");
             std::process::exit(2);
         }
     };
     // Kept alive for as long as the app serves; dropping it stops the mock.
     let node = flags.node(MockOcient::new()).await?;
-    let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
+    let client = node.client::<Body>()?;
     let app = App {
         api: ServiceBuilder::new()
             .layer(TokenRefreshLayer::new(node.auth.clone()))
@@ -120,8 +118,9 @@ async fn main() -> Result<(), BoxError> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     println!(
-        "POST http://{addr}/sql runs a statement through {} ({})",
+        "POST http://{addr}/sql runs a statement through {} over {} ({})",
         app.execute,
+        node.transport(),
         if node.mock.is_some() {
             "embedded mock Ocient"
         } else {

@@ -3,11 +3,15 @@
 //!
 //! ```text
 //! cargo run --example demo                      # against an embedded mock Ocient, 4 s tokens
-//! cargo run --example demo -- --url http://sql-node:9090 --user jdoe --password secret \
+//! cargo run --example demo -- --tls             # the same, over HTTPS
+//! OCIENT_PASSWORD=... cargo run --example demo -- --url https://sql-node --user jdoe \
 //!     --database retail_analytics               # against a real SQL node: SELECT 1
 //! ```
 //!
-//! Other flags: `--seconds N` (default 10), `--concurrency N` (default 32).
+//! The client is hyper-util's over hyper-rustls: server certificates are verified against
+//! the system's roots, plus `--ca-cert FILE` (PEM) for a private CA. Other flags:
+//! `--password P` (else `OCIENT_PASSWORD`), `--seconds N` (default 10), `--concurrency N`
+//! (default 32), `--allow-plain-http` (an `http://` node that is not loopback).
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,8 +23,6 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http::Request;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use ocient_mock::{MockOcient, MockServer};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
@@ -29,7 +31,7 @@ use tower_token_refresh::TokenRefreshLayer;
 
 mod support;
 
-use support::NodeFlags;
+use support::{NodeFlags, NODE_USAGE};
 
 type Body = Full<Bytes>;
 
@@ -164,7 +166,7 @@ async fn main() -> Result<(), BoxError> {
     let (flags, run) = match parsed {
         Ok(parsed) => parsed,
         Err(message) => {
-            eprintln!("{message}\nusage: demo [--url URL --user U --password P --database D] [--seconds N] [--concurrency N]");
+            eprintln!("{message}\nusage: demo {NODE_USAGE} [--seconds N] [--concurrency N]");
             std::process::exit(2);
         }
     };
@@ -175,7 +177,7 @@ async fn main() -> Result<(), BoxError> {
     let mock = node.mock.as_ref();
     let stats = Arc::new(Stats::default());
     let (mut latencies, hand_over) = Latencies::new();
-    let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
+    let client = node.client::<Body>()?;
     let service = ServiceBuilder::new()
         .layer(TokenRefreshLayer::new(node.auth.clone()))
         .service(CountTokenRequests {
@@ -185,10 +187,11 @@ async fn main() -> Result<(), BoxError> {
 
     let target = node.execute_uri();
     println!(
-        "{} concurrent clients for {} s against {} ({})",
+        "{} concurrent clients for {} s against {} over {} ({})",
         run.concurrency,
         run.seconds,
         target,
+        node.transport(),
         if mock.is_some() {
             "embedded mock Ocient, 4 s tokens"
         } else {
@@ -323,6 +326,7 @@ fn summarize(stats: &Stats, latencies: &Latencies, mock: Option<&MockServer>) {
     );
     println!("  latency p50/p99  {p50} / {p99}");
     if let Some(server) = mock {
+        println!("  token generations {}", server.mock().current_generation());
         let counters = server.mock().counters();
         println!(
             "  server saw       {} queries with a good token, {} with a bad one, {} without",

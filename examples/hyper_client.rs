@@ -3,11 +3,13 @@
 //!
 //! ```text
 //! cargo run --example hyper_client              # against an embedded mock Ocient
-//! cargo run --example hyper_client -- --url http://sql-node:9090 --user jdoe \
-//!     --password secret --database retail_analytics   # SELECT 1 against a real SQL node
+//! cargo run --example hyper_client -- --tls     # the same, over HTTPS
+//! OCIENT_PASSWORD=... cargo run --example hyper_client -- --url https://sql-node \
+//!     --user jdoe --database retail_analytics   # SELECT 1 against a real SQL node
 //! ```
 //!
-//! The client speaks plain http only; put a TLS connector under the layer for https.
+//! The client is hyper-util's over hyper-rustls (see `support/tls.rs`): the TLS connector
+//! sits under the token layer, so the layer's own login and refresh requests use it too.
 //!
 //! # The stack, outside in
 //!
@@ -42,8 +44,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use ocient_mock::{MockOcient, MockServer};
 use tower::retry::RetryLayer;
 use tower::timeout::TimeoutLayer;
@@ -52,7 +52,7 @@ use tower_token_refresh::{RetryUnauthorized, TokenRefreshLayer};
 
 mod support;
 
-use support::NodeFlags;
+use support::{NodeFlags, NODE_USAGE};
 
 type Body = Full<Bytes>;
 
@@ -71,15 +71,13 @@ async fn main() -> Result<(), BoxError> {
     let flags = match parsed {
         Ok(flags) => flags,
         Err(message) => {
-            eprintln!(
-                "{message}\nusage: hyper_client [--url URL --user U --password P --database D]"
-            );
+            eprintln!("{message}\nusage: hyper_client {NODE_USAGE}");
             std::process::exit(2);
         }
     };
     let node = flags.node(MockOcient::new()).await?;
 
-    let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
+    let client = node.client::<Body>()?;
     let service = ServiceBuilder::new()
         .layer(RetryLayer::new(RetryUnauthorized::default()))
         .layer(TimeoutLayer::new(ATTEMPT_TIMEOUT))

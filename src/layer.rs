@@ -23,19 +23,26 @@ const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Applies [`TokenRefresh`] to a service.
 ///
-/// ```
+/// ```no_run
 /// use bytes::Bytes;
 /// use http_body_util::Full;
+/// use hyper_rustls::HttpsConnectorBuilder;
 /// use hyper_util::client::legacy::Client;
 /// use hyper_util::rt::TokioExecutor;
 /// use tower::ServiceBuilder;
 /// use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let auth = OcientAuth::new("http://sql-node:9090".parse().unwrap())
+/// let auth = OcientAuth::new("https://sql-node".parse().unwrap())
 ///     .credentials("jdoe", "secret")
 ///     .database("retail_analytics");
-/// let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+/// let https = HttpsConnectorBuilder::new()
+///     .with_native_roots()
+///     .unwrap()
+///     .https_only()
+///     .enable_http1()
+///     .build();
+/// let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(https);
 /// let service = ServiceBuilder::new()
 ///     .layer(TokenRefreshLayer::new(auth).refresh_at(0.3))
 ///     .service(client);
@@ -137,7 +144,7 @@ impl TokenRefreshLayer {
     ///
     /// let failures = Arc::new(AtomicU64::new(0));
     /// let counter = Arc::clone(&failures);
-    /// let auth = OcientAuth::new("http://sql-node:9090".parse().unwrap()).credentials("jdoe", "secret");
+    /// let auth = OcientAuth::new("https://sql-node".parse().unwrap()).credentials("jdoe", "secret");
     /// let layer = TokenRefreshLayer::new(auth).on_token(move |event| {
     ///     if let TokenEvent::Failed { .. } = event {
     ///         counter.fetch_add(1, Ordering::Relaxed);

@@ -11,9 +11,10 @@ use tower::retry::Policy;
 /// no good (revoked on the server, say); the retry then goes out with a new one. Put the
 /// retry **outside** the token layer, so the retried request passes through it again:
 ///
-/// ```
+/// ```no_run
 /// use bytes::Bytes;
 /// use http_body_util::Full;
+/// use hyper_rustls::HttpsConnectorBuilder;
 /// use hyper_util::client::legacy::Client;
 /// use hyper_util::rt::TokioExecutor;
 /// use tower::retry::RetryLayer;
@@ -21,8 +22,14 @@ use tower::retry::Policy;
 /// use tower_token_refresh::{OcientAuth, RetryUnauthorized, TokenRefreshLayer};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let auth = OcientAuth::new("http://sql-node:9090".parse().unwrap()).credentials("jdoe", "secret");
-/// let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+/// let auth = OcientAuth::new("https://sql-node".parse().unwrap()).credentials("jdoe", "secret");
+/// let https = HttpsConnectorBuilder::new()
+///     .with_native_roots()
+///     .unwrap()
+///     .https_only()
+///     .enable_http1()
+///     .build();
+/// let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(https);
 /// let service = ServiceBuilder::new()
 ///     .layer(RetryLayer::new(RetryUnauthorized::default()))
 ///     .layer(TokenRefreshLayer::new(auth))

@@ -1,23 +1,62 @@
-//! End to end over real HTTP on 127.0.0.1: the mock server, hyper-util's legacy Client, the layer.
+//! End to end over real HTTP and HTTPS on 127.0.0.1: the mock server, hyper-util's legacy
+//! Client over hyper-rustls, the layer. Every scenario runs twice: `over_http::` and
+//! `over_https::`.
 
 mod common;
+
+#[allow(dead_code)]
+#[path = "../examples/support/tls.rs"]
+mod tls;
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use ocient_mock::{MockOcient, MockServer};
 use tokio::task::JoinSet;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
-use tower_token_refresh::{Error, OcientAuth, TokenRefreshLayer};
+use tower_token_refresh::{Error, OcientAuth, TokenRefresh, TokenRefreshLayer};
 
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+use tls::{https_client, HttpsClient};
 
-fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>()
+/// How the mock is served, and so how the client reaches it.
+#[derive(Debug, Clone, Copy)]
+enum Transport {
+    Http,
+    Https,
+}
+
+async fn serve(mock: MockOcient, transport: Transport) -> MockServer {
+    let server = match transport {
+        Transport::Http => mock.serve().await,
+        Transport::Https => mock.serve_tls().await,
+    };
+    let server = server.unwrap();
+    let scheme = server.uri().scheme_str().map(str::to_owned);
+    let expected = match transport {
+        Transport::Http => "http",
+        Transport::Https => "https",
+    };
+    assert_eq!(scheme.as_deref(), Some(expected));
+    server
+}
+
+/// A client that trusts the server's CA, if it has one.
+fn client(server: &MockServer) -> HttpsClient<Full<Bytes>> {
+    let private_cas: Vec<String> = server
+        .ca_certificate_pem()
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    https_client(&private_cas).unwrap()
+}
+
+fn layered(
+    server: &MockServer,
+    layer: TokenRefreshLayer,
+) -> TokenRefresh<HttpsClient<Full<Bytes>>> {
+    ServiceBuilder::new().layer(layer).service(client(server))
 }
 
 fn query(server: &MockServer) -> Request<Full<Bytes>> {
@@ -30,12 +69,9 @@ fn auth(server: &MockServer) -> OcientAuth {
         .database("retail_analytics")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queries_go_out_with_the_token_from_one_login() {
-    let server = MockOcient::new().serve().await.unwrap();
-    let service = ServiceBuilder::new()
-        .layer(TokenRefreshLayer::new(auth(&server)))
-        .service(client());
+async fn queries_go_out_with_the_token_from_one_login(transport: Transport) {
+    let server = serve(MockOcient::new(), transport).await;
+    let service = layered(&server, TokenRefreshLayer::new(auth(&server)));
     let response = service.clone().oneshot(query(&server)).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let body = response.into_body().collect().await.unwrap().to_bytes();
@@ -45,13 +81,10 @@ async fn queries_go_out_with_the_token_from_one_login() {
     assert_eq!((counters.logins, counters.queries_ok), (1, 1));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thousand_callers_at_an_expired_token_cause_one_login_over_http() {
-    let server = MockOcient::new().serve().await.unwrap();
+async fn a_thousand_callers_at_an_expired_token_cause_one_login(transport: Transport) {
+    let server = serve(MockOcient::new(), transport).await;
     let auth = auth(&server).initial_token("long-expired", Duration::ZERO);
-    let service = ServiceBuilder::new()
-        .layer(TokenRefreshLayer::new(auth))
-        .service(client());
+    let service = layered(&server, TokenRefreshLayer::new(auth));
     let mut callers = JoinSet::new();
     for _ in 0..1000 {
         let (service, request) = (service.clone(), query(&server));
@@ -70,55 +103,98 @@ async fn a_thousand_callers_at_an_expired_token_cause_one_login_over_http() {
     assert_eq!(counters.queries_ok, 1000);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_token_is_refreshed_over_http_while_queries_flow() {
-    let server = MockOcient::new()
-        .token_lifetime(Duration::from_secs(2))
-        .serve()
-        .await
-        .unwrap();
+async fn the_token_is_refreshed_for_generations_while_queries_flow(transport: Transport) {
+    let mock = MockOcient::new().token_lifetime(Duration::from_secs(2));
+    let server = serve(mock, transport).await;
     // Refresh once 90% is left: about 0.2 s to 0.4 s after each new token.
     let layer = TokenRefreshLayer::new(auth(&server)).refresh_at(0.9);
-    let service = ServiceBuilder::new().layer(layer).service(client());
-    // Bounded: about 3 s of queries, 20 per second.
-    for _ in 0..60 {
+    let service = layered(&server, layer);
+    // Bounded: at most about 5 s of queries, 20 per second.
+    for _ in 0..100 {
         let response = service.clone().oneshot(query(&server)).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
-        if server.mock().counters().refreshes >= 2 {
+        if server.mock().counters().refreshes >= 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let counters = server.mock().counters();
-    assert!(counters.refreshes >= 2, "refreshes: {}", counters.refreshes);
+    assert!(counters.refreshes >= 3, "refreshes: {}", counters.refreshes);
+    assert!(server.mock().current_generation() >= 4, "a few generations");
     assert_eq!(counters.logins, 1);
     assert_eq!(counters.queries_bad_token, 0);
+    assert_eq!(counters.queries_no_token, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_password_over_http_is_rejected_with_304() {
-    let server = MockOcient::new().serve().await.unwrap();
+async fn a_wrong_password_is_rejected_with_304(transport: Transport) {
+    let server = serve(MockOcient::new(), transport).await;
     let auth = OcientAuth::new(server.uri()).credentials("jdoe", "wrong");
-    let service = ServiceBuilder::new()
-        .layer(TokenRefreshLayer::new(auth))
-        .service(client());
+    let service = layered(&server, TokenRefreshLayer::new(auth));
     let error: BoxError = service.oneshot(query(&server)).await.unwrap_err();
     assert_eq!(common::token_error(&error).vendor_code(), Some(-304));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreachable_node_is_a_transport_error() {
-    let server = MockOcient::new().serve().await.unwrap();
-    let uri = server.uri();
+async fn an_unreachable_node_is_a_transport_error(transport: Transport) {
+    let server = serve(MockOcient::new(), transport).await;
+    let service = layered(&server, TokenRefreshLayer::new(auth(&server)));
+    let request = query(&server);
     server.shutdown();
-    let auth = OcientAuth::new(uri.clone()).credentials("jdoe", "secret");
-    let service = ServiceBuilder::new()
-        .layer(TokenRefreshLayer::new(auth))
-        .service(client());
-    let request = common::query_to(&format!("{uri}v1/execute/system"));
     let error = service.oneshot(request).await.unwrap_err();
     assert!(
         matches!(common::token_error(&error), Error::Transport { .. }),
         "{error:?}"
+    );
+}
+
+macro_rules! over_http_and_https {
+    ($($scenario:ident),* $(,)?) => {
+        mod over_http {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(super::Transport::Http).await
+                }
+            )*
+        }
+        mod over_https {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(super::Transport::Https).await
+                }
+            )*
+        }
+    };
+}
+
+over_http_and_https!(
+    queries_go_out_with_the_token_from_one_login,
+    a_thousand_callers_at_an_expired_token_cause_one_login,
+    the_token_is_refreshed_for_generations_while_queries_flow,
+    a_wrong_password_is_rejected_with_304,
+    an_unreachable_node_is_a_transport_error,
+);
+
+/// A client without the mock's CA in its roots: the login fails its certificate check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_trust_the_server_gets_a_transport_error_not_a_hang() {
+    let server = serve(MockOcient::new(), Transport::Https).await;
+    let untrusting = https_client::<Full<Bytes>>(&[]).unwrap();
+    let service = ServiceBuilder::new()
+        .layer(TokenRefreshLayer::new(auth(&server)))
+        .service(untrusting);
+    // A guard against a hang only: the answer comes at once.
+    let outcome = tokio::time::timeout(Duration::from_secs(20), service.oneshot(query(&server)));
+    let error = outcome.await.expect("no hang").unwrap_err();
+    match common::token_error(&error) {
+        Error::Transport { exchange, .. } => assert_eq!(exchange.to_string(), "login"),
+        other => panic!("expected a transport error, got {other}"),
+    }
+    let shown = format!("{error} {error:?}");
+    assert!(!shown.contains("secret"), "{shown}");
+    assert_eq!(
+        server.mock().counters().logins,
+        0,
+        "the password never left"
     );
 }

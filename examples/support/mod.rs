@@ -1,25 +1,52 @@
-//! What the examples share: the flags that say which SQL node to talk to, and that node,
-//! an embedded mock Ocient unless `--url` names a real one.
+//! What the examples share: the flags that say which SQL node to talk to, that node (an
+//! embedded mock Ocient unless `--url` names a real one), and the HTTPS client.
+
+#![allow(dead_code)]
+
+pub mod tls;
+
+use std::path::PathBuf;
 
 use http::Uri;
+use http_body::Body;
 use ocient_mock::{MockOcient, MockServer};
 use tower_token_refresh::OcientAuth;
 
-/// `--url`, `--user`, `--password`, `--database`.
+use tls::{https_client, HttpsClient};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where the password comes from when `--password` is not given, so it need not sit in
+/// shell history or the process list.
+pub const PASSWORD_VARIABLE: &str = "OCIENT_PASSWORD";
+
+/// How the node flags read, for each example's usage line.
+pub const NODE_USAGE: &str = "[--url https://SQL-NODE --user U --database D] \
+     [--password P, or OCIENT_PASSWORD] [--ca-cert FILE] [--allow-plain-http] [--tls]";
+
+/// `--url`, `--user`, `--password` (or `OCIENT_PASSWORD`), `--database`, `--ca-cert`,
+/// `--allow-plain-http`, and `--tls` for the embedded mock.
 pub struct NodeFlags {
     pub url: Option<Uri>,
     pub user: String,
-    pub password: String,
+    pub password: Option<String>,
     pub database: String,
+    /// A private CA to trust besides the system's roots (PEM).
+    pub ca_cert: Option<PathBuf>,
+    pub allow_plain_http: bool,
+    /// Serve the embedded mock over HTTPS.
+    pub tls: bool,
 }
 
-/// The SQL node an example runs against, and the auth that logs in to it.
+/// The SQL node an example runs against, the auth that logs in to it, and the CAs its
+/// client must trust.
 pub struct Node {
     pub base: Uri,
     pub auth: OcientAuth,
     pub database: String,
     /// The embedded mock, when there is no `--url`; dropping it stops the server.
     pub mock: Option<MockServer>,
+    private_cas: Vec<String>,
 }
 
 impl NodeFlags {
@@ -31,8 +58,11 @@ impl NodeFlags {
         let mut flags = NodeFlags {
             url: None,
             user: "jdoe".into(),
-            password: "secret".into(),
+            password: None,
             database: "retail_analytics".into(),
+            ca_cert: None,
+            allow_plain_http: false,
+            tls: false,
         };
         let mut rest = Vec::new();
         let mut args = args.into_iter();
@@ -41,44 +71,75 @@ impl NodeFlags {
             match flag.as_str() {
                 "--url" => flags.url = Some(value()?.parse().map_err(|e| format!("--url: {e}"))?),
                 "--user" => flags.user = value()?,
-                "--password" => flags.password = value()?,
+                "--password" => flags.password = Some(value()?),
                 "--database" => flags.database = value()?,
+                "--ca-cert" => flags.ca_cert = Some(value()?.into()),
+                "--allow-plain-http" => flags.allow_plain_http = true,
+                "--tls" => flags.tls = true,
                 "-h" | "--help" => return Err(String::new()),
                 _ => rest.push(flag),
             }
         }
-        if flags
-            .url
-            .as_ref()
-            .is_some_and(|u| u.scheme_str() != Some("http"))
-        {
-            return Err("--url: the examples' client speaks plain http only".into());
-        }
-        if flags.database.is_empty() || flags.database.contains(['/', '?', '#']) {
-            return Err("--database: a single path segment, please".into());
-        }
+        flags.password = flags
+            .password
+            .or_else(|| std::env::var(PASSWORD_VARIABLE).ok());
+        flags.check()?;
         Ok((flags, rest))
     }
 
-    /// The node at `--url`, or `mock` serving on 127.0.0.1.
-    pub async fn node(&self, mock: MockOcient) -> std::io::Result<Node> {
-        let mock = match self.url {
-            Some(_) => None,
-            None => Some(mock.serve().await?),
+    fn check(&self) -> Result<(), String> {
+        if let Some(url) = &self.url {
+            if !matches!(url.scheme_str(), Some("https" | "http")) || url.host().is_none() {
+                return Err("--url: https://host[:port], please".into());
+            }
+            if self.password.is_none() {
+                return Err(format!("--url: give the password in {PASSWORD_VARIABLE}"));
+            }
+            if self.tls {
+                return Err("--tls is for the embedded mock: drop it with --url".into());
+            }
+        }
+        if self.database.is_empty() || self.database.contains(['/', '?', '#']) {
+            return Err("--database: a single path segment, please".into());
+        }
+        Ok(())
+    }
+
+    /// The node at `--url`, or `mock` serving on 127.0.0.1 (over HTTPS with `--tls`).
+    pub async fn node(&self, mock: MockOcient) -> Result<Node, BoxError> {
+        let mut private_cas = Vec::new();
+        if let Some(path) = &self.ca_cert {
+            let pem = std::fs::read_to_string(path)
+                .map_err(|e| format!("--ca-cert {}: {e}", path.display()))?;
+            private_cas.push(pem);
+        }
+        let mock = match (&self.url, self.tls) {
+            (Some(_), _) => None,
+            (None, false) => Some(mock.serve().await?),
+            (None, true) => Some(mock.serve_tls().await?),
         };
+        if let Some(ca) = mock.as_ref().and_then(MockServer::ca_certificate_pem) {
+            private_cas.push(ca.to_owned());
+        }
         let base = match (&self.url, &mock) {
             (Some(url), _) => url.clone(),
             (None, Some(server)) => server.uri(),
             (None, None) => unreachable!("a mock runs whenever there is no --url"),
         };
-        let auth = OcientAuth::new(base.clone())
-            .credentials(self.user.clone(), self.password.clone())
+        // The embedded mock takes the default password; a real node never gets a default.
+        let password = self.password.clone().unwrap_or_else(|| "secret".into());
+        let mut auth = OcientAuth::new(base.clone())
+            .credentials(self.user.clone(), password)
             .database(self.database.clone());
+        if self.allow_plain_http {
+            auth = auth.allow_plain_http();
+        }
         Ok(Node {
             base,
             auth,
             database: self.database.clone(),
             mock,
+            private_cas,
         })
     }
 }
@@ -92,5 +153,24 @@ impl Node {
             base.trim_end_matches('/'),
             self.database
         )
+    }
+
+    /// A client that speaks HTTPS to this node, trusting the system's roots and the node's
+    /// private CA, if any.
+    pub fn client<B>(&self) -> Result<HttpsClient<B>, BoxError>
+    where
+        B: Body + Send + Unpin + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        https_client(&self.private_cas)
+    }
+
+    /// Whether the node speaks HTTPS, for the examples' first line.
+    pub fn transport(&self) -> &'static str {
+        match self.base.scheme_str() {
+            Some("https") => "HTTPS",
+            _ => "plain HTTP",
+        }
     }
 }

@@ -9,9 +9,9 @@ use http::Uri;
 
 use crate::endpoint::TokenEndpoint;
 use crate::error::Error;
+use crate::event::{self, Hook, TokenEvent};
 
 /// What every clone of a service shares besides the token.
-#[derive(Debug)]
 pub(crate) struct Config {
     pub(crate) endpoint: Arc<dyn TokenEndpoint>,
     /// The endpoint's own origin first, when it names one.
@@ -19,6 +19,19 @@ pub(crate) struct Config {
     pub(crate) refresh_timeout: Duration,
     /// The user opted in to tokens over plain http to hosts that are not loopback.
     plain_http_allowed: bool,
+    /// Told of failovers between nodes.
+    hook: Option<Hook>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("endpoint", &self.endpoint)
+            .field("origins", &self.origins)
+            .field("refresh_timeout", &self.refresh_timeout)
+            .field("plain_http_allowed", &self.plain_http_allowed)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where a request goes, as far as the token is concerned.
@@ -33,14 +46,17 @@ pub(crate) enum Route<'a> {
 }
 
 impl Config {
-    /// The token goes to `endpoint`'s origin and to `extra_origins`.
+    /// The token goes to `endpoint`'s origins and to `extra_origins`.
     pub(crate) fn new(
         endpoint: Arc<dyn TokenEndpoint>,
         extra_origins: &[Origin],
         refresh_timeout: Duration,
+        hook: Option<Hook>,
     ) -> Config {
+        let nodes = endpoint.other_origins();
         let origins = Origin::of(endpoint.origin())
             .into_iter()
+            .chain(nodes.iter().filter_map(Origin::of))
             .chain(extra_origins.iter().cloned())
             .collect();
         Config {
@@ -48,7 +64,13 @@ impl Config {
             endpoint,
             origins,
             refresh_timeout,
+            hook,
         }
+    }
+
+    /// Tells the user's hook, if any.
+    pub(crate) fn report(&self, event: &TokenEvent<'_>) {
+        event::tell(self.hook.as_ref(), event);
     }
 
     /// Whether a request for `uri` carries the token: it names one of our origins, or none
@@ -288,7 +310,7 @@ mod tests {
             plain_http,
         };
         let extra: Vec<Origin> = extra.iter().map(|uri| origin(uri)).collect();
-        Config::new(Arc::new(endpoint), &extra, Duration::from_secs(1))
+        Config::new(Arc::new(endpoint), &extra, Duration::from_secs(1), None)
     }
 
     fn route(config: &Config, uri: &str) -> String {

@@ -4,6 +4,9 @@
 //! is the Ocient implementation; another token service (an OAuth 2.0 refresh-token grant, say)
 //! plugs in by implementing this trait.
 
+use std::future::{ready, Future};
+use std::pin::Pin;
+
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode, Uri};
 
@@ -65,6 +68,10 @@ impl<'a> Answer<'a> {
     }
 }
 
+/// A login request being built: see [`TokenEndpoint::login`].
+pub type LoginFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<Request<Bytes>>, Error>> + Send + 'a>>;
+
 /// Builds login and refresh requests for one token service and reads its answers.
 ///
 /// Every request is sent through the service the layer wraps, so it shares its connection
@@ -82,6 +89,22 @@ pub trait TokenEndpoint: std::fmt::Debug + Send + Sync + 'static {
     /// The login request, or `None` when there are no credentials to log in with.
     fn login_request(&self) -> Option<Request<Bytes>>;
 
+    /// The login request, built when a login is about to be sent. The layer calls this, not
+    /// [`login_request`](Self::login_request), at each login.
+    ///
+    /// The default returns `login_request()`. Override it where the credentials must be
+    /// fetched first (a secret manager, a mounted file that rotates), together with
+    /// [`can_log_in`](Self::can_log_in).
+    fn login(&self) -> LoginFuture<'_> {
+        Box::pin(ready(Ok(self.login_request())))
+    }
+
+    /// Whether there are credentials to log in with, so that a token the server refuses
+    /// leads to a new login rather than to an error.
+    fn can_log_in(&self) -> bool {
+        self.login_request().is_some()
+    }
+
     /// The request that trades `current` for a fresh grant.
     fn refresh_request(&self, current: &Grant) -> Request<Bytes>;
 
@@ -97,5 +120,18 @@ pub trait TokenEndpoint: std::fmt::Debug + Send + Sync + 'static {
     /// with [`Error::InsecureTransport`] and sends nothing.
     fn allows_plain_http(&self) -> bool {
         false
+    }
+
+    /// More URIs whose origins get the token besides [`origin`](Self::origin): the other
+    /// nodes of a cluster that token requests may fail over to.
+    fn other_origins(&self) -> Vec<Uri> {
+        Vec::new()
+    }
+
+    /// A token request to the current node failed in a way another node might not (a
+    /// transport error, a timeout, a 5xx): moves the following requests to the next node
+    /// and returns `(from, to)`, or `None` when there is no other node.
+    fn fail_over(&self) -> Option<(Uri, Uri)> {
+        None
     }
 }

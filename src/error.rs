@@ -96,6 +96,15 @@ pub enum Error {
     /// The layer was used outside a Tokio runtime, where it cannot run its refresh task.
     #[error("the token refresh layer needs a Tokio runtime")]
     NoRuntime,
+    /// The credentials provider (see `OcientAuth::credentials_from`) failed. Its error is
+    /// the [`source`](std::error::Error::source), left out of the message in case it
+    /// quotes a secret.
+    #[error("the credentials provider failed")]
+    Credentials {
+        /// The provider's error.
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
     /// A token or the credentials would have gone over plain `http://` to a host that is
     /// not loopback, and nobody opted in: nothing was sent.
     #[error(

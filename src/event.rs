@@ -29,6 +29,15 @@ pub enum TokenEvent<'a> {
         /// When the next attempt may start.
         retry_in: Duration,
     },
+    /// A token request to one node failed, and the next ones go to another node.
+    FailedOver {
+        /// The node that failed (scheme, host and port).
+        from: &'a http::Uri,
+        /// The node tried next.
+        to: &'a http::Uri,
+        /// How it failed.
+        error: &'a Error,
+    },
     /// A request carrying this token was answered 401; the token will be replaced.
     Invalidated {
         /// The refused token's generation.
@@ -38,3 +47,15 @@ pub enum TokenEvent<'a> {
 
 /// The user's hook, shared by every clone of a service.
 pub(crate) type Hook = Arc<dyn Fn(&TokenEvent<'_>) + Send + Sync>;
+
+/// Tells the user's hook, if there is one. Never call it with a lock held: the hook may
+/// use the layer.
+pub(crate) fn tell(hook: Option<&Hook>, event: &TokenEvent<'_>) {
+    if let Some(hook) = hook {
+        // A panicking hook must not take a flight or a response down with it.
+        let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(event)));
+        if called.is_err() {
+            tracing::warn!("the on_token hook panicked");
+        }
+    }
+}

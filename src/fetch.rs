@@ -17,6 +17,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use crate::config::Config;
 use crate::endpoint::Answer;
 use crate::error::{BoxError, Error, Exchange};
+use crate::event::TokenEvent;
 use crate::grant::Grant;
 use crate::inner::{HttpResponse, InnerService};
 use crate::state::{BoxFuture, Fetch, Plan};
@@ -51,6 +52,10 @@ where
         // Each attempt drives a clone of its own, as `oneshot` would.
         Box::pin(self.clone().run(plan))
     }
+
+    fn clone_box(&self) -> Box<dyn Fetch> {
+        Box::new(self.clone())
+    }
 }
 
 impl<S, B> Fetcher<S, B>
@@ -70,44 +75,84 @@ where
     /// Refreshes the current token; logs in when there is none, when it is past saving, or
     /// when the server refuses to refresh it.
     async fn run(mut self, plan: Plan) -> Result<Grant, Error> {
-        let login = self.config.endpoint.login_request();
+        let can_log_in = self.config.endpoint.can_log_in();
         let current = match plan.current {
-            Some(current) if !(plan.login_first && login.is_some()) => current,
-            _ => return self.login(login).await,
+            Some(current) if !(plan.login_first && can_log_in) => current,
+            _ => return self.exchange(None).await,
         };
-        let request = self.config.endpoint.refresh_request(&current);
-        let refreshed = self.exchange(request, Some(&current)).await;
-        match refreshed.map_err(|e| without_secrets(e, &current)) {
-            Err(error) if login.is_some() && self.config.endpoint.rejects_token(&error) => {
+        match self.exchange(Some(&current)).await {
+            Err(error) if can_log_in && self.config.endpoint.rejects_token(&error) => {
                 tracing::debug!(%error, "refresh refused; logging in again");
-                self.login(login).await
+                self.exchange(None).await
             }
             other => other,
         }
     }
 
-    async fn login(&mut self, request: Option<Request<Bytes>>) -> Result<Grant, Error> {
-        let request = request.ok_or(Error::MissingCredentials)?;
-        self.exchange(request, None).await
+    /// One login (`current` is `None`) or refresh of `current`, failing over to the
+    /// endpoint's other nodes while nodes fail.
+    async fn exchange(&mut self, current: Option<&Grant>) -> Result<Grant, Error> {
+        let mut failovers_left = self.config.endpoint.other_origins().len();
+        loop {
+            let error = match self.exchange_once(current).await {
+                Err(error) if failovers_left > 0 && self.node_failed(&error) => error,
+                outcome => return outcome,
+            };
+            let Some((from, to)) = self.config.endpoint.fail_over() else {
+                return Err(error);
+            };
+            failovers_left -= 1;
+            tracing::warn!(%from, %to, %error, "token request failed; trying another node");
+            let event = TokenEvent::FailedOver {
+                from: &from,
+                to: &to,
+                error: &error,
+            };
+            self.config.report(&event);
+        }
     }
 
-    /// One login (`current` is `None`) or refresh of `current`, bounded by the timeout.
-    async fn exchange(
-        &mut self,
-        request: Request<Bytes>,
-        current: Option<&Grant>,
-    ) -> Result<Grant, Error> {
+    /// Whether `error` is the node's fault, so another node may do better: not when the
+    /// server judged the credentials or the token, which every node would judge alike.
+    fn node_failed(&self, error: &Error) -> bool {
+        match error {
+            Error::Transport { .. } | Error::Timeout { .. } => true,
+            Error::Rejected { status, .. } => {
+                status.is_server_error() && !self.config.endpoint.rejects_token(error)
+            }
+            _ => false,
+        }
+    }
+
+    /// One attempt at one node, request building included, bounded by the timeout.
+    async fn exchange_once(&mut self, current: Option<&Grant>) -> Result<Grant, Error> {
         let exchange = match current {
             Some(_) => Exchange::Refresh,
             None => Exchange::Login,
         };
         let timeout = self.config.refresh_timeout;
-        match tokio::time::timeout(timeout, self.send(exchange, request, current)).await {
+        let attempt = async {
+            let request = match current {
+                Some(current) => self.config.endpoint.refresh_request(current),
+                None => self
+                    .config
+                    .endpoint
+                    .login()
+                    .await?
+                    .ok_or(Error::MissingCredentials)?,
+            };
+            self.send(exchange, request, current).await
+        };
+        let outcome = match tokio::time::timeout(timeout, attempt).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout {
                 exchange,
                 after: timeout,
             }),
+        };
+        match current {
+            Some(current) => outcome.map_err(|e| without_secrets(e, current)),
+            None => outcome,
         }
     }
 

@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::error::{BoxError, Error, Exchange};
 use crate::fetch::Fetcher;
 use crate::inner::{HttpResponse, InnerService};
-use crate::state::{BoxFuture, Joined, Lookup, Settlement, TokenState, MAX_WAIT_ROUNDS};
+use crate::state::{BoxFuture, Joined, Lookup, Retirer, Settlement, TokenState, MAX_WAIT_ROUNDS};
 
 pin_project! {
     /// Response future of [`TokenRefresh`](crate::TokenRefresh).
@@ -52,7 +52,7 @@ pin_project! {
 
 /// The token a request went out with.
 struct Sent {
-    state: Arc<TokenState>,
+    retirer: Arc<Retirer>,
     generation: u64,
 }
 
@@ -61,7 +61,7 @@ impl Sent {
     /// one token cause one new token.
     fn answered(self, status: StatusCode) {
         if status == StatusCode::UNAUTHORIZED {
-            self.state.invalidate(self.generation);
+            self.retirer.retire(self.generation);
         }
     }
 }
@@ -76,9 +76,12 @@ where
         ResponseFuture { kind }
     }
 
-    /// A request that carries the token of `generation` from `state`.
-    pub(crate) fn sent(future: S::Future, (state, generation): (Arc<TokenState>, u64)) -> Self {
-        let sent = Some(Sent { state, generation });
+    /// A request that carries the token of `generation`, retired through `retirer` on a 401.
+    pub(crate) fn sent(future: S::Future, retirer: Arc<Retirer>, generation: u64) -> Self {
+        let sent = Some(Sent {
+            retirer,
+            generation,
+        });
         let kind = Kind::Called { future, sent };
         ResponseFuture { kind }
     }
@@ -151,14 +154,54 @@ where
         Joined::Usable => None,
         Joined::Follow(settlement) => Some(settlement),
         Joined::Lead(flight, settlement) => {
-            flight.launch(Fetcher::<S, B>::boxed(service.clone(), config));
+            state.launch(flight, Fetcher::<S, B>::boxed(service.clone(), config));
             Some(settlement)
         }
     })
 }
 
-/// Waits for the attempt `joined`, then readies `service` and sends; joins again if the
-/// token died meanwhile.
+/// Waits for attempts, starting with the one `joined`, until one leaves a usable token;
+/// `rounds` counts the attempts waited for, so tokens that die faster than they arrive end
+/// in an error rather than a loop.
+async fn wait_for_token<S, B>(
+    mut joined: Result<Option<Settlement>, Error>,
+    state: &Arc<TokenState>,
+    service: &mut S,
+    config: &Arc<Config>,
+    rounds: &mut u8,
+) -> Result<(), Error>
+where
+    S: InnerService<B>,
+    B: From<Bytes> + Send + 'static,
+{
+    while let Some(settlement) = joined? {
+        *rounds += 1;
+        settlement.wait().await?;
+        joined = rejoin(state, service, config, *rounds);
+    }
+    Ok(())
+}
+
+/// Joins again after `rounds` attempts, unless they were all in vain.
+fn rejoin<S, B>(
+    state: &Arc<TokenState>,
+    service: &S,
+    config: &Arc<Config>,
+    rounds: u8,
+) -> Result<Option<Settlement>, Error>
+where
+    S: InnerService<B>,
+    B: From<Bytes> + Send + 'static,
+{
+    if rounds >= MAX_WAIT_ROUNDS && !state.has_usable_token() {
+        let error = Error::invalid(Exchange::Refresh, "every new token was dead on arrival");
+        return Err(error);
+    }
+    join(state, service, config)
+}
+
+/// Waits for the attempt `joined` and any after it until a token is usable, then readies
+/// `service` and sends; waits again if the token died meanwhile.
 async fn wait_then_send<S, B>(
     mut joined: Result<Option<Settlement>, Error>,
     mut service: S,
@@ -170,13 +213,9 @@ where
     S: InnerService<B>,
     B: From<Bytes> + Send + 'static,
 {
-    // A round is an attempt waited for; finding a token needs none.
     let mut rounds = 0;
     loop {
-        if let Some(settlement) = joined? {
-            rounds += 1;
-            settlement.wait().await?;
-        }
+        wait_for_token(joined, &state, &mut service, &config, &mut rounds).await?;
         poll_fn(|cx| service.poll_ready(cx))
             .await
             .map_err(Into::into)?;
@@ -188,17 +227,33 @@ where
         {
             request.headers_mut().insert(AUTHORIZATION, header);
             let response = service.call(request).await.map_err(Into::into)?;
-            Sent { state, generation }.answered(response.status());
+            let retirer = state.retirer(0);
+            Sent {
+                retirer,
+                generation,
+            }
+            .answered(response.status());
             return Ok(response);
         }
         // Give the readiness back before waiting again.
         service = service.clone();
-        if rounds == MAX_WAIT_ROUNDS {
-            let error = Error::invalid(Exchange::Refresh, "every new token was dead on arrival");
-            return Err(error.into());
-        }
-        joined = join(&state, &service, &config);
+        joined = rejoin(&state, &service, &config, rounds);
     }
+}
+
+/// Obtains a usable token, sharing the attempt with any concurrent caller; sends nothing
+/// while one exists. See [`TokenRefresh::warm_up`](crate::TokenRefresh::warm_up).
+pub(crate) async fn warm_up<S, B>(
+    mut service: S,
+    state: Arc<TokenState>,
+    config: Arc<Config>,
+) -> Result<(), Error>
+where
+    S: InnerService<B>,
+    B: From<Bytes> + Send + 'static,
+{
+    let joined = join(&state, &service, &config);
+    wait_for_token(joined, &state, &mut service, &config, &mut 0).await
 }
 
 impl<S, B> fmt::Debug for ResponseFuture<S, B>

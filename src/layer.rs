@@ -13,6 +13,7 @@ use crate::event::{Hook, TokenEvent};
 use crate::grant::MAX_LIFETIME;
 use crate::service::TokenRefresh;
 use crate::state::{Timing, TokenState};
+use crate::status::TokenStatus;
 
 /// How long a login or refresh may take, answer body included, unless set otherwise.
 const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -64,6 +65,7 @@ pub struct TokenRefreshLayer {
     refresh_timeout: Duration,
     extra_origins: Vec<Origin>,
     hook: Option<Hook>,
+    refresh_when_idle: bool,
     shared: Arc<OnceLock<(Arc<TokenState>, Arc<Config>)>>,
 }
 
@@ -81,6 +83,7 @@ impl TokenRefreshLayer {
             refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
             extra_origins: Vec::new(),
             hook: None,
+            refresh_when_idle: false,
             shared: Arc::default(),
         }
     }
@@ -163,6 +166,26 @@ impl TokenRefreshLayer {
         self.reconfigured()
     }
 
+    /// With `true`, refreshes the token at its refresh point even when no request comes,
+    /// so a service idle for hours still finds a fresh token and never waits (default
+    /// `false`: the first request after the refresh point starts the refresh).
+    ///
+    /// The refresh goes through a clone of the wrapped service kept for that purpose, with
+    /// the same backoff, jitter and fallback to a login as any refresh. Without credentials,
+    /// once the token can no longer be refreshed, it stops and reports the failure to the
+    /// [`on_token`](Self::on_token) hook. Nothing outlives the layer: once it and every
+    /// service it made are dropped, no task, timer or clone of the wrapped service is left.
+    #[must_use]
+    pub fn refresh_when_idle(mut self, refresh: bool) -> Self {
+        self.refresh_when_idle = refresh;
+        self.reconfigured()
+    }
+
+    /// Where the token of every service this layer makes is: see [`TokenStatus`].
+    pub fn status(&self) -> TokenStatus {
+        self.shared().0.status()
+    }
+
     fn reconfigured(mut self) -> Self {
         self.shared = Arc::default();
         self
@@ -171,11 +194,13 @@ impl TokenRefreshLayer {
     fn shared(&self) -> &(Arc<TokenState>, Arc<Config>) {
         self.shared.get_or_init(|| {
             let initial = self.endpoint.initial_grant();
-            let state = TokenState::new(self.timing, initial, self.hook.clone());
+            let hook = self.hook.clone();
+            let state = TokenState::new(self.timing, initial, hook, self.refresh_when_idle);
             let config = Config::new(
                 Arc::clone(&self.endpoint),
                 &self.extra_origins,
                 self.refresh_timeout,
+                self.hook.clone(),
             );
             (state, Arc::new(config))
         })
@@ -199,6 +224,7 @@ impl fmt::Debug for TokenRefreshLayer {
             .field("refresh_timeout", &self.refresh_timeout)
             .field("extra_origins", &self.extra_origins)
             .field("on_token", &self.hook.as_ref().map(|_| "<hook>"))
+            .field("refresh_when_idle", &self.refresh_when_idle)
             .finish()
     }
 }

@@ -106,8 +106,9 @@ mod ocient;
 mod retry;
 mod service;
 mod state;
+mod status;
 
-pub use endpoint::{Answer, TokenEndpoint};
+pub use endpoint::{Answer, LoginFuture, TokenEndpoint};
 pub use error::{Error, Exchange};
 pub use event::TokenEvent;
 pub use future::ResponseFuture;
@@ -118,6 +119,7 @@ pub use ocient::OcientAuth;
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub use retry::RetryUnauthorized;
 pub use service::TokenRefresh;
+pub use status::{TokenPhase, TokenStatus};
 
 // The README's examples compile as doctests.
 #[cfg(doctest)]

@@ -1,6 +1,7 @@
 //! [`TokenRefresh`]: puts the current token on requests to the API's origin.
 
 use std::fmt;
+use std::future::Future;
 use std::mem;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -12,12 +13,13 @@ use tower_service::Service;
 
 use crate::config::{Config, Route};
 use crate::endpoint::TokenEndpoint;
-use crate::error::BoxError;
+use crate::error::{BoxError, Error};
 use crate::fetch::Fetcher;
-use crate::future::ResponseFuture;
+use crate::future::{self, ResponseFuture};
 use crate::inner::InnerService;
 use crate::layer::TokenRefreshLayer;
 use crate::state::{Lookup, Token, TokenState};
+use crate::status::TokenStatus;
 
 /// Middleware that keeps a token fresh and puts `Authorization: Bearer <token>` on every
 /// request to the token service's origin.
@@ -45,6 +47,48 @@ impl<S> TokenRefresh<S> {
     /// A [`TokenRefreshLayer`] for `endpoint`, as tower-http spells it.
     pub fn layer(endpoint: impl TokenEndpoint) -> TokenRefreshLayer {
         TokenRefreshLayer::new(endpoint)
+    }
+
+    /// Where the token is, for a health check: see [`TokenStatus`]. Sends nothing.
+    ///
+    /// ```
+    /// # fn check<S>(service: &tower_token_refresh::TokenRefresh<S>) -> Result<(), String> {
+    /// let status = service.status();
+    /// if !status.is_usable() {
+    ///     let why = status.last_error.map(|e| e.to_string());
+    ///     return Err(why.unwrap_or_else(|| "no token yet".into()));
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn status(&self) -> TokenStatus {
+        self.state.status()
+    }
+
+    /// Obtains a usable token now, and resolves once one is installed: for a startup check
+    /// that fails before the service reports ready. With a usable token already there it
+    /// resolves at once and sends nothing; concurrent callers and requests share one attempt.
+    ///
+    /// ```no_run
+    /// # async fn start<S>(service: tower_token_refresh::TokenRefresh<S>) -> Result<(), tower_token_refresh::Error>
+    /// # where S: tower_service::Service<http::Request<http_body_util::Full<bytes::Bytes>>, Response = http::Response<http_body_util::Full<bytes::Bytes>>> + Clone + Send + 'static,
+    /// #     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>, S::Future: Send,
+    /// # {
+    /// // A wrong password fails here, as `Error::Rejected` with vendor code -304.
+    /// service.warm_up().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// The request body type `B` is the wrapped service's; it is inferred when the service
+    /// takes one body type only, as hyper-util's `Client` does.
+    pub fn warm_up<B>(&self) -> impl Future<Output = Result<(), Error>> + Send + 'static
+    where
+        S: InnerService<B>,
+        B: From<Bytes> + Send + 'static,
+    {
+        let service = self.inner.clone();
+        future::warm_up(service, Arc::clone(&self.state), Arc::clone(&self.config))
     }
 
     /// The wrapped service.
@@ -114,8 +158,9 @@ where
                     self.state.refresh_in_background(fetcher);
                 }
                 request.headers_mut().insert(AUTHORIZATION, header);
-                let sent = (Arc::clone(&self.state), generation);
-                ResponseFuture::sent(self.inner.call(request), sent)
+                // Where this clone lives picks the retirer, so cores seldom share one.
+                let retirer = self.state.retirer(self as *const Self as usize);
+                ResponseFuture::sent(self.inner.call(request), retirer, generation)
             }
             Lookup::Wait => {
                 // Give back the readiness we were granted: held while waiting, it could

@@ -266,6 +266,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_rotated_password_takes_effect_at_the_next_login() {
+        let mock = MockOcient::new();
+        let token = login(&mock).await;
+        mock.set_password("jdoe", "rotated");
+        let (status, answer) = send(&mock, login_request("jdoe", "secret")).await;
+        assert_eq!(
+            (status, vendor_code(&answer)),
+            (StatusCode::UNAUTHORIZED, -304)
+        );
+        let (status, _) = send(&mock, login_request("jdoe", "rotated")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            execute(&mock, &token).await,
+            (StatusCode::OK, 0),
+            "issued tokens stay"
+        );
+    }
+
+    #[tokio::test]
     async fn wrong_credentials_are_401_with_vendor_code_304() {
         let mock = MockOcient::new();
         for (user, password) in [("jdoe", "wrong"), ("nobody", "secret")] {

@@ -109,6 +109,13 @@ impl MockOcient {
         self.lock().knobs.token_lifetime = lifetime;
     }
 
+    /// Sets a user's password from now on, as a secret manager rotating it
+    /// would: the next logins must use the new one. Tokens already issued
+    /// stay valid.
+    pub fn set_password(&self, username: impl Into<String>, password: impl Into<String>) {
+        self.lock().users.insert(username.into(), password.into());
+    }
+
     /// Changes the latency of login and token refresh requests that arrive
     /// from now on.
     pub fn set_latency(&self, latency: Duration) {

@@ -1,6 +1,7 @@
 //! [`OcientAuth`]: the Ocient HTTP Query API's `/v1/login` and `/v1/token_refresh`.
 
 use std::fmt;
+use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,9 +10,14 @@ use http::{HeaderValue, Method, Request, Uri};
 use tokio::time::Instant;
 
 mod answer;
+mod credentials;
+mod nodes;
 
-use crate::endpoint::{Answer, TokenEndpoint};
-use crate::error::Error;
+use credentials::Credentials;
+use nodes::Nodes;
+
+use crate::endpoint::{Answer, LoginFuture, TokenEndpoint};
+use crate::error::{BoxError, Error};
 use crate::grant::{Grant, Secret};
 
 /// The longest `reason` an error repeats from the server.
@@ -35,11 +41,11 @@ const MAX_REASON: usize = 256;
 /// # let _ = (layer, sso);
 /// ```
 ///
-/// `Debug` shows the node and the user, never the password or the token.
+/// `Debug` shows the nodes and the user, never the password or the token.
 #[derive(Clone)]
 pub struct OcientAuth {
-    base: Uri,
-    credentials: Option<(String, String)>,
+    nodes: Nodes,
+    credentials: Option<Credentials>,
     database: Option<String>,
     initial: Option<InitialToken>,
     plain_http: bool,
@@ -57,7 +63,7 @@ impl OcientAuth {
     #[must_use]
     pub fn new(base: Uri) -> Self {
         OcientAuth {
-            base,
+            nodes: Nodes::new(base),
             credentials: None,
             database: None,
             initial: None,
@@ -68,7 +74,48 @@ impl OcientAuth {
     /// Logs in as `username` with `password`, at first and whenever the token is no good.
     #[must_use]
     pub fn credentials(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
-        self.credentials = Some((username.into(), password.into()));
+        self.credentials = Some(Credentials::Fixed {
+            username: username.into(),
+            password: password.into(),
+        });
+        self
+    }
+
+    /// Logs in with the username and password `provider` gives, asked anew at **each**
+    /// login: a password rotated in a secret manager or a mounted file is picked up at the
+    /// next login, without a restart.
+    ///
+    /// ```
+    /// use tower_token_refresh::OcientAuth;
+    ///
+    /// let auth = OcientAuth::new("https://sql-node".parse().unwrap()).credentials_from(|| async {
+    ///     let password = tokio::fs::read_to_string("/run/secrets/ocient").await?;
+    ///     Ok(("jdoe".to_owned(), password.trim().to_owned()))
+    /// });
+    /// # let _ = auth;
+    /// ```
+    ///
+    /// A provider's error fails that login with
+    /// [`Error::Credentials`](crate::Error::Credentials), which goes through the same
+    /// backoff as a login the server refused. The provider is bounded by the refresh timeout
+    /// like the rest of the login.
+    #[must_use]
+    pub fn credentials_from<F, Fut>(mut self, provider: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(String, String), BoxError>> + Send + 'static,
+    {
+        self.credentials = Some(Credentials::provided(provider));
+        self
+    }
+
+    /// Another SQL node of the same cluster. Token requests go to the node that last
+    /// answered and move to the next one on a transport error, a timeout or a 5xx (not on
+    /// a refusal: wrong credentials are wrong everywhere). The token goes to every listed
+    /// node's origin, and to no other.
+    #[must_use]
+    pub fn node(mut self, uri: Uri) -> Self {
+        self.nodes.add(uri);
         self
     }
 
@@ -103,20 +150,17 @@ impl OcientAuth {
         self
     }
 
-    /// `{base}{path}`, without any `user:password@` of the base: the credentials go in the
-    /// body, and a URI ends up in error messages and logs.
+    /// `{node}{path}` at the node token requests go to now.
     fn endpoint(&self, path: &str) -> Uri {
-        let scheme = self.base.scheme_str().unwrap_or("http");
-        let authority = self
-            .base
-            .authority()
-            .map_or("", |a| a.as_str().rsplit('@').next().unwrap_or_default());
-        let prefix = self.base.path().trim_end_matches('/');
-        format!("{scheme}://{authority}{prefix}{path}")
-            .parse()
-            // Unparseable only for a base that names no host: the request then fails in the
-            // wrapped service, with the path alone to show.
-            .unwrap_or_else(|_| Uri::from_static("/"))
+        at(self.nodes.current(), path)
+    }
+
+    fn login_with(&self, username: &str, password: &str) -> Request<Bytes> {
+        let mut body = serde_json::Map::new();
+        body.insert("username".into(), username.into());
+        body.insert("password".into(), password.into());
+        self.database_field(&mut body);
+        self.json_post("/v1/login", body.into())
     }
 
     fn json_post(&self, path: &str, body: serde_json::Value) -> Request<Bytes> {
@@ -139,9 +183,9 @@ impl OcientAuth {
     /// it (in that order: a cut could leave part of a secret unrecognised).
     fn scrub(&self, text: &str) -> String {
         let mut text = text.to_owned();
-        let password = self.credentials.as_ref().map(|(_, p)| p.as_str());
-        let initial = self.initial.as_ref().map(|i| i.token.as_str());
-        for secret in [password, initial].into_iter().flatten() {
+        let password = self.credentials.as_ref().and_then(Credentials::password);
+        let initial = self.initial.as_ref().map(|i| i.token.clone());
+        for secret in [password, initial].iter().flatten() {
             if !secret.is_empty() && text.contains(secret) {
                 text = text.replace(secret, "<redacted>");
             }
@@ -152,10 +196,16 @@ impl OcientAuth {
 
 impl fmt::Debug for OcientAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nodes: Vec<String> = [self.nodes.primary()]
+            .into_iter()
+            .chain(self.nodes.others())
+            .map(without_userinfo)
+            .collect();
+        let shown = self.credentials.as_ref().map(Credentials::shown);
         f.debug_struct("OcientAuth")
-            .field("base", &without_userinfo(&self.base))
-            .field("username", &self.credentials.as_ref().map(|(u, _)| u))
-            .field("password", &self.credentials.as_ref().map(|_| "<redacted>"))
+            .field("nodes", &nodes)
+            .field("username", &shown.map(|(user, _)| user))
+            .field("password", &shown.map(|(_, password)| password))
             .field("database", &self.database)
             .field(
                 "initial_token",
@@ -168,7 +218,16 @@ impl fmt::Debug for OcientAuth {
 
 impl TokenEndpoint for OcientAuth {
     fn origin(&self) -> &Uri {
-        &self.base
+        self.nodes.primary()
+    }
+
+    fn other_origins(&self) -> Vec<Uri> {
+        self.nodes.others().to_vec()
+    }
+
+    fn fail_over(&self) -> Option<(Uri, Uri)> {
+        let (from, to) = self.nodes.fail_over()?;
+        Some((at(from, ""), at(to, "")))
     }
 
     fn initial_grant(&self) -> Option<Grant> {
@@ -181,12 +240,22 @@ impl TokenEndpoint for OcientAuth {
     }
 
     fn login_request(&self) -> Option<Request<Bytes>> {
-        let (username, password) = self.credentials.as_ref()?;
-        let mut body = serde_json::Map::new();
-        body.insert("username".into(), username.clone().into());
-        body.insert("password".into(), password.clone().into());
-        self.database_field(&mut body);
-        Some(self.json_post("/v1/login", body.into()))
+        let (username, password) = self.credentials.as_ref()?.fixed()?;
+        Some(self.login_with(username, password))
+    }
+
+    fn login(&self) -> LoginFuture<'_> {
+        Box::pin(async move {
+            let Some(credentials) = &self.credentials else {
+                return Ok(None);
+            };
+            let (username, password) = credentials.get().await?;
+            Ok(Some(self.login_with(&username, &password)))
+        })
+    }
+
+    fn can_log_in(&self) -> bool {
+        self.credentials.is_some()
     }
 
     fn refresh_request(&self, current: &Grant) -> Request<Bytes> {
@@ -210,6 +279,21 @@ impl TokenEndpoint for OcientAuth {
     fn allows_plain_http(&self) -> bool {
         self.plain_http
     }
+}
+
+/// `{node}{path}`, without any `user:password@` of the node: the credentials go in the
+/// body, and a URI ends up in error messages and logs.
+fn at(node: &Uri, path: &str) -> Uri {
+    let scheme = node.scheme_str().unwrap_or("http");
+    let authority = node
+        .authority()
+        .map_or("", |a| a.as_str().rsplit('@').next().unwrap_or_default());
+    let prefix = node.path().trim_end_matches('/');
+    format!("{scheme}://{authority}{prefix}{path}")
+        .parse()
+        // Unparseable only for a node that names no host: the request then fails in the
+        // wrapped service, with the path alone to show.
+        .unwrap_or_else(|_| Uri::from_static("/"))
 }
 
 /// `uri` as text, with any `user:password@` replaced.

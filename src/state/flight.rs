@@ -18,6 +18,9 @@ pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>
 /// wrapped service, so the state machine never sees HTTP.
 pub(crate) trait Fetch: Send + 'static {
     fn fetch(&self, plan: Plan) -> BoxFuture<Result<Grant, Error>>;
+
+    /// Another of the same, for a later flight.
+    fn clone_box(&self) -> Box<dyn Fetch>;
 }
 
 /// What the next attempt should do, decided from the current token.
@@ -201,6 +204,12 @@ mod tests {
             Box::pin(async move {
                 assert!(!panics, "the wrapped service panicked");
                 Err(Error::transport(Exchange::Login, "node down"))
+            })
+        }
+
+        fn clone_box(&self) -> Box<dyn Fetch> {
+            Box::new(Failing {
+                panics: self.panics,
             })
         }
     }

@@ -9,6 +9,8 @@
 mod backoff;
 mod control;
 mod flight;
+mod retire;
+mod snapshot;
 mod token;
 
 #[cfg(test)]
@@ -16,7 +18,7 @@ mod tests;
 
 use std::mem;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -29,11 +31,12 @@ pub(crate) use backoff::Timing;
 use backoff::{Failure, Jitter};
 use flight::Settled;
 pub(crate) use flight::{BoxFuture, Fetch, Flight, Plan, Settlement};
+pub(crate) use retire::Retirer;
 use token::Phase;
 pub(crate) use token::Token;
 
 use crate::error::Error;
-use crate::event::{Hook, TokenEvent};
+use crate::event::{self, Hook, TokenEvent};
 use crate::grant::{Grant, MAX_LIFETIME};
 
 /// Rounds a waiter makes before concluding that tokens die faster than they arrive.
@@ -73,6 +76,11 @@ struct Cold {
     timer: Option<AbortHandle>,
     /// A token handed in by the user, installed on first use, with when it was handed in.
     initial: Option<(Grant, Instant)>,
+    /// Why the last attempt failed, until one succeeds.
+    last_error: Option<Error>,
+    /// With `refresh_when_idle`: what the last flight fetched with, for the timer to start
+    /// a refresh when no request comes. It holds a clone of the wrapped service.
+    idle_fetch: Option<Box<dyn Fetch>>,
 }
 
 impl Cold {
@@ -116,6 +124,13 @@ pub(crate) struct TokenState {
     timing: Timing,
     jitter: Jitter,
     hook: Option<Hook>,
+    /// Refresh at the refresh point even when no request comes.
+    refresh_when_idle: bool,
+    /// This state itself, for the timers that start idle refreshes: weak, so a timer never
+    /// keeps the state alive.
+    me: Weak<TokenState>,
+    /// What response futures hold to retire a token on a 401.
+    retirers: [Arc<Retirer>; retire::STRIPES],
 }
 
 impl std::fmt::Debug for TokenState {
@@ -131,12 +146,17 @@ impl std::fmt::Debug for TokenState {
 }
 
 impl TokenState {
-    pub(crate) fn new(timing: Timing, initial: Option<Grant>, hook: Option<Hook>) -> Arc<Self> {
+    pub(crate) fn new(
+        timing: Timing,
+        initial: Option<Grant>,
+        hook: Option<Hook>,
+        refresh_when_idle: bool,
+    ) -> Arc<Self> {
         let cold = Cold {
             initial: initial.map(|grant| (grant, Instant::now())),
             ..Cold::default()
         };
-        Arc::new(TokenState {
+        Arc::new_cyclic(|me| TokenState {
             hot: CachePadded(Hot {
                 current: ArcSwapOption::empty(),
                 generation: AtomicU64::new(0),
@@ -148,6 +168,9 @@ impl TokenState {
             timing,
             jitter: Jitter::new(),
             hook,
+            refresh_when_idle,
+            me: Weak::clone(me),
+            retirers: std::array::from_fn(|_| Retirer::of(me)),
         })
     }
 
@@ -179,7 +202,7 @@ impl TokenState {
 
     /// Whether a waiter should go and send: the phase suffices, since `lookup_now` asks the
     /// clock as well right before the request leaves.
-    fn has_usable_token(&self) -> bool {
+    pub(crate) fn has_usable_token(&self) -> bool {
         let current = self.hot.current.load();
         current.as_deref().is_some_and(Token::is_usable)
     }
@@ -208,8 +231,29 @@ impl TokenState {
             self.begin_flight(&mut cold)
         };
         match flight {
-            Ok(flight) => flight.launch(fetch()),
+            Ok(flight) => self.launch(flight, fetch()),
             Err(error) => tracing::debug!(%error, "cannot start a token refresh"),
+        }
+    }
+
+    /// Launches a flight that `join` or `refresh_in_background` began, fetching with `fetch`.
+    pub(crate) fn launch(&self, flight: Flight<TokenState>, fetch: Box<dyn Fetch>) {
+        if self.refresh_when_idle {
+            self.lock().idle_fetch = Some(fetch.clone_box());
+        }
+        flight.launch(fetch);
+    }
+
+    /// The refresh point came: starts a refresh as a request would, if it can fetch.
+    fn refresh_idle(self: &Arc<Self>) {
+        let fetch = self
+            .lock()
+            .idle_fetch
+            .as_ref()
+            .map(|fetch| fetch.clone_box());
+        if let Some(fetch) = fetch {
+            tracing::debug!("refreshing an idle token at its refresh point");
+            self.refresh_in_background(|| fetch);
         }
     }
 
@@ -257,13 +301,7 @@ impl TokenState {
 
     /// Tells the user's hook; never called with the lock held, so the hook may use the layer.
     fn report(&self, event: TokenEvent<'_>) {
-        if let Some(hook) = &self.hook {
-            // A panicking hook must not take a flight or a response down with it.
-            let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&event)));
-            if called.is_err() {
-                tracing::warn!("the on_token hook panicked");
-            }
-        }
+        event::tell(self.hook.as_ref(), &event);
     }
 
     fn report_failure(&self, error: &Error, consecutive_failures: u32, retry_in: Duration) {
@@ -311,7 +349,7 @@ impl TokenState {
             self.jitter.next(),
         );
         let token = Arc::new(token);
-        let timer = token.watch();
+        let timer = token.watch(self.idle_refresh());
         let generation = token.generation;
         self.hot.current.store(Some(token));
         self.hot.generation.store(generation, Ordering::Release);
@@ -322,11 +360,23 @@ impl TokenState {
         }
         cold.failure = None;
         cold.consecutive_failures = 0;
+        cold.last_error = None;
+    }
+
+    /// What the timer does at the refresh point when no request comes.
+    fn idle_refresh(&self) -> Option<token::OnDue> {
+        let me = self.refresh_when_idle.then(|| Weak::clone(&self.me))?;
+        Some(Box::new(move || {
+            if let Some(state) = me.upgrade() {
+                state.refresh_idle();
+            }
+        }))
     }
 
     /// Records a failed attempt; returns when to try again if the flight should go on.
     fn record_failure(&self, cold: &mut Cold, error: Error) -> Option<Instant> {
         cold.consecutive_failures = cold.consecutive_failures.saturating_add(1);
+        cold.last_error = Some(error.clone());
         let now = Instant::now();
         let backoff = self
             .timing

@@ -66,6 +66,10 @@ impl Fetch for Script {
             }
         })
     }
+
+    fn clone_box(&self) -> Box<dyn Fetch> {
+        Box::new(self.clone())
+    }
 }
 
 fn grant(n: usize, secs: u64) -> Grant {
@@ -79,7 +83,7 @@ fn state(first_backoff: u64) -> Arc<TokenState> {
         first_backoff: Duration::from_secs(first_backoff),
         max_backoff: Duration::from_secs(600),
     };
-    TokenState::new(timing, None, None)
+    TokenState::new(timing, None, None, false)
 }
 
 /// Moves the paused clock on, and lets the flight and timer tasks run.
@@ -102,7 +106,7 @@ fn secs(n: u64) -> Duration {
 fn lead(state: &Arc<TokenState>, script: &Script) -> Settlement {
     match state.join().unwrap() {
         Joined::Lead(flight, settlement) => {
-            flight.launch(script.boxed());
+            state.launch(flight, script.boxed());
             settlement
         }
         other => panic!("expected to lead, got {other:?}"),

@@ -14,6 +14,9 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::grant::Grant;
 
+/// What a token's timer does at its refresh point, besides marking it due.
+pub(crate) type OnDue = Box<dyn FnOnce() + Send>;
+
 /// How much earlier than its expiry a token stops being sent, at most.
 const MAX_MARGIN: Duration = Duration::from_secs(5);
 /// The share of a lifetime over which the refresh point is spread, so a fleet started
@@ -102,6 +105,11 @@ impl Token {
         self.phase.fetch_max(to as u8, Ordering::AcqRel) < to as u8
     }
 
+    /// The phase the clock says it is in, should its timer run late.
+    pub(crate) fn phase_now(&self, now: Instant) -> Phase {
+        self.phase().max(self.phase_at(now))
+    }
+
     fn phase_at(&self, now: Instant) -> Phase {
         if now >= self.dead_at {
             Phase::Dead
@@ -112,15 +120,16 @@ impl Token {
         }
     }
 
-    /// Starts the timer that moves this token along its timeline, on the current runtime.
+    /// Starts the timer that moves this token along its timeline, on the current runtime,
+    /// and calls `on_due` at the refresh point.
     ///
     /// Without a runtime nothing would ever mark it due or dead: a token nobody watches is
     /// marked dead at once, and never sent.
-    pub(crate) fn watch(self: &Arc<Self>) -> Option<AbortHandle> {
+    pub(crate) fn watch(self: &Arc<Self>, on_due: Option<OnDue>) -> Option<AbortHandle> {
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => Some(
                 runtime
-                    .spawn(follow_timeline(Arc::downgrade(self)))
+                    .spawn(follow_timeline(Arc::downgrade(self), on_due))
                     .abort_handle(),
             ),
             Err(_) => {
@@ -136,7 +145,10 @@ impl Token {
 /// If the task ends early (aborted when the token is replaced, or its runtime shut down,
 /// even before its first poll), the token is marked dead: a phase nobody will move again
 /// must not keep a token alive.
-fn follow_timeline(token: Weak<Token>) -> impl Future<Output = ()> + Send {
+fn follow_timeline(
+    token: Weak<Token>,
+    mut on_due: Option<OnDue>,
+) -> impl Future<Output = ()> + Send {
     let guard = KillOnDrop(token);
     async move {
         let token = &guard.0;
@@ -150,6 +162,9 @@ fn follow_timeline(token: Weak<Token>) -> impl Future<Output = ()> + Send {
                     token.advance(phase);
                 }
                 None => return,
+            }
+            if let Some(on_due) = on_due.take() {
+                on_due();
             }
         }
     }
@@ -198,7 +213,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_watched_token_goes_fresh_then_due_then_dead() {
         let token = token(100, 0.0);
-        let _timer = token.watch().expect("inside a runtime");
+        let _timer = token.watch(None).expect("inside a runtime");
         assert_eq!(token.phase(), Phase::Fresh);
         advance(Duration::from_secs(49)).await;
         assert_eq!(token.phase(), Phase::Fresh);
@@ -263,7 +278,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_token_whose_timer_is_gone_is_dead() {
         let token = token(100, 0.0);
-        let timer = token.watch().unwrap();
+        let timer = token.watch(None).unwrap();
         timer.abort();
         tokio::task::yield_now().await;
         assert_eq!(token.phase(), Phase::Dead);
@@ -272,7 +287,7 @@ mod tests {
     #[test]
     fn a_token_nobody_can_watch_is_dead() {
         let token = Arc::new(Token::new(grant(100), Instant::now(), 1, 0.5, 0.0));
-        assert!(token.watch().is_none(), "no runtime here");
+        assert!(token.watch(None).is_none(), "no runtime here");
         assert_eq!(token.phase(), Phase::Dead);
     }
 }

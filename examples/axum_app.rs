@@ -12,8 +12,11 @@
 //! Other flags: `--listen ADDR` (default `127.0.0.1:3000`; with `--once` and no `--listen`,
 //! a free port on 127.0.0.1, so a busy port 3000 cannot fail a CI run).
 //!
-//! `POST /sql` takes one SQL statement as its raw text body and answers with what the SQL
-//! node said about it, status and JSON body, from `POST {url}/v1/execute/{database}`:
+//! `GET /ready` answers 200 while a usable token exists and 503 with the last error's text
+//! otherwise, for an orchestrator's readiness probe; at start the app calls `warm_up`, so a
+//! wrong password shows there at once. `POST /sql` takes one SQL statement as its raw text
+//! body and answers with what the SQL node said about it, status and JSON body, from
+//! `POST {url}/v1/execute/{database}`:
 //!
 //! ```text
 //! curl -sS http://127.0.0.1:3000/sql -H 'content-type: text/plain' --data-binary 'SELECT 1'
@@ -28,7 +31,7 @@ use std::net::SocketAddr;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -39,7 +42,7 @@ use hyper_util::rt::TokioExecutor;
 use ocient_mock::MockOcient;
 use tokio::net::TcpListener;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
-use tower_token_refresh::{TokenRefresh, TokenRefreshLayer};
+use tower_token_refresh::{TokenRefresh, TokenRefreshLayer, TokenStatus};
 
 mod support;
 
@@ -106,8 +109,13 @@ async fn main() -> Result<(), BoxError> {
             .service(client),
         execute: node.execute_uri().parse()?,
     };
+    if let Err(error) = app.api.warm_up().await {
+        // Serve anyway: /ready says why, and the layer keeps trying as requests come.
+        eprintln!("not ready yet: {error}");
+    }
     let router = Router::new()
         .route("/sql", post(sql))
+        .route("/ready", get(ready))
         .with_state(app.clone());
 
     let listen = match (args.listen, args.once) {
@@ -149,6 +157,24 @@ async fn main() -> Result<(), BoxError> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// `GET /ready`: whether a request sent now would go out with a token at once.
+async fn ready(State(app): State<App>) -> (StatusCode, String) {
+    readiness(app.api.status())
+}
+
+/// 200 while the token is usable; 503 with the reason otherwise. The status holds no
+/// secret, and the layer's errors never quote the password or a token.
+pub fn readiness(status: TokenStatus) -> (StatusCode, String) {
+    if status.is_usable() {
+        return (StatusCode::OK, "ready\n".into());
+    }
+    let why = match status.last_error {
+        Some(error) => error.to_string(),
+        None => "no usable token yet".into(),
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, why + "\n")
 }
 
 /// `POST /sql`: the body is the statement; the answer is the SQL node's.

@@ -147,6 +147,11 @@ where
             Route::Elsewhere => return ResponseFuture::passed_through(self.inner.call(request)),
             Route::Refused(origin) => return ResponseFuture::failed(origin.refused()),
         }
+        if self.state.wants_fetcher() {
+            // A token handed in, or a service made after the login, with refresh_when_idle.
+            let fetcher = Fetcher::<S, B>::boxed(self.inner.clone(), &self.config);
+            self.state.keep_fetcher(fetcher);
+        }
         match self.state.lookup(&mut self.seen) {
             Lookup::Send {
                 header,

@@ -353,6 +353,72 @@ mod tests {
         assert!(!shown.contains("s3cr"), "{shown}");
     }
 
+    #[tokio::test]
+    async fn a_provided_password_is_scrubbed_once_it_was_used() {
+        let auth = OcientAuth::new("https://sql-node".parse().unwrap())
+            .credentials_from(|| async { Ok(("jdoe".to_owned(), "r0tated-pw".to_owned())) });
+        assert!(auth.can_log_in());
+        assert!(
+            auth.login_request().is_none(),
+            "nothing to build without asking"
+        );
+        let login = auth.login().await.unwrap().expect("a login request");
+        assert!(String::from_utf8_lossy(login.body()).contains("r0tated-pw"));
+        let echo = r#"{"status":{"vendor_code":-304,"reason":"bad r0tated-pw"}}"#;
+        let headers = http::HeaderMap::new();
+        let answer = Answer::new(
+            Exchange::Login,
+            StatusCode::UNAUTHORIZED,
+            &headers,
+            echo.as_bytes(),
+        );
+        let shown = auth.read_answer(answer).unwrap_err().to_string();
+        assert!(!shown.contains("r0tated-pw"), "{shown}");
+        assert!(!format!("{auth:?}").contains("r0tated-pw"));
+    }
+
+    #[tokio::test]
+    async fn a_failing_provider_is_a_credentials_error() {
+        let auth = OcientAuth::new("https://sql-node".parse().unwrap())
+            .credentials_from(|| async { Err("vault sealed".into()) });
+        let error = auth.login().await.unwrap_err();
+        assert!(matches!(error, Error::Credentials { .. }), "{error}");
+        let source = std::error::Error::source(&error).expect("the provider's error");
+        assert_eq!(source.to_string(), "vault sealed");
+    }
+
+    #[test]
+    fn nodes_fail_over_in_turn_and_stay_where_they_moved() {
+        let auth = OcientAuth::new("https://u:p@node-a:9443/ocient".parse().unwrap())
+            .node("https://node-b".parse().unwrap())
+            .credentials("jdoe", "pw");
+        let login = |auth: &OcientAuth| auth.login_request().unwrap().uri().to_string();
+        assert_eq!(login(&auth), "https://node-a:9443/ocient/v1/login");
+        assert_eq!(
+            auth.other_origins(),
+            vec![Uri::from_static("https://node-b")]
+        );
+        let (from, to) = auth.fail_over().unwrap();
+        assert_eq!(
+            (from.to_string(), to.to_string()),
+            (
+                "https://node-a:9443/ocient".into(),
+                "https://node-b/".into()
+            )
+        );
+        assert_eq!(login(&auth), "https://node-b/v1/login");
+        assert_eq!(
+            login(&auth.clone()),
+            "https://node-b/v1/login",
+            "clones share it"
+        );
+        auth.fail_over().unwrap();
+        assert_eq!(login(&auth), "https://node-a:9443/ocient/v1/login");
+        assert!(OcientAuth::new("https://solo".parse().unwrap())
+            .fail_over()
+            .is_none());
+    }
+
     #[test]
     fn debug_shows_neither_password_nor_userinfo() {
         let shown = format!(

@@ -108,6 +108,8 @@ struct Hot {
     /// The generation of `current`, published after it: a service that holds this
     /// generation already need not touch `current` at all.
     generation: AtomicU64,
+    /// With `refresh_when_idle`, until a request has handed over a fetcher for the timer.
+    wants_fetcher: AtomicBool,
 }
 
 /// One token, shared by every clone of a service.
@@ -160,6 +162,7 @@ impl TokenState {
             hot: CachePadded(Hot {
                 current: ArcSwapOption::empty(),
                 generation: AtomicU64::new(0),
+                wants_fetcher: AtomicBool::new(refresh_when_idle),
             }),
             refreshing: AtomicBool::new(false),
             cold: Mutex::new(cold),
@@ -239,9 +242,21 @@ impl TokenState {
     /// Launches a flight that `join` or `refresh_in_background` began, fetching with `fetch`.
     pub(crate) fn launch(&self, flight: Flight<TokenState>, fetch: Box<dyn Fetch>) {
         if self.refresh_when_idle {
-            self.lock().idle_fetch = Some(fetch.clone_box());
+            self.keep_fetcher(fetch.clone_box());
         }
         flight.launch(fetch);
+    }
+
+    /// Whether the timer still needs a fetcher to refresh an idle token with: one relaxed
+    /// load, so requests can ask it every time.
+    pub(crate) fn wants_fetcher(&self) -> bool {
+        self.hot.wants_fetcher.load(Ordering::Relaxed)
+    }
+
+    /// Keeps `fetch` for refreshes that no request starts (`refresh_when_idle`).
+    pub(crate) fn keep_fetcher(&self, fetch: Box<dyn Fetch>) {
+        self.lock().idle_fetch = Some(fetch);
+        self.hot.wants_fetcher.store(false, Ordering::Relaxed);
     }
 
     /// The refresh point came: starts a refresh as a request would, if it can fetch.

@@ -117,3 +117,17 @@ pub fn token_error(error: &BoxError) -> &tower_token_refresh::Error {
         .downcast_ref::<tower_token_refresh::Error>()
         .unwrap_or_else(|| panic!("not a token error: {error}"))
 }
+
+/// A token the mock issued to `jdoe`, as if obtained elsewhere and handed over.
+pub async fn login_token(mock: &MockOcient) -> String {
+    let login = Request::post(format!("{BASE}/v1/login"))
+        .header("content-type", "application/json")
+        .body(Full::<Bytes>::from(
+            r#"{"username":"jdoe","password":"secret"}"#,
+        ))
+        .unwrap();
+    let response = mock.clone().oneshot(login).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    answer["access_token"].as_str().unwrap().to_owned()
+}

@@ -1,0 +1,154 @@
+//! A cluster of several SQL nodes: token requests fail over from a node that is down or
+//! failing, never from one that says the credentials are wrong. Over real loopback HTTP.
+
+mod common;
+
+#[allow(dead_code)]
+#[path = "../examples/support/tls.rs"]
+mod tls;
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{StatusCode, Uri};
+use http_body_util::Full;
+use ocient_mock::{Fault, MockOcient, MockServer};
+use tower::{ServiceBuilder, ServiceExt};
+use tower_token_refresh::{Error, OcientAuth, TokenEvent, TokenRefresh, TokenRefreshLayer};
+
+use tls::{https_client, HttpsClient};
+
+type Client = TokenRefresh<HttpsClient<Full<Bytes>>>;
+
+/// Failovers the hook heard of, as (from, to).
+type Failovers = Arc<Mutex<Vec<(String, String)>>>;
+
+fn layered(auth: OcientAuth) -> (Client, Failovers) {
+    let failovers = Failovers::default();
+    let heard = Arc::clone(&failovers);
+    let layer = TokenRefreshLayer::new(auth).on_token(move |event| {
+        if let TokenEvent::FailedOver { from, to, .. } = event {
+            heard
+                .lock()
+                .unwrap()
+                .push((from.to_string(), to.to_string()));
+        }
+    });
+    let client = https_client(&[]).unwrap();
+    (
+        ServiceBuilder::new().layer(layer).service(client),
+        failovers,
+    )
+}
+
+fn query(server: &MockServer) -> http::Request<Full<Bytes>> {
+    common::query_to(&format!("{}v1/execute/retail_analytics", server.uri()))
+}
+
+/// A loopback address where nothing listens.
+async fn closed_port() -> Uri {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}/").parse().unwrap()
+}
+
+async fn assert_queries_succeed(service: &Client, server: &MockServer, n: usize) {
+    for _ in 0..n {
+        let response = service.clone().oneshot(query(server)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_is_down_fails_over_to_the_next() {
+    let down = closed_port().await;
+    let up = MockOcient::new().serve().await.unwrap();
+    let auth = OcientAuth::new(down.clone())
+        .node(up.uri())
+        .credentials("jdoe", "secret");
+    let (service, failovers) = layered(auth);
+
+    assert_queries_succeed(&service, &up, 10).await;
+    assert_eq!(up.mock().counters().logins, 1);
+    let heard = failovers.lock().unwrap().clone();
+    let up_origin = up.uri().to_string();
+    assert_eq!(heard.len(), 1, "{heard:?}");
+    assert_eq!(
+        heard[0].0.trim_end_matches('/'),
+        down.to_string().trim_end_matches('/')
+    );
+    assert_eq!(
+        heard[0].1.trim_end_matches('/'),
+        up_origin.trim_end_matches('/')
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_answering_503_fails_over_and_the_next_stays_in_use() {
+    let failing = MockOcient::new().serve().await.unwrap();
+    failing
+        .mock()
+        .fail_token_requests(Fault::Status(StatusCode::SERVICE_UNAVAILABLE), 1);
+    let up = MockOcient::new().serve().await.unwrap();
+    let auth = OcientAuth::new(failing.uri())
+        .node(up.uri())
+        .credentials("jdoe", "secret");
+    let (service, failovers) = layered(auth);
+
+    assert_queries_succeed(&service, &up, 5).await;
+    assert_eq!(failing.mock().counters().logins, 1);
+    assert_eq!(up.mock().counters().logins, 1);
+    assert_eq!(failovers.lock().unwrap().len(), 1);
+
+    // The next login goes where the last answer came from.
+    up.mock().revoke_all();
+    let refused = service.clone().oneshot(query(&up)).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_queries_succeed(&service, &up, 1).await;
+    assert_eq!(up.mock().counters().logins, 2);
+    assert_eq!(failing.mock().counters().logins, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_does_not_fail_over() {
+    let first = MockOcient::new().serve().await.unwrap();
+    let second = MockOcient::new().serve().await.unwrap();
+    let auth = OcientAuth::new(first.uri())
+        .node(second.uri())
+        .credentials("jdoe", "wrong");
+    let (service, failovers) = layered(auth);
+
+    let error = service.oneshot(query(&first)).await.unwrap_err();
+    match common::token_error(&error) {
+        Error::Rejected { vendor_code, .. } => assert_eq!(*vendor_code, -304),
+        other => panic!("expected a rejection, got {other}"),
+    }
+    assert_eq!(first.mock().counters().logins, 1);
+    assert_eq!(second.mock().counters().logins, 0);
+    assert!(failovers.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_goes_to_every_node_and_to_no_other() {
+    let first = MockOcient::new().serve().await.unwrap();
+    let second = MockOcient::new().serve().await.unwrap();
+    let elsewhere = MockOcient::new().serve().await.unwrap();
+    let auth = OcientAuth::new(first.uri())
+        .node(second.uri())
+        .credentials("jdoe", "secret");
+    let (service, _) = layered(auth);
+
+    for server in [&first, &first, &second, &elsewhere] {
+        service.clone().oneshot(query(server)).await.unwrap();
+    }
+    // The first node issued the token; the second got it (and refused it: it never issued
+    // it), the third never saw it.
+    assert_eq!(first.mock().counters().queries_ok, 2);
+    assert_eq!(second.mock().counters().queries_bad_token, 1);
+    let elsewhere = elsewhere.mock().counters();
+    assert_eq!(
+        (elsewhere.queries_no_token, elsewhere.queries_bad_token),
+        (1, 0)
+    );
+}

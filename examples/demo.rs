@@ -11,7 +11,8 @@
 //! The client is hyper-util's over hyper-rustls: server certificates are verified against
 //! the system's roots, plus `--ca-cert FILE` (PEM) for a private CA. Other flags:
 //! `--password P` (else `OCIENT_PASSWORD`), `--seconds N` (default 10), `--concurrency N`
-//! (default 32), `--allow-plain-http` (an `http://` node that is not loopback).
+//! (default 32), `--refresh-when-idle` (the layer refreshes on its own at each refresh
+//! point), `--allow-plain-http` (an `http://` node that is not loopback).
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,15 +40,21 @@ type Body = Full<Bytes>;
 struct Run {
     seconds: u64,
     concurrency: usize,
+    refresh_when_idle: bool,
 }
 
 fn parse_run(rest: Vec<String>) -> Result<Run, String> {
     let mut run = Run {
         seconds: 10,
         concurrency: 32,
+        refresh_when_idle: false,
     };
     let mut rest = rest.into_iter();
     while let Some(flag) = rest.next() {
+        if flag == "--refresh-when-idle" {
+            run.refresh_when_idle = true;
+            continue;
+        }
         let value = rest.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
             "--seconds" => run.seconds = value?.parse().map_err(|e| format!("--seconds: {e}"))?,
@@ -166,7 +173,7 @@ async fn main() -> Result<(), BoxError> {
     let (flags, run) = match parsed {
         Ok(parsed) => parsed,
         Err(message) => {
-            eprintln!("{message}\nusage: demo {NODE_USAGE} [--seconds N] [--concurrency N]");
+            eprintln!("{message}\nusage: demo {NODE_USAGE} [--seconds N] [--concurrency N] [--refresh-when-idle]");
             std::process::exit(2);
         }
     };
@@ -179,7 +186,7 @@ async fn main() -> Result<(), BoxError> {
     let (mut latencies, hand_over) = Latencies::new();
     let client = node.client::<Body>()?;
     let service = ServiceBuilder::new()
-        .layer(TokenRefreshLayer::new(node.auth.clone()))
+        .layer(TokenRefreshLayer::new(node.auth.clone()).refresh_when_idle(run.refresh_when_idle))
         .service(CountTokenRequests {
             inner: client,
             stats: Arc::clone(&stats),

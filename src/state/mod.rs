@@ -9,6 +9,7 @@
 mod backoff;
 mod control;
 mod flight;
+mod idle;
 mod retire;
 mod snapshot;
 mod token;
@@ -31,6 +32,7 @@ pub(crate) use backoff::Timing;
 use backoff::{Failure, Jitter};
 use flight::Settled;
 pub(crate) use flight::{BoxFuture, Fetch, Flight, Plan, Settlement};
+use retire::Invalidate;
 pub(crate) use retire::Retirer;
 use token::Phase;
 pub(crate) use token::Token;
@@ -173,7 +175,7 @@ impl TokenState {
             hook,
             refresh_when_idle,
             me: Weak::clone(me),
-            retirers: std::array::from_fn(|_| Retirer::of(me)),
+            retirers: Retirer::stripes(&(Weak::clone(me) as Weak<dyn Invalidate>)),
         })
     }
 
@@ -239,39 +241,6 @@ impl TokenState {
         }
     }
 
-    /// Launches a flight that `join` or `refresh_in_background` began, fetching with `fetch`.
-    pub(crate) fn launch(&self, flight: Flight<TokenState>, fetch: Box<dyn Fetch>) {
-        if self.refresh_when_idle {
-            self.keep_fetcher(fetch.clone_box());
-        }
-        flight.launch(fetch);
-    }
-
-    /// Whether the timer still needs a fetcher to refresh an idle token with: one relaxed
-    /// load, so requests can ask it every time.
-    pub(crate) fn wants_fetcher(&self) -> bool {
-        self.hot.wants_fetcher.load(Ordering::Relaxed)
-    }
-
-    /// Keeps `fetch` for refreshes that no request starts (`refresh_when_idle`).
-    pub(crate) fn keep_fetcher(&self, fetch: Box<dyn Fetch>) {
-        self.lock().idle_fetch = Some(fetch);
-        self.hot.wants_fetcher.store(false, Ordering::Relaxed);
-    }
-
-    /// The refresh point came: starts a refresh as a request would, if it can fetch.
-    fn refresh_idle(self: &Arc<Self>) {
-        let fetch = self
-            .lock()
-            .idle_fetch
-            .as_ref()
-            .map(|fetch| fetch.clone_box());
-        if let Some(fetch) = fetch {
-            tracing::debug!("refreshing an idle token at its refresh point");
-            self.refresh_in_background(|| fetch);
-        }
-    }
-
     /// Joins the wait for a usable token: there is one now, or the caller waits on the
     /// attempt under way, or it leads a new one (and must launch the returned flight).
     /// During a backoff after a failure with no usable token, the failure comes back at once.
@@ -302,16 +271,9 @@ impl TokenState {
         Ok(Joined::Lead(flight, settled))
     }
 
-    /// A request carrying `generation` was answered 401: that token is no good.
-    pub(crate) fn invalidate(&self, generation: u64) {
-        let current = self.hot.current.load();
-        if let Some(token) = current.as_deref() {
-            if token.generation == generation && token.advance(Phase::Revoked) {
-                tracing::debug!(generation, "token refused by the server; replacing it");
-                self.wake_flight.notify_one();
-                self.report(TokenEvent::Invalidated { generation });
-            }
-        }
+    /// A retirer for a request sent from `place` (see [`Retirer`]).
+    pub(crate) fn retirer(&self, place: usize) -> Arc<Retirer> {
+        retire::pick(&self.retirers, place)
     }
 
     /// Tells the user's hook; never called with the lock held, so the hook may use the layer.
@@ -378,16 +340,6 @@ impl TokenState {
         cold.last_error = None;
     }
 
-    /// What the timer does at the refresh point when no request comes.
-    fn idle_refresh(&self) -> Option<token::OnDue> {
-        let me = self.refresh_when_idle.then(|| Weak::clone(&self.me))?;
-        Some(Box::new(move || {
-            if let Some(state) = me.upgrade() {
-                state.refresh_idle();
-            }
-        }))
-    }
-
     /// Records a failed attempt; returns when to try again if the flight should go on.
     fn record_failure(&self, cold: &mut Cold, error: Error) -> Option<Instant> {
         cold.consecutive_failures = cold.consecutive_failures.saturating_add(1);
@@ -408,6 +360,20 @@ impl TokenState {
             _ => {
                 cold.failure = Some(Failure { error, retry_after });
                 None
+            }
+        }
+    }
+}
+
+impl Invalidate for TokenState {
+    /// A request carrying `generation` was answered 401: that token is no good.
+    fn invalidate(&self, generation: u64) {
+        let current = self.hot.current.load();
+        if let Some(token) = current.as_deref() {
+            if token.generation == generation && token.advance(Phase::Revoked) {
+                tracing::debug!(generation, "token refused by the server; replacing it");
+                self.wake_flight.notify_one();
+                self.report(TokenEvent::Invalidated { generation });
             }
         }
     }

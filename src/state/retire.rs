@@ -8,22 +8,28 @@
 
 use std::sync::{Arc, Weak};
 
-use super::TokenState;
-
 /// Retirers per state: enough that two busy cores seldom share one.
 pub(super) const STRIPES: usize = 16;
 
+/// What retires a token: the shared state.
+pub(super) trait Invalidate: Send + Sync {
+    /// A request carrying `generation` was answered 401: that token is no good.
+    fn invalidate(&self, generation: u64);
+}
+
 /// Retires tokens of one state; padded so that its reference counts share no cache line.
 #[repr(align(128))]
-#[derive(Debug)]
 pub(crate) struct Retirer {
-    state: Weak<TokenState>,
+    state: Weak<dyn Invalidate>,
 }
 
 impl Retirer {
-    pub(super) fn of(state: &Weak<TokenState>) -> Arc<Retirer> {
-        Arc::new(Retirer {
-            state: Weak::clone(state),
+    /// A full set for `state`, which they hold weakly: a response never keeps it alive.
+    pub(super) fn stripes(state: &Weak<dyn Invalidate>) -> [Arc<Retirer>; STRIPES] {
+        std::array::from_fn(|_| {
+            Arc::new(Retirer {
+                state: Weak::clone(state),
+            })
         })
     }
 
@@ -35,11 +41,15 @@ impl Retirer {
     }
 }
 
-impl TokenState {
-    /// A retirer for a request sent from `place` (any number that differs between callers
-    /// that run at once, such as the calling clone's address).
-    pub(crate) fn retirer(&self, place: usize) -> Arc<Retirer> {
-        // Clones sit at least a few cache lines apart; the low bits say nothing.
-        Arc::clone(&self.retirers[(place >> 7) % STRIPES])
+impl std::fmt::Debug for Retirer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retirer").finish_non_exhaustive()
     }
+}
+
+/// The retirer for a request sent from `place` (any number that differs between callers
+/// that run at once, such as the calling clone's address).
+pub(super) fn pick(retirers: &[Arc<Retirer>; STRIPES], place: usize) -> Arc<Retirer> {
+    // Clones sit at least a few cache lines apart; the low bits say nothing.
+    Arc::clone(&retirers[(place >> 7) % STRIPES])
 }

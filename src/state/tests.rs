@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::retire::Invalidate;
 use super::{BoxFuture, Fetch, Joined, Lookup, Plan, Settlement, Timing, TokenState};
 use crate::error::{Error, Exchange};
 use crate::grant::{Grant, Secret};

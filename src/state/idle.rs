@@ -1,0 +1,54 @@
+//! Refreshing with no request: what the timer starts at the refresh point when the layer
+//! was asked to `refresh_when_idle`, and the fetcher it keeps for that.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use super::flight::{Fetch, Flight};
+use super::token::OnDue;
+use super::TokenState;
+
+impl TokenState {
+    /// Launches a flight that `join` or `refresh_in_background` began, fetching with `fetch`.
+    pub(crate) fn launch(&self, flight: Flight<TokenState>, fetch: Box<dyn Fetch>) {
+        if self.refresh_when_idle {
+            self.keep_fetcher(fetch.clone_box());
+        }
+        flight.launch(fetch);
+    }
+
+    /// Whether the timer still needs a fetcher to refresh an idle token with: one relaxed
+    /// load, so requests can ask it every time.
+    pub(crate) fn wants_fetcher(&self) -> bool {
+        self.hot.wants_fetcher.load(Ordering::Relaxed)
+    }
+
+    /// Keeps `fetch` for refreshes that no request starts (`refresh_when_idle`).
+    pub(crate) fn keep_fetcher(&self, fetch: Box<dyn Fetch>) {
+        self.lock().idle_fetch = Some(fetch);
+        self.hot.wants_fetcher.store(false, Ordering::Relaxed);
+    }
+
+    /// The refresh point came: starts a refresh as a request would, if it can fetch.
+    fn refresh_idle(self: &Arc<Self>) {
+        let fetch = self
+            .lock()
+            .idle_fetch
+            .as_ref()
+            .map(|fetch| fetch.clone_box());
+        if let Some(fetch) = fetch {
+            tracing::debug!("refreshing an idle token at its refresh point");
+            self.refresh_in_background(|| fetch);
+        }
+    }
+
+    /// What the timer does at the refresh point when no request comes.
+    pub(super) fn idle_refresh(&self) -> Option<OnDue> {
+        let me = self.refresh_when_idle.then(|| Weak::clone(&self.me))?;
+        Some(Box::new(move || {
+            if let Some(state) = me.upgrade() {
+                state.refresh_idle();
+            }
+        }))
+    }
+}

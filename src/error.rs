@@ -97,13 +97,13 @@ pub enum Error {
     #[error("the token refresh layer needs a Tokio runtime")]
     NoRuntime,
     /// The credentials provider (see `OcientAuth::credentials_from`) failed. Its error is
-    /// the [`source`](std::error::Error::source), left out of the message in case it
-    /// quotes a secret.
+    /// the [`source`](std::error::Error::source): left out of this error's message and of
+    /// every `Debug`, in case it quotes a secret, and there for whoever asks for it.
     #[error("the credentials provider failed")]
     Credentials {
         /// The provider's error.
         #[source]
-        source: Arc<dyn std::error::Error + Send + Sync>,
+        source: ProviderError,
     },
     /// A token or the credentials would have gone over plain `http://` to a host that is
     /// not loopback, and nobody opted in: nothing was sent.
@@ -115,6 +115,35 @@ pub enum Error {
         /// The origin (scheme, host, port) the request was for.
         origin: String,
     },
+}
+
+/// A credentials provider's own error. Its `Display` is the provider's message; its `Debug`
+/// shows nothing of it, so a logged status or event cannot leak what it says.
+#[derive(Clone)]
+pub struct ProviderError(Arc<dyn std::error::Error + Send + Sync>);
+
+impl ProviderError {
+    pub(crate) fn new(error: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        ProviderError(Arc::from(error))
+    }
+}
+
+impl fmt::Debug for ProviderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ProviderError(<not shown>)")
+    }
+}
+
+impl fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for ProviderError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
 }
 
 impl Error {

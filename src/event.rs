@@ -31,7 +31,7 @@ pub enum TokenEvent<'a> {
     },
     /// A token request to one node failed, and the next ones go to another node.
     FailedOver {
-        /// The node that failed (scheme, host and port).
+        /// The node that failed, as configured but without any `user:password@`.
         from: &'a http::Uri,
         /// The node tried next.
         to: &'a http::Uri,

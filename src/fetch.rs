@@ -113,10 +113,13 @@ where
     }
 
     /// Whether `error` is the node's fault, so another node may do better: not when the
-    /// server judged the credentials or the token, which every node would judge alike.
+    /// server judged the credentials or the token, which every node would judge alike. A
+    /// node the layer will not talk to in the clear is skipped too.
     fn node_failed(&self, error: &Error) -> bool {
         match error {
-            Error::Transport { .. } | Error::Timeout { .. } => true,
+            Error::Transport { .. } | Error::Timeout { .. } | Error::InsecureTransport { .. } => {
+                true
+            }
             Error::Rejected { status, .. } => {
                 status.is_server_error() && !self.config.endpoint.rejects_token(error)
             }

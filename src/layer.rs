@@ -7,10 +7,11 @@ use std::time::Duration;
 use http::Uri;
 use tower_layer::Layer;
 
-use crate::config::{Config, Origin};
+use crate::config::Config;
 use crate::endpoint::TokenEndpoint;
 use crate::event::{Hook, TokenEvent};
 use crate::grant::MAX_LIFETIME;
+use crate::origin::Origin;
 use crate::service::TokenRefresh;
 use crate::state::{Timing, TokenState};
 use crate::status::TokenStatus;
@@ -21,6 +22,8 @@ const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_REFRESH_AT: f64 = 0.5;
 const DEFAULT_FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The shortest backoff and refresh timeout: below that they would only mean a storm.
+const MIN_WAIT: Duration = Duration::from_millis(10);
 
 /// Applies [`TokenRefresh`] to a service.
 ///
@@ -105,15 +108,17 @@ impl TokenRefreshLayer {
         self.reconfigured()
     }
 
-    /// Bounds each login and refresh request, answer body included (default 30 s).
+    /// Bounds each login and refresh request, answer body included (default 30 s, at least
+    /// 10 ms).
     #[must_use]
     pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
-        self.refresh_timeout = timeout;
+        // No answer arrives in no time: zero would fail every attempt.
+        self.refresh_timeout = timeout.max(MIN_WAIT);
         self.reconfigured()
     }
 
     /// After a failed login or refresh, waits `first` before the next attempt, doubling
-    /// with each further failure up to `max` (defaults 1 s and 30 s), each wait varied by
+    /// with each further failure up to `max` (defaults 1 s and 30 s; at least 10 ms), each wait varied by
     /// ±25% at random so clients that failed together do not retry together.
     ///
     /// While the token is still valid the layer retries on its own, never later than the
@@ -121,7 +126,9 @@ impl TokenRefreshLayer {
     /// at once instead of hammering the server; the first caller after it tries again.
     #[must_use]
     pub fn retry_backoff(mut self, first: Duration, max: Duration) -> Self {
-        // Past the longest lifetime a backoff means nothing, and would overflow an `Instant`.
+        // Past the longest lifetime a backoff means nothing, and would overflow an `Instant`;
+        // a zero backoff would retry back to back against a failing server.
+        let first = first.max(MIN_WAIT);
         self.timing.first_backoff = first.min(MAX_LIFETIME);
         self.timing.max_backoff = max.max(first).min(MAX_LIFETIME);
         self.reconfigured()
@@ -170,10 +177,12 @@ impl TokenRefreshLayer {
     /// so a service idle for hours still finds a fresh token and never waits (default
     /// `false`: the first request after the refresh point starts the refresh).
     ///
-    /// The refresh goes through a clone of the wrapped service kept for that purpose, with
+    /// The refresh goes through a clone of the wrapped service kept for that purpose (taken
+    /// from the first request, or from [`warm_up`](crate::TokenRefresh::warm_up)), with
     /// the same backoff, jitter and fallback to a login as any refresh. Without credentials,
     /// once the token can no longer be refreshed, it stops and reports the failure to the
-    /// [`on_token`](Self::on_token) hook. Nothing outlives the layer: once it and every
+    /// [`on_token`](Self::on_token) hook; after a failure past the token's dead point, the
+    /// next request starts again. Nothing outlives the layer: once it and every
     /// service it made are dropped, no task, timer or clone of the wrapped service is left.
     #[must_use]
     pub fn refresh_when_idle(mut self, refresh: bool) -> Self {

@@ -102,6 +102,7 @@ mod grant;
 mod inner;
 mod layer;
 mod ocient;
+mod origin;
 #[cfg(feature = "retry")]
 mod retry;
 mod service;
@@ -109,7 +110,7 @@ mod state;
 mod status;
 
 pub use endpoint::{Answer, LoginFuture, TokenEndpoint};
-pub use error::{Error, Exchange};
+pub use error::{Error, Exchange, ProviderError};
 pub use event::TokenEvent;
 pub use future::ResponseFuture;
 pub use grant::{Grant, InvalidSecret, Secret, MAX_LIFETIME};

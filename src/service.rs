@@ -87,6 +87,7 @@ impl<S> TokenRefresh<S> {
         S: InnerService<B>,
         B: From<Bytes> + Send + 'static,
     {
+        self.hand_over_fetcher::<B>();
         let service = self.inner.clone();
         future::warm_up(service, Arc::clone(&self.state), Arc::clone(&self.config))
     }
@@ -128,6 +129,31 @@ impl<S: fmt::Debug> fmt::Debug for TokenRefresh<S> {
     }
 }
 
+impl<S> TokenRefresh<S> {
+    /// With `refresh_when_idle`, hands the state what it needs to refresh with no request
+    /// (a token handed in, or a service made after the login, never launched a flight).
+    fn hand_over_fetcher<B>(&self)
+    where
+        S: InnerService<B>,
+        B: From<Bytes> + Send + 'static,
+    {
+        if self.state.wants_fetcher() {
+            let fetcher = Fetcher::<S, B>::boxed(self.inner.clone(), &self.config);
+            self.state.keep_fetcher(fetcher);
+        }
+    }
+}
+
+impl<S: Clone> TokenRefresh<S> {
+    /// Gives back the readiness this service was granted (clone-and-swap, as tower's
+    /// services do) and returns an unready clone for the caller.
+    fn unready_clone(&mut self) -> S {
+        let unready = self.inner.clone();
+        let readied = mem::replace(&mut self.inner, unready);
+        readied.clone()
+    }
+}
+
 impl<S, B> Service<Request<B>> for TokenRefresh<S>
 where
     S: InnerService<B>,
@@ -145,13 +171,14 @@ where
         match self.config.route(request.uri()) {
             Route::Api => {}
             Route::Elsewhere => return ResponseFuture::passed_through(self.inner.call(request)),
-            Route::Refused(origin) => return ResponseFuture::failed(origin.refused()),
+            Route::Refused(origin) => {
+                let error = origin.refused();
+                // Nothing will be sent: the readiness we were granted goes back unused.
+                drop(self.unready_clone());
+                return ResponseFuture::failed(error);
+            }
         }
-        if self.state.wants_fetcher() {
-            // A token handed in, or a service made after the login, with refresh_when_idle.
-            let fetcher = Fetcher::<S, B>::boxed(self.inner.clone(), &self.config);
-            self.state.keep_fetcher(fetcher);
-        }
+        self.hand_over_fetcher::<B>();
         match self.state.lookup(&mut self.seen) {
             Lookup::Send {
                 header,
@@ -171,10 +198,7 @@ where
                 // Give back the readiness we were granted: held while waiting, it could
                 // starve the refresh of the very slot it needs (ConcurrencyLimit(1),
                 // Buffer(1)). The request readies its own clone once a token exists.
-                let unready = self.inner.clone();
-                let readied = mem::replace(&mut self.inner, unready);
-                let service = readied.clone();
-                drop(readied);
+                let service = self.unready_clone();
                 let (state, config) = (Arc::clone(&self.state), Arc::clone(&self.config));
                 ResponseFuture::waiting(service, request, state, config)
             }

@@ -105,6 +105,41 @@ async fn nothing_outlives_the_layer_and_its_services() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_refresh_backing_off_ends_with_the_layer() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let baseline = metrics.num_alive_tasks();
+    let mock = MockOcient::new().token_lifetime(secs(3600));
+    let (service, recorder) = layered(mock.clone(), TokenRefreshLayer::new(auth()));
+    send(&service, query()).await.unwrap();
+    sleep(secs(2000)).await;
+    // The refresh fails, and keeps failing: the flight backs off until the dead point.
+    mock.fail_token_requests(Fault::Status(StatusCode::SERVICE_UNAVAILABLE), usize::MAX);
+    send(&service, query()).await.unwrap();
+    sleep(secs(5)).await;
+    assert!(mock.counters().failed_token_requests >= 1);
+
+    drop(service);
+    sleep(Duration::from_millis(1)).await;
+    assert_eq!(
+        metrics.num_alive_tasks(),
+        baseline,
+        "no flight, no timer left"
+    );
+    assert_eq!(
+        Arc::strong_count(&recorder.seen),
+        1,
+        "no clone of the inner service left"
+    );
+    let after = mock.counters().token_requests();
+    sleep(secs(3600)).await;
+    assert_eq!(
+        mock.counters().token_requests(),
+        after,
+        "no retry after the drop"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn idle_refresh_without_credentials_stops_once_the_token_is_past_saving() {
     let mock = MockOcient::new()
         .token_lifetime(secs(60))

@@ -152,3 +152,43 @@ async fn the_token_goes_to_every_node_and_to_no_other() {
         (1, 0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_in_the_clear_is_skipped_not_stuck_on() {
+    let failing = MockOcient::new().serve_tls().await.unwrap();
+    failing
+        .mock()
+        .fail_token_requests(Fault::Status(StatusCode::SERVICE_UNAVAILABLE), 1);
+    let up = MockOcient::new().serve_tls().await.unwrap();
+    // A node over plain http on another host: never to be sent the password.
+    let cleartext: Uri = "http://sql-node-in-the-clear.invalid:9090".parse().unwrap();
+    let auth = OcientAuth::new(failing.uri())
+        .node(cleartext)
+        .node(up.uri())
+        .credentials("jdoe", "secret");
+    let cas: Vec<String> = [&failing, &up]
+        .iter()
+        .filter_map(|s| s.ca_certificate_pem().map(str::to_owned))
+        .collect();
+    let failovers = Failovers::default();
+    let heard = Arc::clone(&failovers);
+    let layer = TokenRefreshLayer::new(auth).on_token(move |event| {
+        if let TokenEvent::FailedOver { from, to, .. } = event {
+            heard
+                .lock()
+                .unwrap()
+                .push((from.to_string(), to.to_string()));
+        }
+    });
+    let service = ServiceBuilder::new()
+        .layer(layer)
+        .service(https_client(&cas).unwrap());
+
+    assert_queries_succeed(&service, &up, 3).await;
+    assert_eq!(up.mock().counters().logins, 1);
+    assert_eq!(
+        failovers.lock().unwrap().len(),
+        2,
+        "past the node in the clear"
+    );
+}

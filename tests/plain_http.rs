@@ -155,3 +155,23 @@ async fn a_custom_endpoint_is_protected_by_default() {
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
+
+/// A refused request gives back the readiness it was granted: with a limit of one inside,
+/// another clone can still get through.
+#[tokio::test(start_paused = true)]
+async fn a_refused_request_holds_no_slot_of_the_inner_service() {
+    use tower::{Layer, Service, ServiceExt};
+    let base = "https://sql-node.test:9443";
+    let layer =
+        TokenRefreshLayer::new(auth(base)).allow_origin("http://replica.test".parse().unwrap());
+    let recorder = common::Recorder::new(MockOcient::new());
+    let limited = tower::limit::ConcurrencyLimitLayer::new(1).layer(recorder.clone());
+    let mut refused = layer.layer(limited);
+    let other = refused.clone();
+
+    let ready = refused.ready().await.unwrap();
+    let error = ready.call(query("http://replica.test")).await.unwrap_err();
+    assert_refused(&error, "http://replica.test:80");
+    let answer = tokio::time::timeout(secs(5), other.oneshot(query(base))).await;
+    assert!(answer.expect("not starved").unwrap().status().is_success());
+}

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::error::{BoxError, Error};
+use crate::error::{BoxError, Error, ProviderError};
 
 /// What a provider's future resolves to.
 type Provided = Result<(String, String), BoxError>;
@@ -48,7 +48,7 @@ impl Credentials {
             } => {
                 let (username, password) =
                     provider().await.map_err(|source| Error::Credentials {
-                        source: Arc::from(source),
+                        source: ProviderError::new(source),
                     })?;
                 let mut last = last_password.lock().unwrap_or_else(PoisonError::into_inner);
                 *last = Some(password.clone());

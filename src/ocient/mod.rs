@@ -126,11 +126,12 @@ impl OcientAuth {
         self
     }
 
-    /// Starts from a token obtained elsewhere, valid for `expires_in` from now.
+    /// Starts from a token obtained elsewhere, valid for `expires_in` from now. Whitespace
+    /// around it (the newline at the end of a file, say) is dropped.
     #[must_use]
     pub fn initial_token(mut self, access_token: impl Into<String>, expires_in: Duration) -> Self {
         self.initial = Some(InitialToken {
-            token: access_token.into(),
+            token: access_token.into().trim().to_owned(),
             expires_in,
             given_at: Instant::now(),
         });
@@ -232,7 +233,9 @@ impl TokenEndpoint for OcientAuth {
 
     fn initial_grant(&self) -> Option<Grant> {
         let initial = self.initial.as_ref()?;
-        let token = Secret::new(initial.token.clone()).ok()?;
+        let token = Secret::new(initial.token.clone())
+            .inspect_err(|error| tracing::warn!(%error, "the initial token is not usable"))
+            .ok()?;
         let left = initial
             .expires_in
             .saturating_sub(initial.given_at.elapsed());
@@ -285,9 +288,7 @@ impl TokenEndpoint for OcientAuth {
 /// body, and a URI ends up in error messages and logs.
 fn at(node: &Uri, path: &str) -> Uri {
     let scheme = node.scheme_str().unwrap_or("http");
-    let authority = node
-        .authority()
-        .map_or("", |a| a.as_str().rsplit('@').next().unwrap_or_default());
+    let authority = host_and_port(node);
     let prefix = node.path().trim_end_matches('/');
     format!("{scheme}://{authority}{prefix}{path}")
         .parse()
@@ -299,17 +300,19 @@ fn at(node: &Uri, path: &str) -> Uri {
 /// `uri` as text, with any `user:password@` replaced.
 fn without_userinfo(uri: &Uri) -> String {
     let text = uri.to_string();
-    match (uri.authority(), uri.host()) {
-        (Some(authority), Some(_)) if authority.as_str().contains('@') => {
-            let host_and_port = authority.as_str().rsplit('@').next().unwrap_or_default();
-            text.replacen(
-                authority.as_str(),
-                &format!("<redacted>@{host_and_port}"),
-                1,
-            )
+    match uri.authority() {
+        Some(authority) if authority.as_str().contains('@') => {
+            let redacted = format!("<redacted>@{}", host_and_port(uri));
+            text.replacen(authority.as_str(), &redacted, 1)
         }
         _ => text,
     }
+}
+
+/// The authority of `uri` without any `user:password@`.
+fn host_and_port(uri: &Uri) -> &str {
+    uri.authority()
+        .map_or("", |a| a.as_str().rsplit('@').next().unwrap_or_default())
 }
 
 #[cfg(test)]

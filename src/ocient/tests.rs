@@ -71,6 +71,11 @@ async fn a_failing_provider_is_a_credentials_error() {
     assert!(matches!(error, Error::Credentials { .. }), "{error}");
     let source = std::error::Error::source(&error).expect("the provider's error");
     assert_eq!(source.to_string(), "vault sealed");
+    let shown = format!("{error} {error:?}");
+    assert!(
+        !shown.contains("sealed"),
+        "neither message nor Debug says it: {shown}"
+    );
 }
 
 #[test]

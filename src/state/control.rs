@@ -1,19 +1,31 @@
-//! How the shared token state answers to its flight: what to fetch, and what an outcome
-//! does to the token, its waiters and the backoff.
+//! How the shared token state launches its flight and answers to it: what to fetch, and
+//! what an outcome does to the token, its waiters and the backoff.
 
-use std::future::Future;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::backoff::Failure;
-use super::flight::{FlightControl, Plan, Settled};
+use super::flight::{Fetch, Flight, FlightControl, Plan, Settled};
 use super::token::Phase;
 use super::TokenState;
 use crate::error::{Error, Exchange};
 use crate::event::TokenEvent;
 use crate::grant::Grant;
+
+impl TokenState {
+    /// Launches a flight that `join` or `refresh_in_background` began, fetching with `fetch`.
+    pub(crate) fn launch(&self, flight: Flight<TokenState>, fetch: Box<dyn Fetch>) {
+        if self.refresh_when_idle {
+            self.keep_fetcher(fetch.clone_box());
+        }
+        let task = flight.launch(fetch);
+        self.lock().flight = Some(task);
+    }
+}
 
 impl FlightControl for TokenState {
     fn plan(&self) -> Plan {
@@ -80,8 +92,8 @@ impl FlightControl for TokenState {
         self.report_failure(&error, failures, retry_in);
     }
 
-    fn revocation(&self) -> impl Future<Output = ()> + Send + '_ {
-        self.wake_flight.notified()
+    fn revocations(&self) -> Arc<Notify> {
+        Arc::clone(&self.wake_flight)
     }
 
     fn is_revoked(&self) -> bool {

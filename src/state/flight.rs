@@ -3,9 +3,10 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
+use tokio::task::AbortHandle;
 use tokio::time::{sleep_until, Instant};
 
 use crate::error::Error;
@@ -69,8 +70,8 @@ pub(crate) trait FlightControl: Send + Sync + 'static {
     /// The flight ended without landing: its waiters must not wait for it.
     fn abandon(&self);
 
-    /// Resolves when the token may have been revoked (a wake-up can be stale).
-    fn revocation(&self) -> impl Future<Output = ()> + Send + '_;
+    /// Notified when the token may have been revoked (a wake-up can be stale).
+    fn revocations(&self) -> Arc<Notify>;
 
     /// Whether the current token was revoked: then only a new one helps.
     fn is_revoked(&self) -> bool;
@@ -78,42 +79,57 @@ pub(crate) trait FlightControl: Send + Sync + 'static {
 
 /// Owns one flight: one attempt, and its retries while the token is still good.
 ///
-/// If the flight ends without landing (a panic in the wrapped service, a runtime shutting
-/// down), its `Drop` abandons it, so nobody waits on a flight that is gone.
+/// It holds its control weakly: once nobody holds the state (the layer, its services and
+/// every waiting request are gone) the flight has no one to fly for, and ends. If it ends
+/// without landing otherwise (a panic in the wrapped service, a runtime shutting down), its
+/// `Drop` abandons it, so nobody waits on a flight that is gone.
 #[derive(Debug)]
 pub(crate) struct Flight<C: FlightControl> {
-    control: Arc<C>,
+    control: Weak<C>,
+    revocations: Arc<Notify>,
     runtime: tokio::runtime::Handle,
     landed: bool,
 }
 
 impl<C: FlightControl> Flight<C> {
     /// A flight reporting to `control`, to be launched on `runtime`.
-    pub(crate) fn new(control: Arc<C>, runtime: tokio::runtime::Handle) -> Self {
+    pub(crate) fn new(control: &Arc<C>, runtime: tokio::runtime::Handle) -> Self {
         Flight {
-            control,
+            control: Arc::downgrade(control),
+            revocations: control.revocations(),
             runtime,
             landed: false,
         }
     }
 
-    pub(crate) fn launch(self, fetch: Box<dyn Fetch>) {
+    /// Starts the flight on its own task; the handle aborts it.
+    pub(crate) fn launch(self, fetch: Box<dyn Fetch>) -> AbortHandle {
         let runtime = self.runtime.clone();
         let span = tracing::debug_span!("token_flight");
-        runtime.spawn(tracing::Instrument::instrument(self.fly(fetch), span));
+        let task = runtime.spawn(tracing::Instrument::instrument(self.fly(fetch), span));
+        task.abort_handle()
     }
 
     async fn fly(mut self, fetch: Box<dyn Fetch>) {
         loop {
-            let plan = self.control.plan();
+            let Some(plan) = self.control.upgrade().map(|control| control.plan()) else {
+                return self.land();
+            };
             let sent_at = Instant::now();
             let outcome = fetch.fetch(plan).await;
-            let Some(retry_at) = self.control.settle(outcome, sent_at) else {
-                self.landed = true;
-                return;
+            let Some(control) = self.control.upgrade() else {
+                return self.land();
             };
+            let Some(retry_at) = control.settle(outcome, sent_at) else {
+                return self.land();
+            };
+            drop(control);
             self.wait_out_backoff(retry_at).await;
         }
+    }
+
+    fn land(&mut self) {
+        self.landed = true;
     }
 
     /// Sleeps until `retry_at`, or until the token is revoked: then only a new token helps,
@@ -124,10 +140,10 @@ impl<C: FlightControl> Flight<C> {
         loop {
             tokio::select! {
                 _ = &mut sleep => return,
-                _ = self.control.revocation() => {
+                _ = self.revocations.notified() => {
                     // A wake-up can be stale: `Notify` keeps one for a flight that was not
                     // yet waiting, possibly from a revocation long since handled.
-                    if self.control.is_revoked() {
+                    if self.control.upgrade().is_none_or(|control| control.is_revoked()) {
                         return;
                     }
                 }
@@ -138,8 +154,11 @@ impl<C: FlightControl> Flight<C> {
 
 impl<C: FlightControl> Drop for Flight<C> {
     fn drop(&mut self) {
-        if !self.landed {
-            self.control.abandon();
+        if self.landed {
+            return;
+        }
+        if let Some(control) = self.control.upgrade() {
+            control.abandon();
         }
     }
 }
@@ -163,7 +182,7 @@ mod tests {
         settled: AtomicUsize,
         abandoned: AtomicUsize,
         revoked: AtomicBool,
-        wake: Notify,
+        wake: Arc<Notify>,
     }
 
     impl FlightControl for Dummy {
@@ -184,8 +203,8 @@ mod tests {
             self.abandoned.fetch_add(1, Ordering::SeqCst);
         }
 
-        fn revocation(&self) -> impl Future<Output = ()> + Send + '_ {
-            self.wake.notified()
+        fn revocations(&self) -> Arc<Notify> {
+            Arc::clone(&self.wake)
         }
 
         fn is_revoked(&self) -> bool {
@@ -219,7 +238,7 @@ mod tests {
         let delays = retries.iter().map(|s| Duration::from_secs(*s));
         dummy.retries.lock().unwrap().extend(delays);
         let runtime = tokio::runtime::Handle::current();
-        Flight::new(Arc::clone(&dummy), runtime).launch(Box::new(Failing { panics }));
+        Flight::new(&dummy, runtime).launch(Box::new(Failing { panics }));
         dummy
     }
 

@@ -4,19 +4,11 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use super::flight::{Fetch, Flight};
+use super::flight::Fetch;
 use super::token::OnDue;
 use super::TokenState;
 
 impl TokenState {
-    /// Launches a flight that `join` or `refresh_in_background` began, fetching with `fetch`.
-    pub(crate) fn launch(&self, flight: Flight<TokenState>, fetch: Box<dyn Fetch>) {
-        if self.refresh_when_idle {
-            self.keep_fetcher(fetch.clone_box());
-        }
-        flight.launch(fetch);
-    }
-
     /// Whether the timer still needs a fetcher to refresh an idle token with: one relaxed
     /// load, so requests can ask it every time.
     pub(crate) fn wants_fetcher(&self) -> bool {

@@ -76,6 +76,8 @@ struct Cold {
     consecutive_failures: u32,
     generation: u64,
     timer: Option<AbortHandle>,
+    /// The flight's task, if one flies: it holds a clone of the wrapped service.
+    flight: Option<AbortHandle>,
     /// A token handed in by the user, installed on first use, with when it was handed in.
     initial: Option<(Grant, Instant)>,
     /// Why the last attempt failed, until one succeeds.
@@ -124,7 +126,7 @@ pub(crate) struct TokenState {
     cold: Mutex<Cold>,
     settled: watch::Sender<Settled>,
     /// Cuts a flight's backoff short when its token is revoked under it.
-    wake_flight: Notify,
+    wake_flight: Arc<Notify>,
     timing: Timing,
     jitter: Jitter,
     hook: Option<Hook>,
@@ -169,7 +171,7 @@ impl TokenState {
             refreshing: AtomicBool::new(false),
             cold: Mutex::new(cold),
             settled: watch::Sender::new(Settled::Pending),
-            wake_flight: Notify::new(),
+            wake_flight: Arc::default(),
             timing,
             jitter: Jitter::new(),
             hook,
@@ -205,11 +207,14 @@ impl TokenState {
         Self::usable(current.as_deref())
     }
 
-    /// Whether a waiter should go and send: the phase suffices, since `lookup_now` asks the
-    /// clock as well right before the request leaves.
+    /// Whether there is a token to send, off the hot path: by the clock as well as the
+    /// phase, as `lookup_now` judges, so a late timer never makes a dead token look usable.
     pub(crate) fn has_usable_token(&self) -> bool {
         let current = self.hot.current.load();
-        current.as_deref().is_some_and(Token::is_usable)
+        let now = Instant::now();
+        current
+            .as_deref()
+            .is_some_and(|token| token.phase_now(now) <= Phase::Due)
     }
 
     fn usable(token: Option<&Token>) -> Lookup {
@@ -312,7 +317,7 @@ impl TokenState {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         cold.failure = None;
         self.refreshing.store(true, Ordering::Release);
-        Ok(Flight::new(Arc::clone(self), runtime))
+        Ok(Flight::new(self, runtime))
     }
 
     /// Makes `grant`, obtained by a request sent at `sent_at`, the current token.
@@ -381,8 +386,10 @@ impl Invalidate for TokenState {
 
 impl Drop for TokenState {
     fn drop(&mut self) {
-        if let Some(timer) = self.lock().timer.take() {
-            timer.abort();
+        let cold = self.lock();
+        // Nobody is left to use a token: stop the timer and any flight backing off.
+        for task in [&cold.timer, &cold.flight].into_iter().flatten() {
+            task.abort();
         }
     }
 }

@@ -81,6 +81,24 @@
 //!   readiness of the inner service, so the refresh itself can always get through, even with a
 //!   limit of one.
 //!
+//! # Long-running services
+//!
+//! - [`TokenRefreshLayer::refresh_when_idle`] refreshes at the refresh point even when no
+//!   request comes, so a service idle all night never waits for a login.
+//! - [`TokenRefresh::warm_up`] obtains a token at startup and fails typed (a wrong password
+//!   is [`Error::Rejected`] with vendor code -304) before the service reports ready.
+//! - [`TokenRefresh::status`] and [`TokenRefreshLayer::status`] give a [`TokenStatus`] for a
+//!   health check; it sends nothing.
+//! - [`OcientAuth::credentials_from`] asks a provider at each login, so rotated passwords
+//!   are picked up; [`OcientAuth::node`] lists the other SQL nodes to fail over to.
+//!
+//! # Transport security
+//!
+//! TLS is the wrapped client's business (hyper-rustls under the layer, see the README).
+//! The layer refuses to send the password or a token over plain `http://` to a host that
+//! is not loopback, with [`Error::InsecureTransport`], unless
+//! [`OcientAuth::allow_plain_http`] opts in.
+//!
 //! # Protocols
 //!
 //! The Ocient protocol is [`OcientAuth`]; another token service plugs in by implementing

@@ -111,7 +111,8 @@ async fn a_refresh_backing_off_ends_with_the_layer() {
     let mock = MockOcient::new().token_lifetime(secs(3600));
     let (service, recorder) = layered(mock.clone(), TokenRefreshLayer::new(auth()));
     send(&service, query()).await.unwrap();
-    sleep(secs(2200)).await; // past the latest refresh point, 60% of the lifetime
+    // Past the latest refresh point, at 60% of the lifetime.
+    sleep(secs(2200)).await;
     // The refresh fails, and keeps failing: the flight backs off until the dead point.
     mock.fail_token_requests(Fault::Status(StatusCode::SERVICE_UNAVAILABLE), usize::MAX);
     send(&service, query()).await.unwrap();

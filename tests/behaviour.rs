@@ -261,7 +261,7 @@ async fn without_credentials_a_dead_token_fails_promptly() {
 async fn an_initial_token_is_refreshed_without_credentials() {
     let mock = MockOcient::new().token_lifetime(MINUTE);
     // A token obtained elsewhere: someone else logged in and handed it over.
-    let issued = seed_token(&mock).await;
+    let issued = common::login_token(&mock).await;
     let auth = OcientAuth::new(BASE.parse().unwrap()).initial_token(issued, MINUTE);
     let (service, _) = layered(mock.clone(), TokenRefreshLayer::new(auth));
     for _ in 0..5 {
@@ -279,21 +279,6 @@ async fn an_initial_token_is_refreshed_without_credentials() {
         counters.refreshes
     );
     assert_eq!(counters.queries_bad_token, 0);
-}
-
-async fn seed_token(mock: &MockOcient) -> String {
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-    let login = http::Request::post(format!("{BASE}/v1/login"))
-        .header("content-type", "application/json")
-        .body(http_body_util::Full::<bytes::Bytes>::from(
-            r#"{"username":"jdoe","password":"secret"}"#,
-        ))
-        .unwrap();
-    let response = mock.clone().oneshot(login).await.unwrap();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    answer["access_token"].as_str().unwrap().to_owned()
 }
 
 // 6. A wrong password is `Rejected` with vendor code -304, however the server says it.

@@ -853,18 +853,7 @@ fn a_call_outside_a_runtime_fails_cleanly_and_spoils_nothing() {
         .unwrap();
     let mock = MockOcient::new();
     // A token the server knows, handed over from elsewhere.
-    let handed_over = runtime.block_on(async {
-        let login = Request::post(format!("{BASE}/v1/login"))
-            .header("content-type", "application/json")
-            .body(Full::<Bytes>::from(
-                r#"{"username":"jdoe","password":"secret"}"#,
-            ))
-            .unwrap();
-        let response = mock.clone().oneshot(login).await.unwrap();
-        let body = http_body_util::BodyExt::collect(response.into_body()).await;
-        let answer: serde_json::Value = serde_json::from_slice(&body.unwrap().to_bytes()).unwrap();
-        answer["access_token"].as_str().unwrap().to_owned()
-    });
+    let handed_over = runtime.block_on(common::login_token(&mock));
     let auth = auth().initial_token(handed_over.clone(), secs(100));
     let (mut service, recorder) = layered(mock.clone(), TokenRefreshLayer::new(auth));
     let outside = Service::call(&mut service, query());

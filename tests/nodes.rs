@@ -23,7 +23,8 @@ type Client = TokenRefresh<HttpsClient<Full<Bytes>>>;
 /// Failovers the hook heard of, as (from, to).
 type Failovers = Arc<Mutex<Vec<(String, String)>>>;
 
-fn layered(auth: OcientAuth) -> (Client, Failovers) {
+/// The layer over a client trusting `private_cas`, and what its hook hears of failovers.
+fn layered_trusting(auth: OcientAuth, private_cas: &[String]) -> (Client, Failovers) {
     let failovers = Failovers::default();
     let heard = Arc::clone(&failovers);
     let layer = TokenRefreshLayer::new(auth).on_token(move |event| {
@@ -34,11 +35,13 @@ fn layered(auth: OcientAuth) -> (Client, Failovers) {
                 .push((from.to_string(), to.to_string()));
         }
     });
-    let client = https_client(&[]).unwrap();
-    (
-        ServiceBuilder::new().layer(layer).service(client),
-        failovers,
-    )
+    let client = https_client(private_cas).unwrap();
+    let service = ServiceBuilder::new().layer(layer).service(client);
+    (service, failovers)
+}
+
+fn layered(auth: OcientAuth) -> (Client, Failovers) {
+    layered_trusting(auth, &[])
 }
 
 fn query(server: &MockServer) -> http::Request<Full<Bytes>> {
@@ -170,19 +173,7 @@ async fn a_node_in_the_clear_is_skipped_not_stuck_on() {
         .iter()
         .filter_map(|s| s.ca_certificate_pem().map(str::to_owned))
         .collect();
-    let failovers = Failovers::default();
-    let heard = Arc::clone(&failovers);
-    let layer = TokenRefreshLayer::new(auth).on_token(move |event| {
-        if let TokenEvent::FailedOver { from, to, .. } = event {
-            heard
-                .lock()
-                .unwrap()
-                .push((from.to_string(), to.to_string()));
-        }
-    });
-    let service = ServiceBuilder::new()
-        .layer(layer)
-        .service(https_client(&cas).unwrap());
+    let (service, failovers) = layered_trusting(auth, &cas);
 
     assert_queries_succeed(&service, &up, 3).await;
     assert_eq!(up.mock().counters().logins, 1);

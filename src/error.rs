@@ -182,3 +182,46 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(reason: &str) -> Error {
+        Error::Rejected {
+            exchange: Exchange::Refresh,
+            status: StatusCode::UNAUTHORIZED,
+            vendor_code: -1205,
+            sql_state: "08004".into(),
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn a_secret_the_server_echoed_is_redacted_everywhere_it_shows() {
+        for error in [
+            rejected("token t0k3n-abc is unknown, t0k3n-abc!"),
+            Error::invalid(Exchange::Refresh, "t0k3n-abc is unknown, t0k3n-abc!"),
+        ] {
+            let error = error.without_secret("t0k3n-abc");
+            let shown = format!("{error} {error:?}");
+            assert!(!shown.contains("t0k3n-abc"), "{shown}");
+            assert_eq!(shown.matches("<redacted>").count(), 4, "{shown}");
+        }
+    }
+
+    #[test]
+    fn text_without_the_secret_is_left_alone() {
+        let error = rejected("token unknown").without_secret("t0k3n-abc");
+        assert!(error.to_string().ends_with(": token unknown"), "{error}");
+        // An empty secret is in every text: it redacts nothing.
+        let error = rejected("token unknown").without_secret("");
+        assert!(error.to_string().ends_with(": token unknown"), "{error}");
+        let timeout = Error::Timeout {
+            exchange: Exchange::Login,
+            after: Duration::from_secs(1),
+        };
+        let shown = timeout.to_string();
+        assert_eq!(timeout.without_secret("1").to_string(), shown);
+    }
+}

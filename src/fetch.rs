@@ -224,3 +224,68 @@ where
         Err(e) => Err(Error::transport(exchange, e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderMap;
+    use http_body_util::Full;
+
+    use super::*;
+
+    async fn read(body: Vec<u8>, declared: Option<usize>) -> Result<Bytes, Error> {
+        let mut headers = HeaderMap::new();
+        if let Some(length) = declared {
+            headers.insert(CONTENT_LENGTH, length.into());
+        }
+        read_capped(Exchange::Login, &headers, Full::new(Bytes::from(body))).await
+    }
+
+    fn too_large(outcome: Result<Bytes, Error>) -> bool {
+        matches!(outcome, Err(Error::InvalidResponse { reason, .. }) if reason.contains("1 MiB"))
+    }
+
+    #[tokio::test]
+    async fn an_answer_of_exactly_the_cap_is_read_whole() {
+        let body = read(vec![b'x'; MAX_ANSWER], Some(MAX_ANSWER))
+            .await
+            .unwrap();
+        assert_eq!(body.len(), MAX_ANSWER);
+        // A JWT with many claims is easily a few KiB: far under the cap.
+        let jwt_sized = read(vec![b'x'; 300 * 1024], None).await.unwrap();
+        assert_eq!(jwt_sized.len(), 300 * 1024);
+    }
+
+    #[tokio::test]
+    async fn one_byte_over_the_cap_is_refused_declared_or_not() {
+        assert!(too_large(read(vec![b'x'; MAX_ANSWER + 1], None).await));
+        assert!(too_large(read(vec![], Some(MAX_ANSWER + 1)).await));
+    }
+
+    /// A body that sends a few bytes, then fails.
+    struct Reset(bool);
+
+    impl Body for Reset {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+            let first = !std::mem::replace(&mut self.0, true);
+            std::task::Poll::Ready(Some(match first {
+                true => Ok(http_body::Frame::data(Bytes::from_static(b"{\"access"))),
+                false => Err("connection reset".into()),
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_that_fails_midway_is_a_transport_error() {
+        let outcome = read_capped(Exchange::Refresh, &HeaderMap::new(), Reset(false)).await;
+        assert!(
+            matches!(outcome, Err(Error::Transport { .. })),
+            "{outcome:?}"
+        );
+    }
+}

@@ -142,5 +142,10 @@ fn answer_debug_hides_the_body() {
     let headers = http::HeaderMap::new();
     let body = br#"{"access_token":"t0ken-in-body"}"#;
     let answer = Answer::new(Exchange::Login, StatusCode::OK, &headers, body);
-    assert!(!format!("{answer:?}").contains("t0ken-in-body"));
+    let shown = format!("{answer:?}");
+    assert!(!shown.contains("t0ken-in-body"), "{shown}");
+    assert!(
+        shown.contains("status: 200") && shown.contains("body_len: 32"),
+        "{shown}"
+    );
 }

@@ -179,6 +179,24 @@ async fn a_waiter_never_takes_a_token_past_its_dead_point_even_if_its_timer_is_l
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_failure_at_the_very_dead_point_is_not_retried_in_the_background() {
+    let state = state(1);
+    let _idle = install_unwatched(&state);
+    let dead_at = state.hot.current.load().as_ref().unwrap().dead_at;
+    tokio::time::advance(dead_at - Instant::now() - Duration::from_nanos(1)).await;
+    let error = || Error::transport(Exchange::Refresh, "node down");
+    let just_before = state.record_failure(&mut state.lock(), error());
+    assert_eq!(
+        just_before,
+        Some(dead_at),
+        "retried no later than the dead point"
+    );
+    tokio::time::advance(Duration::from_nanos(1)).await;
+    assert_eq!(state.record_failure(&mut state.lock(), error()), None);
+    assert!(state.lock().failure.is_some(), "callers get the failure");
+}
+
+#[tokio::test(start_paused = true)]
 async fn concurrent_callers_share_one_flight() {
     let script = Script::of([Step::Grant(100)]);
     let state = state(1);

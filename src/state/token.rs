@@ -270,6 +270,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn phases_only_move_forward() {
         let token = token(100, 0.0);
+        assert!(token.advance(Phase::Due));
+        assert!(!token.advance(Phase::Due), "already there: it did not move");
         assert!(token.advance(Phase::Revoked));
         assert!(!token.advance(Phase::Due), "a revoked token stays revoked");
         assert_eq!(token.phase(), Phase::Revoked);

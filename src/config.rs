@@ -1,6 +1,5 @@
 //! What every clone of a service shares besides the token, and which origins may see it.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,17 +20,6 @@ pub(crate) struct Config {
     plain_http_allowed: bool,
     /// Told of failovers between nodes.
     hook: Option<Hook>,
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("endpoint", &self.endpoint)
-            .field("origins", &self.origins)
-            .field("refresh_timeout", &self.refresh_timeout)
-            .field("plain_http_allowed", &self.plain_http_allowed)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Where a request goes, as far as the token is concerned.

@@ -135,3 +135,51 @@ pub trait TokenEndpoint: std::fmt::Debug + Send + Sync + 'static {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An endpoint that says only what it must.
+    #[derive(Debug)]
+    struct Minimal(Uri, Option<&'static str>);
+
+    impl TokenEndpoint for Minimal {
+        fn origin(&self) -> &Uri {
+            &self.0
+        }
+        fn login_request(&self) -> Option<Request<Bytes>> {
+            self.1
+                .map(|body| Request::new(Bytes::from_static(body.as_bytes())))
+        }
+        fn refresh_request(&self, _: &Grant) -> Request<Bytes> {
+            unreachable!("never asked")
+        }
+        fn read_answer(&self, _: Answer<'_>) -> Result<Grant, Error> {
+            unreachable!("never asked")
+        }
+        fn rejects_token(&self, _: &Error) -> bool {
+            false
+        }
+    }
+
+    #[tokio::test]
+    async fn by_default_a_login_is_the_login_request() {
+        let with = Minimal(Uri::from_static("https://sql-node"), Some("credentials"));
+        assert!(with.can_log_in());
+        let login = with.login().await.unwrap().expect("a login");
+        assert_eq!(login.body(), "credentials");
+        let without = Minimal(Uri::from_static("https://sql-node"), None);
+        assert!(!without.can_log_in());
+        assert!(without.login().await.unwrap().is_none());
+    }
+
+    #[test]
+    fn by_default_there_is_one_node_in_the_clear_nowhere() {
+        let endpoint = Minimal(Uri::from_static("https://sql-node"), None);
+        assert!(endpoint.other_origins().is_empty());
+        assert!(endpoint.fail_over().is_none());
+        assert!(!endpoint.allows_plain_http());
+        assert!(endpoint.initial_grant().is_none());
+    }
+}

@@ -210,6 +210,26 @@ mod tests {
         }
     }
 
+    #[derive(Debug, thiserror::Error)]
+    #[error("vault sealed: s3cr3t")]
+    struct Sealed(#[source] std::io::Error);
+
+    #[test]
+    fn a_provider_error_is_told_only_to_whoever_asks_for_it() {
+        let cause = std::io::Error::other("disk gone");
+        let error = Error::Credentials {
+            source: ProviderError::new(Box::new(Sealed(cause))),
+        };
+        assert_eq!(error.to_string(), "the credentials provider failed");
+        let debug = format!("{error:?}");
+        assert!(debug.contains("ProviderError(<not shown>)"), "{debug}");
+        assert!(!debug.contains("s3cr3t"), "{debug}");
+        let provider = std::error::Error::source(&error).expect("the provider's error");
+        assert_eq!(provider.to_string(), "vault sealed: s3cr3t");
+        let cause = provider.source().expect("and what it says caused it");
+        assert_eq!(cause.to_string(), "disk gone");
+    }
+
     #[test]
     fn text_without_the_secret_is_left_alone() {
         let error = rejected("token unknown").without_secret("t0k3n-abc");

@@ -183,3 +183,51 @@ async fn a_node_in_the_clear_is_skipped_not_stuck_on() {
         "past the node in the clear"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_node_is_down_each_is_tried_once_and_the_error_is_the_transports() {
+    let (first, second) = (closed_port().await, closed_port().await);
+    let auth = OcientAuth::new(first.clone())
+        .node(second)
+        .credentials("jdoe", "secret");
+    let (service, failovers) = layered(auth);
+    let request = common::query_to(&format!("{first}v1/execute/retail_analytics"));
+    let outcome =
+        tokio::time::timeout(std::time::Duration::from_secs(20), service.oneshot(request));
+    let error = outcome
+        .await
+        .expect("no endless round of the nodes")
+        .unwrap_err();
+    assert!(
+        matches!(common::token_error(&error), Error::Transport { .. }),
+        "{error}"
+    );
+    // The second node's own failure, not a flight that died trying for a third.
+    assert!(!error.to_string().contains("ended early"), "{error}");
+    assert_eq!(
+        failovers.lock().unwrap().len(),
+        1,
+        "one move, to the second node"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_node_calls_malformed_does_not_fail_over() {
+    let first = MockOcient::new().serve().await.unwrap();
+    first
+        .mock()
+        .fail_token_requests(Fault::Status(StatusCode::BAD_REQUEST), 1);
+    let second = MockOcient::new().serve().await.unwrap();
+    let auth = OcientAuth::new(first.uri())
+        .node(second.uri())
+        .credentials("jdoe", "secret");
+    let (service, failovers) = layered(auth);
+
+    let error = service.oneshot(query(&first)).await.unwrap_err();
+    match common::token_error(&error) {
+        Error::Rejected { status, .. } => assert_eq!(*status, StatusCode::BAD_REQUEST),
+        other => panic!("expected a rejection, got {other}"),
+    }
+    assert_eq!(second.mock().counters().logins, 0);
+    assert!(failovers.lock().unwrap().is_empty());
+}

@@ -111,6 +111,16 @@ fn nodes_fail_over_in_turn_and_stay_where_they_moved() {
 }
 
 #[test]
+fn an_empty_password_redacts_nothing() {
+    let auth = OcientAuth::new("https://sql-node".parse().unwrap()).credentials("jdoe", "");
+    let headers = http::HeaderMap::new();
+    let body = br#"{"status":{"vendor_code":-304,"reason":"bad password"}}"#;
+    let answer = Answer::new(Exchange::Login, StatusCode::UNAUTHORIZED, &headers, body);
+    let shown = auth.read_answer(answer).unwrap_err().to_string();
+    assert!(shown.ends_with(": bad password"), "{shown}");
+}
+
+#[test]
 fn debug_shows_neither_password_nor_userinfo() {
     let shown = format!(
         "{:?}",

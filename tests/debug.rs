@@ -39,6 +39,26 @@ fn the_layer_shows_its_configuration_but_not_the_password() {
     }
 }
 
+#[test]
+fn the_service_shows_the_inner_service_and_the_node_but_no_secret() {
+    let auth = OcientAuth::new("https://sql-node".parse().unwrap()).credentials("jdoe", "pa55");
+    let service = tower::Layer::layer(&TokenRefreshLayer::new(auth), MockOcient::new());
+    let shown = format!("{service:?}");
+    assert!(!shown.contains("pa55"), "{shown}");
+    for field in [
+        "TokenRefresh",
+        "inner: MockOcient",
+        "https://sql-node/",
+        "token:",
+    ] {
+        assert!(shown.contains(field), "{field} missing from {shown}");
+    }
+    assert!(
+        !shown.contains("<redacted>@"),
+        "no userinfo to hide: {shown}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_response_future_says_whether_it_was_sent_or_waits() {
     let (mut service, _recorder) = layered(MockOcient::new(), TokenRefreshLayer::new(auth()));

@@ -39,7 +39,7 @@ pub(crate) use token::Token;
 
 use crate::error::Error;
 use crate::event::{self, Hook, TokenEvent};
-use crate::grant::{Grant, MAX_LIFETIME};
+use crate::grant::Grant;
 
 /// Rounds a waiter makes before concluding that tokens die faster than they arrive.
 pub(crate) const MAX_WAIT_ROUNDS: u8 = 3;
@@ -353,7 +353,8 @@ impl TokenState {
         let backoff = self
             .timing
             .backoff(cold.consecutive_failures, self.jitter.next());
-        let retry_after = now.checked_add(backoff).unwrap_or(now + MAX_LIFETIME);
+        // At most 1.25 x `MAX_LIFETIME` (the backoff is capped): no `Instant` overflows.
+        let retry_after = now + backoff;
         let current = self.hot.current.load();
         match current.as_deref() {
             // The token is still good: keep serving it and retry in the background, but

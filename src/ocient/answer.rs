@@ -140,6 +140,43 @@ mod tests {
         super::read(answer, str::to_owned)
     }
 
+    fn refused(status: u16, vendor_code: i64) -> Error {
+        let body = format!(r#"{{"status":{{"vendor_code":{vendor_code}}}}}"#);
+        read(status, &body).unwrap_err()
+    }
+
+    #[test]
+    fn every_vendor_code_that_means_the_token_is_no_good_says_so() {
+        for code in [-304, -733, -1204, -1205, -1206, -1207, -1208] {
+            assert!(rejects_token(&refused(200, code)), "{code} in band");
+            assert!(rejects_token(&refused(500, code)), "{code} with a 500");
+        }
+        for code in [-1, -1209, 304, 733, 1204, 0] {
+            assert!(
+                !rejects_token(&refused(500, code)),
+                "{code} says nothing of the token"
+            );
+        }
+        assert!(rejects_token(&refused(401, -1)) && rejects_token(&refused(403, -1)));
+    }
+
+    #[test]
+    fn a_sql_state_is_shown_only_when_it_looks_like_one() {
+        let state = |value: &str| {
+            let body = format!(r#"{{"status":{{"vendor_code":-1,"sql_state":"{value}"}}}}"#);
+            match read(500, &body).unwrap_err() {
+                Error::Rejected { sql_state, .. } => sql_state,
+                other => panic!("expected a rejection, got {other}"),
+            }
+        };
+        assert_eq!(state("08004"), "08004");
+        assert_eq!(state("42S02"), "42S02");
+        assert_eq!(state(""), "");
+        for odd in ["080045", "08 04", "0800!", "s3cret-pw"] {
+            assert_eq!(state(odd), "<invalid>", "{odd}");
+        }
+    }
+
     #[test]
     fn a_good_answer_is_a_grant() {
         let grant = read(

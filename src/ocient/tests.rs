@@ -111,6 +111,29 @@ fn nodes_fail_over_in_turn_and_stay_where_they_moved() {
 }
 
 #[test]
+fn debug_names_the_user_and_hides_the_password_fixed_or_provided() {
+    let fixed = format!("{:?}", auth());
+    assert!(fixed.contains(r#"username: Some("jdoe")"#), "{fixed}");
+    assert!(fixed.contains(r#"password: Some("<redacted>")"#), "{fixed}");
+    let provided = OcientAuth::new("https://sql-node".parse().unwrap())
+        .credentials_from(|| async { Ok(("jdoe".to_owned(), "pw".to_owned())) });
+    let provided = format!("{provided:?}");
+    assert!(
+        provided.contains(r#"username: Some("<provided>")"#),
+        "{provided}"
+    );
+    assert!(
+        provided.contains(r#"password: Some("<provided>")"#),
+        "{provided}"
+    );
+    let anonymous = format!("{:?}", OcientAuth::new("https://sql-node".parse().unwrap()));
+    assert!(
+        anonymous.contains("username: None, password: None"),
+        "{anonymous}"
+    );
+}
+
+#[test]
 fn an_empty_password_redacts_nothing() {
     let auth = OcientAuth::new("https://sql-node".parse().unwrap()).credentials("jdoe", "");
     let headers = http::HeaderMap::new();

@@ -341,6 +341,31 @@ async fn callers_get_the_last_failure_until_the_backoff_ends() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_hook_hears_when_the_next_attempt_may_start() {
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&heard);
+    let hook: crate::event::Hook = Arc::new(move |event| {
+        if let crate::event::TokenEvent::Failed { retry_in, .. } = event {
+            log.lock().unwrap().push(*retry_in);
+        }
+    });
+    let timing = Timing {
+        refresh_at: 0.5,
+        first_backoff: secs(8),
+        max_backoff: secs(600),
+    };
+    let state = TokenState::new(timing, None, Some(hook), false);
+    let script = Script::of([Step::Fail]);
+    assert!(lead(&state, &script).wait().await.is_err());
+    let heard = heard.lock().unwrap().clone();
+    assert_eq!(heard.len(), 1);
+    assert!(
+        (secs(6)..=secs(10)).contains(&heard[0]),
+        "8 s give or take a quarter: {heard:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn debug_shows_the_generation_and_phase_but_never_the_token() {
     let script = Script::of([Step::Grant(100)]);
     let state = with_token(1, &script).await;

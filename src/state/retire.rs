@@ -41,12 +41,6 @@ impl Retirer {
     }
 }
 
-impl std::fmt::Debug for Retirer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Retirer").finish_non_exhaustive()
-    }
-}
-
 /// The retirer for a request sent from `place` (any number that differs between callers
 /// that run at once, such as the calling clone's address).
 pub(super) fn pick(retirers: &[Arc<Retirer>; STRIPES], place: usize) -> Arc<Retirer> {

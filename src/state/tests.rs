@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::retire::Invalidate;
+use super::token::Phase;
 use super::{BoxFuture, Fetch, Joined, Lookup, Plan, Settlement, Timing, TokenState};
 use crate::error::{Error, Exchange};
 use crate::grant::{Grant, Secret};
@@ -193,6 +194,23 @@ async fn a_failure_at_the_very_dead_point_is_not_retried_in_the_background() {
     );
     tokio::time::advance(Duration::from_nanos(1)).await;
     assert_eq!(state.record_failure(&mut state.lock(), error()), None);
+    assert!(state.lock().failure.is_some(), "callers get the failure");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_for_a_token_marked_dead_early_is_not_retried_in_the_background() {
+    let state = state(1);
+    let _idle = install_unwatched(&state);
+    // Marked dead before its time, as when its timer is gone.
+    state
+        .hot
+        .current
+        .load()
+        .as_ref()
+        .unwrap()
+        .advance(Phase::Dead);
+    let error = Error::transport(Exchange::Refresh, "node down");
+    assert_eq!(state.record_failure(&mut state.lock(), error), None);
     assert!(state.lock().failure.is_some(), "callers get the failure");
 }
 

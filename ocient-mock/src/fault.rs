@@ -122,9 +122,12 @@ mod tests {
                 serde_json::json!({"reason": "injected failure", "sql_state": "58000", "vendor_code": -1})
             );
         }
+        // No times at all is no fault.
+        mock.fail_token_requests(Fault::Status(StatusCode::SERVICE_UNAVAILABLE), 0);
         login(&mock).await;
         let counters = mock.counters();
         assert_eq!((counters.logins, counters.failed_token_requests), (3, 2));
+        assert_eq!(counters.token_requests(), 3, "logins plus refreshes");
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{auth, layered, query, send, token_error, BASE};
+use common::{auth, layered, query, secs, send, token_error, BASE};
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::StatusCode;
 use ocient_mock::{Fault, MockOcient};
@@ -13,10 +13,6 @@ use tokio::time::{sleep, Instant};
 use tower_token_refresh::{Error, OcientAuth, TokenRefreshLayer};
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
 
 fn bearer_of(seen: &common::Seen) -> String {
     seen.headers[AUTHORIZATION].to_str().unwrap().to_owned()

@@ -8,16 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{auth, layered, query, send, token_error, BASE};
+use common::{auth, layered, query, secs, send, token_error, BASE};
 use http::StatusCode;
 use ocient_mock::{Fault, MockOcient};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, Instant};
 use tower_token_refresh::{Error, OcientAuth, TokenPhase, TokenRefreshLayer};
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
 
 /// 60 s tokens, and token requests that take a second, so a request that waits for one
 /// shows on the clock.

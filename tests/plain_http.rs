@@ -6,10 +6,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use bytes::Bytes;
-use common::{layered, query_to, send, token_error};
+use common::{layered, query_to, secs, send, token_error};
 use http::header::AUTHORIZATION;
 use http::{Request, Uri};
 use ocient_mock::MockOcient;
@@ -150,10 +148,6 @@ async fn a_custom_endpoint_is_protected_by_default() {
     let error = send(&service, query(base)).await.unwrap_err();
     assert_refused(&error, PLAIN);
     assert!(recorder.seen().is_empty(), "{:?}", recorder.seen());
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
 }
 
 /// A refused request gives back the readiness it was granted: with a limit of one inside,

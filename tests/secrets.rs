@@ -5,11 +5,10 @@ mod common;
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use common::capture::Capture;
-use common::{layered, query, send, BASE};
+use common::{layered, query, secs, send, BASE};
 use http::header::AUTHORIZATION;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
@@ -17,10 +16,6 @@ use ocient_mock::{Fault, MockOcient};
 use tokio::time::sleep;
 use tower::{service_fn, ServiceBuilder};
 use tower_token_refresh::{Error, OcientAuth, TokenEvent, TokenRefreshLayer};
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
 
 #[tokio::test(start_paused = true)]
 async fn secrets_never_show() {

@@ -16,6 +16,16 @@ use ocient_mock::{MockBody, MockOcient};
 use tower::{BoxError, Service, ServiceExt};
 use tower_token_refresh::{OcientAuth, TokenRefresh, TokenRefreshLayer};
 
+/// `n` seconds.
+pub fn secs(n: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(n)
+}
+
+/// `n` milliseconds.
+pub fn millis(n: u64) -> std::time::Duration {
+    std::time::Duration::from_millis(n)
+}
+
 /// The request type every test sends.
 pub type QueryRequest = http::Request<Full<Bytes>>;
 

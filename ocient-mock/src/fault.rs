@@ -250,4 +250,26 @@ mod tests {
         mock.clear_faults();
         login(&mock).await;
     }
+
+    // The log line says which kind of fault was injected, never the answer it carries.
+    #[test]
+    fn a_fault_is_logged_by_its_kind_alone() {
+        let faults = [
+            Fault::Status(StatusCode::BAD_GATEWAY),
+            Fault::VendorCode {
+                http: StatusCode::OK,
+                vendor_code: -1208,
+                sql_state: "08001",
+            },
+            Fault::Body {
+                status: StatusCode::OK,
+                content_type: JSON,
+                body: Bytes::from_static(br#"{"access_token":"leaked"}"#),
+            },
+            Fault::Hang,
+            Fault::CutOff,
+        ];
+        let kinds: Vec<&str> = faults.iter().map(Fault::name).collect();
+        assert_eq!(kinds, ["Status", "VendorCode", "Body", "Hang", "CutOff"]);
+    }
 }

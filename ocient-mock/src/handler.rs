@@ -377,4 +377,10 @@ mod tests {
         login(&mock).await;
         assert_eq!(started.elapsed(), Duration::ZERO);
     }
+
+    #[tokio::test]
+    async fn a_response_future_names_itself_in_debug() {
+        let future = tower_service::Service::call(&mut MockOcient::new(), execute_request(None));
+        assert_eq!(format!("{future:?}"), "ResponseFuture { .. }");
+    }
 }

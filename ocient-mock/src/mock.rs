@@ -225,4 +225,14 @@ mod tests {
         let printed = format!("{:?}", response.body());
         assert!(!printed.contains("mock."), "{printed}");
     }
+
+    #[tokio::test]
+    async fn debug_output_counts_the_tokens_still_known() {
+        let mock = MockOcient::new();
+        let first = login(&mock).await;
+        refresh(&mock, &first).await;
+        assert!(format!("{mock:?}").contains("live_tokens: 2"), "{mock:?}");
+        mock.revoke_all();
+        assert!(format!("{mock:?}").contains("live_tokens: 0"), "{mock:?}");
+    }
 }

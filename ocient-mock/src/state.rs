@@ -296,6 +296,7 @@ mod tests {
             .refresh_expired_tokens(true);
         let token = login(&mock).await;
         tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(execute(&mock, &token).await.1, -1208, "expired for queries");
         let (status, answer) = refresh(&mock, &token).await;
         assert_eq!((status, vendor_code(&answer)), (StatusCode::OK, 0));
         assert_eq!(
@@ -369,5 +370,38 @@ mod tests {
         assert_eq!(execute(&mock, &fresh).await.1, 0);
         assert_eq!(execute(&mock, &oldest).await.1, -1205);
         assert_eq!(execute(&mock, &keeper).await.1, -1208);
+    }
+
+    // A sweep walks every token, so it runs only once the table has reached the floor or
+    // doubled since the last one: a login stays amortised O(1). Until then a dead token is
+    // still known, and answers "expired" rather than "invalid".
+    #[tokio::test(start_paused = true)]
+    async fn dead_tokens_are_swept_only_once_the_table_has_doubled() {
+        let mock = MockOcient::new()
+            .token_lifetime(Duration::from_secs(1))
+            .refresh_lifetime(Duration::from_secs(1));
+        let first = login(&mock).await;
+        tokio::time::advance(Duration::from_secs(2)).await;
+        for _ in 1..PRUNE_FLOOR {
+            login(&mock).await;
+        }
+        assert_eq!(execute(&mock, &first).await.1, -1208, "below the floor");
+        let last = login(&mock).await;
+        assert_eq!(execute(&mock, &first).await.1, -1205, "swept at the floor");
+
+        // PRUNE_FLOOR tokens outlived that sweep: the next one waits for twice as many.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        for _ in 0..PRUNE_FLOOR / 2 {
+            login(&mock).await;
+        }
+        assert_eq!(execute(&mock, &last).await.1, -1208, "not doubled yet");
+    }
+
+    #[tokio::test]
+    async fn tokens_cannot_be_guessed_from_another_server() {
+        let (one, other) = (MockOcient::new(), MockOcient::new());
+        let token = login(&one).await;
+        assert_ne!(token, login(&other).await);
+        assert_eq!(execute(&other, &token).await.1, -1205);
     }
 }

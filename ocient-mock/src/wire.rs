@@ -331,4 +331,44 @@ mod tests {
         assert_eq!(vendor_code(&send(&mock, basic).await.1), -1205);
         assert_eq!(mock.counters().failed_token_requests, 3);
     }
+
+    // The limit is 64 KiB: a body well past a few kilobytes is still read.
+    #[tokio::test]
+    async fn a_login_body_of_sixty_kibibytes_is_read() {
+        let long = "p".repeat(60 * 1024);
+        let mock = MockOcient::new().user("jdoe", long.as_str());
+        let (status, answer) = send(&mock, login_request("jdoe", &long)).await;
+        assert_eq!((status, vendor_code(&answer)), (StatusCode::OK, 0));
+    }
+
+    /// A body the client could not finish sending.
+    struct Broken;
+
+    impl http_body::Body for Broken {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+            std::task::Poll::Ready(Some(Err(std::io::Error::other("connection reset"))))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_body_is_a_bad_request_not_a_large_one() {
+        let mock = MockOcient::new();
+        let request = Request::post("/v1/login")
+            .header(CONTENT_TYPE, JSON)
+            .body(Broken)
+            .expect("request");
+        let response = tower_service::Service::call(&mut mock.clone(), request).await;
+        let (status, answer) = json_of(response.unwrap_or_else(|never| match never {})).await;
+        assert_eq!(
+            (status, vendor_code(&answer)),
+            (StatusCode::BAD_REQUEST, -1)
+        );
+        assert_eq!(answer["status"]["reason"], "unreadable request body");
+    }
 }

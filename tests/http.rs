@@ -109,11 +109,12 @@ async fn the_token_is_refreshed_for_generations_while_queries_flow(transport: Tr
     // Refresh once 90% is left: about 0.2 s to 0.4 s after each new token.
     let layer = TokenRefreshLayer::new(auth(&server)).refresh_at(0.9);
     let service = layered(&server, layer);
-    // Bounded: at most about 5 s of queries, 20 per second.
+    // Bounded: at most about 5 s of queries, 20 per second. The mock counts a refresh when
+    // it arrives and moves the generation when it answers: wait for the answer.
     for _ in 0..100 {
         let response = service.clone().oneshot(query(&server)).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
-        if server.mock().counters().refreshes >= 3 {
+        if server.mock().current_generation() >= 4 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -28,13 +28,22 @@ fn the_layer_shows_its_configuration_but_not_the_password() {
         .refresh_at(0.3)
         .refresh_when_idle(true);
     let shown = format!("{layer:?}");
-    assert!(!shown.contains("pa55"), "{shown}");
-    for field in [
-        "TokenRefreshLayer",
-        "jdoe",
-        "refresh_at: 0.3",
-        "refresh_when_idle: true",
-    ] {
+    assert_shows_but_hides(
+        &shown,
+        &[
+            "TokenRefreshLayer",
+            "jdoe",
+            "refresh_at: 0.3",
+            "refresh_when_idle: true",
+        ],
+        "pa55",
+    );
+}
+
+/// `shown` names every one of `fields` and nowhere shows `secret`.
+fn assert_shows_but_hides(shown: &str, fields: &[&str], secret: &str) {
+    assert!(!shown.contains(secret), "{shown}");
+    for field in fields {
         assert!(shown.contains(field), "{field} missing from {shown}");
     }
 }
@@ -44,15 +53,16 @@ fn the_service_shows_the_inner_service_and_the_node_but_no_secret() {
     let auth = OcientAuth::new("https://sql-node".parse().unwrap()).credentials("jdoe", "pa55");
     let service = tower::Layer::layer(&TokenRefreshLayer::new(auth), MockOcient::new());
     let shown = format!("{service:?}");
-    assert!(!shown.contains("pa55"), "{shown}");
-    for field in [
-        "TokenRefresh",
-        "inner: MockOcient",
-        "https://sql-node/",
-        "token:",
-    ] {
-        assert!(shown.contains(field), "{field} missing from {shown}");
-    }
+    assert_shows_but_hides(
+        &shown,
+        &[
+            "TokenRefresh",
+            "inner: MockOcient",
+            "https://sql-node/",
+            "token:",
+        ],
+        "pa55",
+    );
     assert!(
         !shown.contains("<redacted>@"),
         "no userinfo to hide: {shown}"

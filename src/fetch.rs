@@ -7,10 +7,11 @@
 use std::future::poll_fn;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
-use http::Request;
+use http::{Request, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
@@ -20,7 +21,8 @@ use crate::error::{BoxError, Error, Exchange};
 use crate::event::TokenEvent;
 use crate::grant::Grant;
 use crate::inner::{HttpResponse, InnerService};
-use crate::state::{BoxFuture, Fetch, Plan};
+use crate::retry_after::server_wait;
+use crate::state::{BoxFuture, Cause, Fetch, Plan, Setback};
 
 /// The largest login or refresh answer read; anything longer is hostile.
 const MAX_ANSWER: usize = 1024 * 1024;
@@ -29,6 +31,8 @@ const MAX_ANSWER: usize = 1024 * 1024;
 pub(crate) struct Fetcher<S, B> {
     service: S,
     config: Arc<Config>,
+    /// What the last answer's `Retry-After` asked for, if anything.
+    server_wait: Option<Duration>,
     _body: PhantomData<fn(B)>,
 }
 
@@ -38,6 +42,7 @@ impl<S: Clone, B> Clone for Fetcher<S, B> {
         Fetcher {
             service: self.service.clone(),
             config: Arc::clone(&self.config),
+            server_wait: None,
             _body: PhantomData,
         }
     }
@@ -48,9 +53,13 @@ where
     S: InnerService<B>,
     B: From<Bytes> + Send + 'static,
 {
-    fn fetch(&self, plan: Plan) -> BoxFuture<Result<Grant, Error>> {
+    fn fetch(&self, plan: Plan) -> BoxFuture<Result<Grant, Setback>> {
         // Each attempt drives a clone of its own, as `oneshot` would.
-        Box::pin(self.clone().run(plan))
+        let mut fetcher = self.clone();
+        Box::pin(async move {
+            let outcome = fetcher.run(plan).await;
+            outcome.map_err(|error| fetcher.setback(error))
+        })
     }
 
     fn clone_box(&self) -> Box<dyn Fetch> {
@@ -68,13 +77,53 @@ where
         Box::new(Fetcher::<S, B> {
             service,
             config: Arc::clone(config),
+            server_wait: None,
             _body: PhantomData,
         })
     }
 
+    /// `error`, with what it says about the next attempt.
+    fn setback(&self, error: Error) -> Setback {
+        let cause = if self.server_failed(&error) || matches!(error, Error::Credentials { .. }) {
+            Cause::Outage
+        } else if self.is_hopeless(&error) {
+            Cause::Hopeless
+        } else {
+            Cause::Rejection
+        };
+        Setback {
+            error,
+            cause,
+            server_wait: self.server_wait,
+        }
+    }
+
+    /// Whether the server could not be reached or could not answer, rather than judged the
+    /// credentials or the token (which every node, and every later attempt, judges alike).
+    fn server_failed(&self, error: &Error) -> bool {
+        match error {
+            Error::Transport { .. } | Error::Timeout { .. } => true,
+            Error::Rejected { status, .. } => {
+                let overloaded =
+                    status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS;
+                overloaded && !self.config.endpoint.rejects_token(error)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether no later attempt can succeed unless the user changes something: the server
+    /// refuses the token and there are no credentials, or the request would go in the clear.
+    fn is_hopeless(&self, error: &Error) -> bool {
+        let refused =
+            self.config.endpoint.rejects_token(error) || matches!(error, Error::MissingCredentials);
+        let out_of_reach = matches!(error, Error::InsecureTransport { .. } | Error::NoRuntime);
+        out_of_reach || (refused && !self.config.endpoint.can_log_in())
+    }
+
     /// Refreshes the current token; logs in when there is none, when it is past saving, or
     /// when the server refuses to refresh it.
-    async fn run(mut self, plan: Plan) -> Result<Grant, Error> {
+    async fn run(&mut self, plan: Plan) -> Result<Grant, Error> {
         let can_log_in = self.config.endpoint.can_log_in();
         let current = match plan.current {
             Some(current) if !(plan.login_first && can_log_in) => current,
@@ -112,19 +161,10 @@ where
         }
     }
 
-    /// Whether `error` is the node's fault, so another node may do better: not when the
-    /// server judged the credentials or the token, which every node would judge alike. A
-    /// node the layer will not talk to in the clear is skipped too.
+    /// Whether `error` is the node's fault, so another node may do better. A node the
+    /// layer will not talk to in the clear is skipped too.
     fn node_failed(&self, error: &Error) -> bool {
-        match error {
-            Error::Transport { .. } | Error::Timeout { .. } | Error::InsecureTransport { .. } => {
-                true
-            }
-            Error::Rejected { status, .. } => {
-                status.is_server_error() && !self.config.endpoint.rejects_token(error)
-            }
-            _ => false,
-        }
+        self.server_failed(error) || matches!(error, Error::InsecureTransport { .. })
     }
 
     /// One attempt at one node, request building included, bounded by the timeout.
@@ -171,6 +211,8 @@ where
             return Err(refusal);
         }
         let request = request.map(B::from);
+        // Only the answer to this request speaks for the server now.
+        self.server_wait = None;
         let service = &mut self.service;
         poll_fn(|cx| service.poll_ready(cx))
             .await
@@ -180,6 +222,7 @@ where
             .await
             .map_err(|e| Error::transport(exchange, e))?;
         let (parts, body) = response.into_http().into_parts();
+        self.server_wait = server_wait(parts.status, &parts.headers, SystemTime::now());
         let body = read_capped(exchange, &parts.headers, body).await?;
         let answer = Answer::new(exchange, parts.status, &parts.headers, &body);
         let answer = match current {

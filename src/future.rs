@@ -256,6 +256,24 @@ where
     wait_for_token(joined, &state, &mut service, &config, &mut 0).await
 }
 
+/// Starts a new token now, or joins the attempt under way, and waits for its outcome. See
+/// [`TokenRefresh::refresh_now`](crate::TokenRefresh::refresh_now).
+pub(crate) async fn refresh_now<S, B>(
+    service: S,
+    state: Arc<TokenState>,
+    config: Arc<Config>,
+) -> Result<(), Error>
+where
+    S: InnerService<B>,
+    B: From<Bytes> + Send + 'static,
+{
+    let (settlement, flight) = state.refresh_now()?;
+    if let Some(flight) = flight {
+        state.launch(flight, Fetcher::<S, B>::boxed(service, &config));
+    }
+    settlement.wait().await
+}
+
 impl<S, B> fmt::Debug for ResponseFuture<S, B>
 where
     S: Service<Request<B>>,

@@ -22,6 +22,9 @@ const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_REFRESH_AT: f64 = 0.5;
 const DEFAULT_FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// While down after an outage: at most ~2.5 s of ours after the server's return, and about
+/// 30 attempts a minute, one at a time, while it is away.
+const DEFAULT_MAX_BACKOFF_WHILE_DOWN: Duration = Duration::from_secs(2);
 /// The shortest backoff and refresh timeout: below that they would only mean a storm.
 const MIN_WAIT: Duration = Duration::from_millis(10);
 
@@ -82,6 +85,7 @@ impl TokenRefreshLayer {
                 refresh_at: DEFAULT_REFRESH_AT,
                 first_backoff: DEFAULT_FIRST_BACKOFF,
                 max_backoff: DEFAULT_MAX_BACKOFF,
+                max_backoff_while_down: DEFAULT_MAX_BACKOFF_WHILE_DOWN,
             },
             refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
             extra_origins: Vec::new(),
@@ -123,7 +127,13 @@ impl TokenRefreshLayer {
     ///
     /// While the token is still valid the layer retries on its own, never later than the
     /// token's dead point. With no usable token, callers during the wait get the last error
-    /// at once instead of hammering the server; the first caller after it tries again.
+    /// at once instead of hammering the server; the first caller after it tries again (or,
+    /// with [`refresh_when_idle`](Self::refresh_when_idle), the layer itself). Once the
+    /// token is gone and the server could not answer, the wait stops growing at
+    /// [`retry_backoff_while_down`](Self::retry_backoff_while_down).
+    ///
+    /// A `Retry-After` on a 429 or 503 answer from the token endpoint (seconds or an HTTP
+    /// date) sets the earliest next attempt, capped at `max`.
     #[must_use]
     pub fn retry_backoff(mut self, first: Duration, max: Duration) -> Self {
         // Past the longest lifetime a backoff means nothing, and would overflow an `Instant`;
@@ -131,6 +141,25 @@ impl TokenRefreshLayer {
         let first = first.max(MIN_WAIT);
         self.timing.first_backoff = first.min(MAX_LIFETIME);
         self.timing.max_backoff = max.max(first).min(MAX_LIFETIME);
+        self.reconfigured()
+    }
+
+    /// The longest wait between attempts while the layer is **down**: no usable token, and
+    /// the last attempt failed because the server could not be reached or could not answer
+    /// (a transport error, a timeout, a 5xx, a 429). Default 2 s, varied by ±25%; kept
+    /// between the `first` and `max` of [`retry_backoff`](Self::retry_backoff).
+    ///
+    /// The trade-off: while down, every second of backoff past the server's return is an
+    /// outage of this service, so the default keeps the layer within about 2.5 s of the
+    /// server however long the outage lasted. In exchange, a server that is down sees about
+    /// 30 token requests a minute from each layer (one at a time, never more, however many
+    /// callers), where `retry_backoff`'s cap alone would send 2. Raise it for a large
+    /// fleet against a cluster that recovers slowly; a server that needs more time says so
+    /// with `Retry-After`, which is always honoured. A server that answers and refuses (a
+    /// wrong password) gets the full backoff: asking again soon would not change its mind.
+    #[must_use]
+    pub fn retry_backoff_while_down(mut self, max: Duration) -> Self {
+        self.timing.max_backoff_while_down = max.clamp(MIN_WAIT, MAX_LIFETIME);
         self.reconfigured()
     }
 
@@ -179,11 +208,18 @@ impl TokenRefreshLayer {
     ///
     /// The refresh goes through a clone of the wrapped service kept for that purpose (taken
     /// from the first request, or from [`warm_up`](crate::TokenRefresh::warm_up)), with
-    /// the same backoff, jitter and fallback to a login as any refresh. Without credentials,
-    /// once the token can no longer be refreshed, it stops and reports the failure to the
-    /// [`on_token`](Self::on_token) hook; after a failure past the token's dead point, the
-    /// next request starts again. Nothing outlives the layer: once it and every
-    /// service it made are dropped, no task, timer or clone of the wrapped service is left.
+    /// the same backoff, jitter and fallback to a login as any refresh.
+    ///
+    /// It also keeps trying once the token is past saving (an outage outlived it), on the
+    /// short backoff of [`retry_backoff_while_down`](Self::retry_backoff_while_down), until
+    /// a token is usable again: a readiness probe built on [`status`](Self::status) turns
+    /// ready within seconds of the server's return, with no request. Without it, a service
+    /// that an orchestrator took out of rotation (so no request comes) would never recover.
+    /// Without credentials, once the token can no longer be refreshed, it stops and reports
+    /// the failure to the [`on_token`](Self::on_token) hook; the next request starts again.
+    ///
+    /// Nothing outlives the layer: once it and every service it made are dropped, no task,
+    /// timer or clone of the wrapped service is left.
     #[must_use]
     pub fn refresh_when_idle(mut self, refresh: bool) -> Self {
         self.refresh_when_idle = refresh;

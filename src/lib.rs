@@ -123,6 +123,7 @@ mod ocient;
 mod origin;
 #[cfg(feature = "retry")]
 mod retry;
+mod retry_after;
 mod service;
 mod state;
 mod status;

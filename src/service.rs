@@ -92,6 +92,36 @@ impl<S> TokenRefresh<S> {
         future::warm_up(service, Arc::clone(&self.state), Arc::clone(&self.config))
     }
 
+    /// Starts a new token now, whatever the current one's phase and however long the
+    /// backoff, and resolves with the outcome: after an operator rotated the password, or
+    /// learned that the token was revoked elsewhere.
+    ///
+    /// ```no_run
+    /// # async fn rotated<S>(service: tower_token_refresh::TokenRefresh<S>) -> Result<(), tower_token_refresh::Error>
+    /// # where S: tower_service::Service<http::Request<http_body_util::Full<bytes::Bytes>>, Response = http::Response<http_body_util::Full<bytes::Bytes>>> + Clone + Send + 'static,
+    /// #     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>, S::Future: Send,
+    /// # {
+    /// // The password was rotated: a token obtained with the old one is refreshed (or, if the
+    /// // server refuses it, replaced by a login) now rather than at its refresh point.
+    /// service.refresh_now().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// It respects only the single flight: an attempt under way is joined (one request for
+    /// every caller), and one waiting out a backoff is made to try now. While it runs, a
+    /// usable token is still sent, so no request waits. A valid token refreshes; a token
+    /// the server refuses leads to a login, as at any refresh.
+    pub fn refresh_now<B>(&self) -> impl Future<Output = Result<(), Error>> + Send + 'static
+    where
+        S: InnerService<B>,
+        B: From<Bytes> + Send + 'static,
+    {
+        self.hand_over_fetcher::<B>();
+        let service = self.inner.clone();
+        future::refresh_now(service, Arc::clone(&self.state), Arc::clone(&self.config))
+    }
+
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner

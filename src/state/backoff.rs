@@ -10,24 +10,34 @@ use crate::error::Error;
 
 /// When a token should be refreshed: `refresh_at` is the share of the lifetime left at
 /// the refresh point; after a failure the next attempt waits `first_backoff`, doubling up to
-/// `max_backoff`.
+/// `max_backoff`, or up to `max_backoff_while_down` while the layer is down.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timing {
     pub(crate) refresh_at: f64,
     pub(crate) first_backoff: Duration,
     pub(crate) max_backoff: Duration,
+    pub(crate) max_backoff_while_down: Duration,
 }
 
 impl Timing {
     /// The wait after `failures` failures in a row: `first_backoff` doubled each time, up
     /// to `max_backoff`, then varied by ±25% with `jitter` in `[0, 1)`, so clients that
     /// failed together do not retry together.
-    pub(crate) fn backoff(&self, failures: u32, jitter: f64) -> Duration {
+    ///
+    /// `down` caps the wait at `max_backoff_while_down` instead (never below
+    /// `first_backoff`, never above `max_backoff`): with no usable token and a server that
+    /// could not answer, every second of backoff past the server's return is an outage of
+    /// ours, so the layer keeps asking, spaced, rather than backing off further.
+    pub(crate) fn backoff(&self, failures: u32, jitter: f64, down: bool) -> Duration {
+        let cap = match down {
+            true => self
+                .max_backoff_while_down
+                .max(self.first_backoff)
+                .min(self.max_backoff),
+            false => self.max_backoff,
+        };
         let doublings = failures.saturating_sub(1).min(16);
-        let step = self
-            .first_backoff
-            .saturating_mul(1 << doublings)
-            .min(self.max_backoff);
+        let step = self.first_backoff.saturating_mul(1 << doublings).min(cap);
         step.mul_f64(0.75 + 0.5 * jitter)
     }
 }
@@ -83,23 +93,48 @@ mod tests {
             refresh_at: 0.5,
             first_backoff: Duration::from_secs(first),
             max_backoff: Duration::from_secs(max),
+            max_backoff_while_down: Duration::from_secs(2),
         }
     }
 
     #[test]
     fn the_backoff_doubles_up_to_its_cap() {
         let timing = timing(1, 30);
-        let waits: Vec<u64> = (1..=7).map(|n| timing.backoff(n, 0.5).as_secs()).collect();
+        let waits: Vec<u64> = (1..=7)
+            .map(|n| timing.backoff(n, 0.5, false).as_secs())
+            .collect();
         assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30]);
-        assert_eq!(timing.backoff(u32::MAX, 0.5), Duration::from_secs(30));
+        assert_eq!(
+            timing.backoff(u32::MAX, 0.5, false),
+            Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn while_down_the_backoff_stops_growing_at_its_own_cap() {
+        let timing = timing(1, 30);
+        let waits: Vec<u64> = (1..=7)
+            .map(|n| timing.backoff(n, 0.5, true).as_secs())
+            .collect();
+        assert_eq!(waits, [1, 2, 2, 2, 2, 2, 2]);
+        assert_eq!(timing.backoff(u32::MAX, 0.5, true), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn the_cap_while_down_stays_between_the_first_and_the_largest_backoff() {
+        let above_first = timing(5, 30);
+        assert_eq!(above_first.backoff(3, 0.5, true), Duration::from_secs(5));
+        let mut below_max = timing(1, 30);
+        below_max.max_backoff = Duration::from_millis(1500);
+        assert_eq!(below_max.backoff(3, 0.5, true), Duration::from_millis(1500));
     }
 
     #[test]
     fn the_backoff_varies_by_a_quarter_either_way() {
         let timing = timing(4, 30);
-        assert_eq!(timing.backoff(1, 0.0), Duration::from_secs(3));
-        assert_eq!(timing.backoff(1, 0.5), Duration::from_secs(4));
-        let most = timing.backoff(1, 0.999_999);
+        assert_eq!(timing.backoff(1, 0.0, false), Duration::from_secs(3));
+        assert_eq!(timing.backoff(1, 0.5, false), Duration::from_secs(4));
+        let most = timing.backoff(1, 0.999_999, false);
         assert!(most > Duration::from_millis(4_999) && most < Duration::from_secs(5));
     }
 

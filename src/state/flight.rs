@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 use tokio::task::AbortHandle;
@@ -18,7 +19,7 @@ pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>
 /// Performs an attempt: the service side implements it by sending requests through the
 /// wrapped service, so the state machine never sees HTTP.
 pub(crate) trait Fetch: Send + 'static {
-    fn fetch(&self, plan: Plan) -> BoxFuture<Result<Grant, Error>>;
+    fn fetch(&self, plan: Plan) -> BoxFuture<Result<Grant, Setback>>;
 
     /// Another of the same, for a later flight.
     fn clone_box(&self) -> Box<dyn Fetch>;
@@ -31,6 +32,40 @@ pub(crate) struct Plan {
     pub(crate) current: Option<Grant>,
     /// The current token is expired or was refused: a refresh would only be refused too.
     pub(crate) login_first: bool,
+}
+
+/// A failed attempt, and what it says about the next one.
+#[derive(Debug)]
+pub(crate) struct Setback {
+    pub(crate) error: Error,
+    pub(crate) cause: Cause,
+    /// How long the server asked not to be asked again (`Retry-After`), if it did.
+    pub(crate) server_wait: Option<Duration>,
+}
+
+impl Setback {
+    /// A failure with no word from the server on when to come back.
+    pub(crate) fn new(error: Error, cause: Cause) -> Self {
+        Setback {
+            error,
+            cause,
+            server_wait: None,
+        }
+    }
+}
+
+/// Why an attempt failed, as far as the next one is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// The server could not be reached or could not answer (transport, timeout, a 5xx, a
+    /// 429, the credentials provider): it may be back any moment.
+    Outage,
+    /// The server answered and said no (wrong password, an unusable answer): asking again
+    /// soon would only be refused again.
+    Rejection,
+    /// Nothing the layer does on its own can help (a token refused and no credentials, a
+    /// transport it will not use): only the user, or traffic, starts again.
+    Hopeless,
 }
 
 /// What the waiters of an attempt learn when it ends.
@@ -65,16 +100,18 @@ pub(crate) trait FlightControl: Send + Sync + 'static {
     fn plan(&self) -> Plan;
 
     /// Publishes an attempt's outcome; returns when to try again if the flight goes on.
-    fn settle(&self, outcome: Result<Grant, Error>, sent_at: Instant) -> Option<Instant>;
+    fn settle(&self, outcome: Result<Grant, Setback>, sent_at: Instant) -> Option<Instant>;
 
     /// The flight ended without landing: its waiters must not wait for it.
     fn abandon(&self);
 
-    /// Notified when the token may have been revoked (a wake-up can be stale).
-    fn revocations(&self) -> Arc<Notify>;
+    /// Notified when the flight may have to try again before its backoff ends (a wake-up
+    /// can be stale).
+    fn wake_ups(&self) -> Arc<Notify>;
 
-    /// Whether the current token was revoked: then only a new one helps.
-    fn is_revoked(&self) -> bool;
+    /// Whether to try again now: the current token was revoked (only a new one helps, and
+    /// callers wait for it), or somebody asked for a new token now.
+    fn retry_now(&self) -> bool;
 }
 
 /// Owns one flight: one attempt, and its retries while the token is still good.
@@ -86,7 +123,7 @@ pub(crate) trait FlightControl: Send + Sync + 'static {
 #[derive(Debug)]
 pub(crate) struct Flight<C: FlightControl> {
     control: Weak<C>,
-    revocations: Arc<Notify>,
+    wake_ups: Arc<Notify>,
     runtime: tokio::runtime::Handle,
     landed: bool,
 }
@@ -96,7 +133,7 @@ impl<C: FlightControl> Flight<C> {
     pub(crate) fn new(control: &Arc<C>, runtime: tokio::runtime::Handle) -> Self {
         Flight {
             control: Arc::downgrade(control),
-            revocations: control.revocations(),
+            wake_ups: control.wake_ups(),
             runtime,
             landed: false,
         }
@@ -132,18 +169,17 @@ impl<C: FlightControl> Flight<C> {
         self.landed = true;
     }
 
-    /// Sleeps until `retry_at`, or until the token is revoked: then only a new token helps,
-    /// and callers are waiting for it.
+    /// Sleeps until `retry_at`, or until the control says to try now.
     async fn wait_out_backoff(&self, retry_at: Instant) {
         let sleep = sleep_until(retry_at);
         tokio::pin!(sleep);
         loop {
             tokio::select! {
                 _ = &mut sleep => return,
-                _ = self.revocations.notified() => {
+                _ = self.wake_ups.notified() => {
                     // A wake-up can be stale: `Notify` keeps one for a flight that was not
                     // yet waiting, possibly from a revocation long since handled.
-                    if self.control.upgrade().is_none_or(|control| control.is_revoked()) {
+                    if self.control.upgrade().is_none_or(|control| control.retry_now()) {
                         return;
                     }
                 }
@@ -193,7 +229,7 @@ mod tests {
             }
         }
 
-        fn settle(&self, _: Result<Grant, Error>, _: Instant) -> Option<Instant> {
+        fn settle(&self, _: Result<Grant, Setback>, _: Instant) -> Option<Instant> {
             self.settled.fetch_add(1, Ordering::SeqCst);
             let retry_in = self.retries.lock().unwrap().pop_front()?;
             Some(Instant::now() + retry_in)
@@ -203,11 +239,11 @@ mod tests {
             self.abandoned.fetch_add(1, Ordering::SeqCst);
         }
 
-        fn revocations(&self) -> Arc<Notify> {
+        fn wake_ups(&self) -> Arc<Notify> {
             Arc::clone(&self.wake)
         }
 
-        fn is_revoked(&self) -> bool {
+        fn retry_now(&self) -> bool {
             self.revoked.load(Ordering::SeqCst)
         }
     }
@@ -218,11 +254,12 @@ mod tests {
     }
 
     impl Fetch for Failing {
-        fn fetch(&self, _: Plan) -> BoxFuture<Result<Grant, Error>> {
+        fn fetch(&self, _: Plan) -> BoxFuture<Result<Grant, Setback>> {
             let panics = self.panics;
             Box::pin(async move {
                 assert!(!panics, "the wrapped service panicked");
-                Err(Error::transport(Exchange::Login, "node down"))
+                let error = Error::transport(Exchange::Login, "node down");
+                Err(Setback::new(error, Cause::Outage))
             })
         }
 
@@ -274,7 +311,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_revocation_cuts_the_backoff_short_and_a_stale_wake_up_does_not() {
+    async fn a_wake_up_that_asks_to_retry_now_cuts_the_backoff_short_and_a_stale_one_does_not() {
         let dummy = launch(&[30, 30], false);
         run_for(Duration::ZERO).await;
         dummy.wake.notify_one();

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 pub(crate) use backoff::Timing;
 use backoff::{Failure, Jitter};
 use flight::Settled;
-pub(crate) use flight::{BoxFuture, Fetch, Flight, Plan, Settlement};
+pub(crate) use flight::{BoxFuture, Cause, Fetch, Flight, Plan, Setback, Settlement};
 use retire::Invalidate;
 pub(crate) use retire::Retirer;
 use token::Phase;
@@ -71,8 +71,11 @@ pub(crate) enum Lookup {
 /// The cold state, behind the mutex.
 #[derive(Default)]
 struct Cold {
-    /// The last failure while no token was usable, and when trying again is allowed.
+    /// The last failure while no token was usable (or one after which the server asked for
+    /// time), and when trying again is allowed: callers get it at once until then.
     failure: Option<Failure>,
+    /// Somebody asked for a new token now: the flight backing off tries again at once.
+    hurry: bool,
     consecutive_failures: u32,
     generation: u64,
     timer: Option<AbortHandle>,
@@ -125,12 +128,14 @@ pub(crate) struct TokenState {
     refreshing: AtomicBool,
     cold: Mutex<Cold>,
     settled: watch::Sender<Settled>,
-    /// Cuts a flight's backoff short when its token is revoked under it.
+    /// Cuts a flight's backoff short when its token is revoked under it, or when somebody
+    /// asks for a new token now.
     wake_flight: Arc<Notify>,
     timing: Timing,
     jitter: Jitter,
     hook: Option<Hook>,
-    /// Refresh at the refresh point even when no request comes.
+    /// Refresh at the refresh point even when no request comes, and keep trying while the
+    /// layer is down.
     refresh_when_idle: bool,
     /// This state itself, for the timers that start idle refreshes: weak, so a timer never
     /// keeps the state alive.
@@ -264,13 +269,15 @@ impl TokenState {
         // Subscribed under the lock: the flight settles under it too, so no outcome can slip
         // between our check and our wait.
         let settled = Settlement(self.settled.subscribe());
-        if self.refreshing.load(Ordering::Acquire) {
-            return Ok(Joined::Follow(settled));
-        }
+        // A flight that keeps trying while the layer is down backs off like any other: until
+        // its next attempt, callers are turned away at once rather than held.
         if let Some(failure) = cold.failure.as_ref() {
             if failure.holds_at(Instant::now()) {
                 return Err(failure.error.clone());
             }
+        }
+        if self.refreshing.load(Ordering::Acquire) {
+            return Ok(Joined::Follow(settled));
         }
         let flight = self.begin_flight(&mut cold)?;
         Ok(Joined::Lead(flight, settled))
@@ -343,31 +350,6 @@ impl TokenState {
         cold.failure = None;
         cold.consecutive_failures = 0;
         cold.last_error = None;
-    }
-
-    /// Records a failed attempt; returns when to try again if the flight should go on.
-    fn record_failure(&self, cold: &mut Cold, error: Error) -> Option<Instant> {
-        cold.consecutive_failures = cold.consecutive_failures.saturating_add(1);
-        cold.last_error = Some(error.clone());
-        let now = Instant::now();
-        let backoff = self
-            .timing
-            .backoff(cold.consecutive_failures, self.jitter.next());
-        // At most 1.25 x `MAX_LIFETIME` (the backoff is capped): no `Instant` overflows.
-        let retry_after = now + backoff;
-        let current = self.hot.current.load();
-        match current.as_deref() {
-            // The token is still good: keep serving it and retry in the background, but
-            // never later than the moment it dies.
-            // The clock is asked too: a late timer must not make the flight retry at once.
-            Some(token) if token.phase() < Phase::Dead && now < token.dead_at => {
-                Some(retry_after.min(token.dead_at))
-            }
-            _ => {
-                cold.failure = Some(Failure { error, retry_after });
-                None
-            }
-        }
     }
 }
 

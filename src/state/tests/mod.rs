@@ -10,16 +10,24 @@ use tokio::time::Instant;
 
 use super::retire::Invalidate;
 use super::token::Phase;
-use super::{BoxFuture, Fetch, Joined, Lookup, Plan, Settlement, Timing, TokenState};
+use super::{
+    BoxFuture, Cause, Fetch, Joined, Lookup, Plan, Setback, Settlement, Timing, TokenState,
+};
 use crate::error::{Error, Exchange};
 use crate::grant::{Grant, Secret};
+
+mod recovery;
 
 /// What the fake answers a fetch with.
 enum Step {
     /// A token living that many seconds.
     Grant(u64),
-    /// A transport error.
+    /// A transport error: an outage.
     Fail,
+    /// A transport error after that many seconds.
+    FailAfter(u64),
+    /// A failure of that cause, the server asking for that many seconds, if any.
+    Setback(Cause, Option<u64>),
     /// The wrapped service panics: the flight's task dies.
     Panic,
 }
@@ -54,7 +62,7 @@ impl Script {
 }
 
 impl Fetch for Script {
-    fn fetch(&self, plan: Plan) -> BoxFuture<Result<Grant, Error>> {
+    fn fetch(&self, plan: Plan) -> BoxFuture<Result<Grant, Setback>> {
         let n = self.fetches.fetch_add(1, Ordering::SeqCst);
         let plan = (plan.current.is_some(), plan.login_first);
         self.plans.lock().unwrap().push(plan);
@@ -62,7 +70,16 @@ impl Fetch for Script {
         Box::pin(async move {
             match step {
                 Some(Step::Grant(secs)) => Ok(grant(n, secs)),
-                Some(Step::Fail) => Err(Error::transport(Exchange::Refresh, "node down")),
+                Some(Step::Fail) => Err(outage()),
+                Some(Step::FailAfter(n)) => {
+                    tokio::time::sleep(secs(n)).await;
+                    Err(outage())
+                }
+                Some(Step::Setback(cause, server_wait)) => Err(Setback {
+                    error: Error::transport(Exchange::Refresh, "node down"),
+                    cause,
+                    server_wait: server_wait.map(Duration::from_secs),
+                }),
                 Some(Step::Panic) => panic!("the wrapped service panicked"),
                 None => std::future::pending().await,
             }
@@ -74,18 +91,31 @@ impl Fetch for Script {
     }
 }
 
+/// A transport error, as the flight reports it.
+fn outage() -> Setback {
+    Setback::new(
+        Error::transport(Exchange::Refresh, "node down"),
+        Cause::Outage,
+    )
+}
+
 fn grant(n: usize, secs: u64) -> Grant {
     let token = Secret::new(format!("t0ken-{n}")).unwrap();
     Grant::new(token, Duration::from_secs(secs))
 }
 
 fn state(first_backoff: u64) -> Arc<TokenState> {
-    let timing = Timing {
+    TokenState::new(timing(first_backoff), None, None, false)
+}
+
+/// Backoffs from `first_backoff` s to 600 s, or 2 s while down after an outage.
+fn timing(first_backoff: u64) -> Timing {
+    Timing {
         refresh_at: 0.5,
-        first_backoff: Duration::from_secs(first_backoff),
-        max_backoff: Duration::from_secs(600),
-    };
-    TokenState::new(timing, None, None, false)
+        first_backoff: secs(first_backoff),
+        max_backoff: secs(600),
+        max_backoff_while_down: secs(2),
+    }
 }
 
 /// Moves the paused clock on, and lets the flight and timer tasks run.
@@ -185,15 +215,14 @@ async fn a_failure_at_the_very_dead_point_is_not_retried_in_the_background() {
     let _idle = install_unwatched(&state);
     let dead_at = state.hot.current.load().as_ref().unwrap().dead_at;
     tokio::time::advance(dead_at - Instant::now() - Duration::from_nanos(1)).await;
-    let error = || Error::transport(Exchange::Refresh, "node down");
-    let just_before = state.record_failure(&mut state.lock(), error());
+    let just_before = state.record_failure(&mut state.lock(), outage());
     assert_eq!(
         just_before,
         Some(dead_at),
         "retried no later than the dead point"
     );
     tokio::time::advance(Duration::from_nanos(1)).await;
-    assert_eq!(state.record_failure(&mut state.lock(), error()), None);
+    assert_eq!(state.record_failure(&mut state.lock(), outage()), None);
     assert!(state.lock().failure.is_some(), "callers get the failure");
 }
 
@@ -209,8 +238,7 @@ async fn a_failure_for_a_token_marked_dead_early_is_not_retried_in_the_backgroun
         .as_ref()
         .unwrap()
         .advance(Phase::Dead);
-    let error = Error::transport(Exchange::Refresh, "node down");
-    assert_eq!(state.record_failure(&mut state.lock(), error), None);
+    assert_eq!(state.record_failure(&mut state.lock(), outage()), None);
     assert!(state.lock().failure.is_some(), "callers get the failure");
 }
 
@@ -367,12 +395,7 @@ async fn the_hook_hears_when_the_next_attempt_may_start() {
             log.lock().unwrap().push(*retry_in);
         }
     });
-    let timing = Timing {
-        refresh_at: 0.5,
-        first_backoff: secs(8),
-        max_backoff: secs(600),
-    };
-    let state = TokenState::new(timing, None, Some(hook), false);
+    let state = TokenState::new(timing(8), None, Some(hook), false);
     let script = Script::of([Step::Fail]);
     assert!(lead(&state, &script).wait().await.is_err());
     let heard = heard.lock().unwrap().clone();

@@ -14,7 +14,9 @@
 //!
 //! `GET /ready` answers 200 while a usable token exists and 503 with the last error's text
 //! otherwise, for an orchestrator's readiness probe; at start the app calls `warm_up`, so a
-//! wrong password shows there at once. `POST /sql` takes one SQL statement as its raw text
+//! wrong password shows there at once. The layer refreshes when idle: an orchestrator sends
+//! no traffic to a pod that is not ready, so after an outage that outlived the token only
+//! the layer itself can make `/ready` green again (see [`token_layer`]). `POST /sql` takes one SQL statement as its raw text
 //! body and answers with what the SQL node said about it, status and JSON body, from
 //! `POST {url}/v1/execute/{database}`:
 //!
@@ -42,7 +44,7 @@ use hyper_util::rt::TokioExecutor;
 use ocient_mock::MockOcient;
 use tokio::net::TcpListener;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
-use tower_token_refresh::{TokenRefresh, TokenRefreshLayer, TokenStatus};
+use tower_token_refresh::{OcientAuth, TokenRefresh, TokenRefreshLayer, TokenStatus};
 
 mod support;
 
@@ -105,7 +107,7 @@ async fn main() -> Result<(), BoxError> {
     let client = node.client::<Body>()?;
     let app = App {
         api: ServiceBuilder::new()
-            .layer(TokenRefreshLayer::new(node.auth.clone()))
+            .layer(token_layer(node.auth.clone()))
             .service(client),
         execute: node.execute_uri().parse()?,
     };
@@ -157,6 +159,16 @@ async fn main() -> Result<(), BoxError> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// The token layer for a service behind a readiness probe.
+///
+/// `refresh_when_idle(true)`: the layer refreshes with no request, and keeps trying after an
+/// outage that outlived the token, until a token is usable again. Without it, `/ready`
+/// would stay 503 after such an outage, the orchestrator would send no request, and no
+/// request means no new token: a deadlock only a restart breaks.
+pub fn token_layer(auth: OcientAuth) -> TokenRefreshLayer {
+    TokenRefreshLayer::new(auth).refresh_when_idle(true)
 }
 
 /// `GET /ready`: whether a request sent now would go out with a token at once.

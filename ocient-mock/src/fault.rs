@@ -1,7 +1,7 @@
 //! [`Fault`]: failures a test injects into login and token refresh answers.
 
 use bytes::Bytes;
-use http::header::CONTENT_LENGTH;
+use http::header::{CONTENT_LENGTH, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::wire::{respond_with, ApiStatus, Failure};
@@ -34,6 +34,16 @@ pub enum Fault {
         /// The raw body.
         body: Bytes,
     },
+    /// That HTTP status (429 or 503, typically) with the injected status
+    /// object and a `Retry-After` header of this value: whole seconds such as
+    /// `"3"`, or an HTTP date such as `"Wed, 02 Dec 2026 18:00:07 GMT"`. A
+    /// value that is not a valid header value is left out.
+    RetryAfter {
+        /// HTTP status of the answer.
+        status: StatusCode,
+        /// The `Retry-After` header, as sent.
+        retry_after: String,
+    },
     /// Never answer: the response future stays pending and, over HTTP, the
     /// connection stalls.
     Hang,
@@ -48,6 +58,7 @@ impl Fault {
             Self::Status(_) => "Status",
             Self::VendorCode { .. } => "VendorCode",
             Self::Body { .. } => "Body",
+            Self::RetryAfter { .. } => "RetryAfter",
             Self::Hang => "Hang",
             Self::CutOff => "CutOff",
         }
@@ -76,6 +87,20 @@ impl Fault {
             } => {
                 let content_type = HeaderValue::from_str(content_type).ok();
                 respond_with(status, content_type, MockBody::full(body))
+            }
+            Self::RetryAfter {
+                status,
+                retry_after,
+            } => {
+                let injected = Failure {
+                    http: status,
+                    status: ApiStatus::INJECTED,
+                };
+                let mut response = injected.into_response();
+                if let Ok(value) = HeaderValue::from_str(&retry_after) {
+                    response.headers_mut().insert(RETRY_AFTER, value);
+                }
+                response
             }
             Self::Hang => std::future::pending().await,
             Self::CutOff => cut_off(),
@@ -251,6 +276,24 @@ mod tests {
         login(&mock).await;
     }
 
+    #[tokio::test]
+    async fn retry_after_fault_names_when_to_come_back() {
+        let mock = MockOcient::new();
+        let fault = |retry_after: &str| Fault::RetryAfter {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            retry_after: retry_after.to_owned(),
+        };
+        mock.fail_token_requests(fault("3"), 1);
+        mock.fail_token_requests(fault("bad\nvalue"), 1);
+        let response = call(&mock, login_request("jdoe", "secret")).await;
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[http::header::RETRY_AFTER], "3");
+        let response = call(&mock, login_request("jdoe", "secret")).await;
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(response.headers().get(http::header::RETRY_AFTER).is_none());
+        assert_eq!(mock.counters().failed_token_requests, 2);
+    }
+
     // The log line says which kind of fault was injected, never the answer it carries.
     #[test]
     fn a_fault_is_logged_by_its_kind_alone() {
@@ -266,10 +309,24 @@ mod tests {
                 content_type: JSON,
                 body: Bytes::from_static(br#"{"access_token":"leaked"}"#),
             },
+            Fault::RetryAfter {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                retry_after: "3".into(),
+            },
             Fault::Hang,
             Fault::CutOff,
         ];
         let kinds: Vec<&str> = faults.iter().map(Fault::name).collect();
-        assert_eq!(kinds, ["Status", "VendorCode", "Body", "Hang", "CutOff"]);
+        assert_eq!(
+            kinds,
+            [
+                "Status",
+                "VendorCode",
+                "Body",
+                "RetryAfter",
+                "Hang",
+                "CutOff"
+            ]
+        );
     }
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod capture;
+pub mod outage;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -121,6 +122,22 @@ pub fn layered(mock: MockOcient, layer: TokenRefreshLayer) -> (TokenRefresh<Reco
         .layer(layer)
         .service(recorder.clone());
     (service, recorder)
+}
+
+/// The layer over an in-process recorder behind a [`Switch`](outage::Switch) that takes
+/// the node down and up.
+pub fn switched(
+    mock: MockOcient,
+    layer: TokenRefreshLayer,
+) -> (
+    TokenRefresh<outage::Switch<Recorder>>,
+    outage::Switch<Recorder>,
+) {
+    let switch = outage::Switch::new(Recorder::new(mock));
+    let service = tower::ServiceBuilder::new()
+        .layer(layer)
+        .service(switch.clone());
+    (service, switch)
 }
 
 /// The `Error` a failed call carries, which must be the crate's own.

@@ -11,6 +11,12 @@
 //! for a test that needs a second server beside the mock (an OAuth
 //! authorization server, the app under test).
 //!
+//! [`FaultProxy`] is a plain TCP proxy on a loopback port to put between a
+//! client and a server (the mock, or one of yours): while traffic flows,
+//! take the port down (connections refused by the OS), cut the open
+//! connections, black-hole them or add latency. It copies bytes untouched,
+//! so HTTPS passes through with TLS end to end.
+//!
 //! With the `tls` feature (off by default), `MockOcient::serve_tls` and
 //! `serve_tls` serve HTTPS the same way: at each start a fresh CA, kept in
 //! memory, signs a server certificate for `localhost`, `127.0.0.1` and `::1`,
@@ -86,6 +92,7 @@ mod handler;
 mod loopback;
 mod mock;
 mod mock_server;
+mod proxy;
 mod state;
 #[cfg(test)]
 mod test_support;
@@ -99,6 +106,7 @@ pub use handler::ResponseFuture;
 pub use loopback::{serve, LoopbackServer};
 pub use mock::MockOcient;
 pub use mock_server::MockServer;
+pub use proxy::FaultProxy;
 pub use state::Counters;
 #[cfg(feature = "tls")]
 pub use tls::serve_tls;
@@ -117,6 +125,7 @@ mod tests {
         assert_send_sync::<MockOcient>();
         assert_send_sync::<MockServer>();
         assert_send_sync::<LoopbackServer>();
+        assert_send_sync::<FaultProxy>();
         assert_send_sync::<MockBody>();
         assert_send_sync::<Fault>();
         assert_send::<ResponseFuture>();

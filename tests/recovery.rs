@@ -60,7 +60,10 @@ async fn after_a_three_minute_outage_under_traffic_the_first_success_comes_withi
     let start = Instant::now();
     let callers = tokio::spawn(traffic(service.clone(), start, secs(220)));
     let (while_down, back) = outage(&switch, start).await;
-    assert!(!service.status().is_usable(), "the outage outlived the token");
+    assert!(
+        !service.status().is_usable(),
+        "the outage outlived the token"
+    );
     let outcomes = callers.await.unwrap();
 
     let first_success = outcomes
@@ -293,4 +296,17 @@ async fn refresh_now_with_a_wrong_password_is_rejected() {
         Err(Error::Rejected { vendor_code, .. }) => assert_eq!(vendor_code, -304),
         other => panic!("expected a rejection, got {other:?}"),
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wrong_password_is_no_outage_and_keeps_the_full_backoff() {
+    let mock = minute_tokens();
+    let auth = OcientAuth::new(BASE.parse().unwrap()).credentials("jdoe", "wrong");
+    let layer = TokenRefreshLayer::new(auth).refresh_when_idle(true);
+    let (service, _recorder) = layered(mock.clone(), layer);
+    let _ = service.warm_up().await;
+    sleep(secs(60)).await;
+    // 1, 2, 4, 8, 16 s, each give or take a quarter: five more logins at most, not thirty.
+    let logins = mock.counters().logins;
+    assert!((4..=7).contains(&logins), "{logins} logins in a minute");
 }

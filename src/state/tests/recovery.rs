@@ -223,3 +223,21 @@ async fn refresh_now_during_an_attempt_joins_it_and_asks_for_no_second_one() {
         "the flight waits out its backoff as usual"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn refresh_now_while_the_flight_keeps_trying_lets_callers_follow_the_hurried_attempt() {
+    let script = Script::of([Step::Fail, Step::FailAfter(1), Step::Grant(100)]);
+    let state = idle_state();
+    assert!(lead(&state, &script).wait().await.is_err());
+    assert!(state.join().is_err(), "turned away during the backoff");
+    let (settlement, flight) = state.refresh_now().unwrap();
+    assert!(flight.is_none());
+    let follower = match state.join().unwrap() {
+        Joined::Follow(settlement) => settlement,
+        other => panic!("expected to follow the hurried attempt, got {other:?}"),
+    };
+    advance_past(secs(1)).await;
+    assert!(settlement.wait().await.is_err());
+    assert!(follower.wait().await.is_err(), "both hear the same attempt");
+    assert_eq!(script.fetches(), 2);
+}

@@ -2,15 +2,13 @@
 //! server down, cut its connections, black-hole it or slow it while traffic
 //! flows.
 
-use std::future::poll_fn;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{oneshot, watch, Mutex};
@@ -305,50 +303,18 @@ async fn forward(mut client: TcpStream, knobs: Arc<Knobs>) {
 /// Copies `from` to `to` one chunk at a time. The end of `from`, a close or
 /// an error, passes the latency and the black hole like a chunk, so a black
 /// hole hides a close too.
-async fn pipe(from: ReadHalf<'_>, mut to: WriteHalf<'_>, knobs: &Knobs) -> io::Result<()> {
+async fn pipe(mut from: ReadHalf<'_>, mut to: WriteHalf<'_>, knobs: &Knobs) -> io::Result<()> {
     let mut chunk = vec![0; CHUNK];
     loop {
-        let outcome = read(from.as_ref(), &mut chunk).await;
+        let outcome = from.read(&mut chunk).await;
         knobs.delay().await;
         knobs.lifted().await;
         match outcome? {
-            0 => return shutdown(&mut to).await,
-            n => write_all(to.as_ref(), &chunk[..n]).await?,
+            // Closes the writing side only: the peer reads an EOF.
+            0 => return to.shutdown().await,
+            n => to.write_all(&chunk[..n]).await?,
         }
     }
-}
-
-// Tokio's `AsyncReadExt` and `AsyncWriteExt` would need its `io-util`
-// feature; these three are all the proxy (and its tests) need of them.
-
-/// Reads what `from` has, at most `buf.len()` bytes; 0 at its end.
-async fn read(from: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        from.readable().await?;
-        match from.try_read(buf) {
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-            read => return read,
-        }
-    }
-}
-
-/// Writes all of `bytes` to `to`.
-async fn write_all(to: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        to.writable().await?;
-        match to.try_write(bytes) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(written) => bytes = &bytes[written..],
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(())
-}
-
-/// Closes the writing side of `to`: its peer reads an EOF.
-async fn shutdown(to: &mut (impl AsyncWrite + Unpin)) -> io::Result<()> {
-    poll_fn(|cx| Pin::new(&mut *to).poll_shutdown(cx)).await
 }
 
 impl Knobs {

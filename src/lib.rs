@@ -84,7 +84,12 @@
 //! # Long-running services
 //!
 //! - [`TokenRefreshLayer::refresh_when_idle`] refreshes at the refresh point even when no
-//!   request comes, so a service idle all night never waits for a login.
+//!   request comes, so a service idle all night never waits for a login, and keeps trying
+//!   after an outage that outlived the token, so a readiness probe recovers on its own.
+//! - After an outage, the layer is usable again within seconds of the server's return: with
+//!   no usable token the wait between attempts stops growing at
+//!   [`TokenRefreshLayer::retry_backoff_while_down`], and a `Retry-After` on a 429 or 503 is
+//!   honoured. [`TokenRefresh::refresh_now`] asks for a new token at once.
 //! - [`TokenRefresh::warm_up`] obtains a token at startup and fails typed (a wrong password
 //!   is [`Error::Rejected`] with vendor code -304) before the service reports ready.
 //! - [`TokenRefresh::status`] and [`TokenRefreshLayer::status`] give a [`TokenStatus`] for a

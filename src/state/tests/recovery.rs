@@ -198,7 +198,11 @@ async fn refresh_now_hurries_a_flight_backing_off_and_joins_it() {
     let (settlement, flight) = state.refresh_now().unwrap();
     assert!(flight.is_none(), "the flight under way is joined");
     settlement.wait().await.unwrap();
-    assert_eq!(Instant::now(), asked_at, "tried at once, not after the backoff");
+    assert_eq!(
+        Instant::now(),
+        asked_at,
+        "tried at once, not after the backoff"
+    );
     assert_eq!(script.fetches(), 3);
     assert_eq!(state.lock().generation, 2);
 }

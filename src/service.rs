@@ -87,9 +87,8 @@ impl<S> TokenRefresh<S> {
         S: InnerService<B>,
         B: From<Bytes> + Send + 'static,
     {
-        self.hand_over_fetcher::<B>();
-        let service = self.inner.clone();
-        future::warm_up(service, Arc::clone(&self.state), Arc::clone(&self.config))
+        let (service, state, config) = self.detached::<B>();
+        future::warm_up(service, state, config)
     }
 
     /// Starts a new token now, whatever the current one's phase and however long the
@@ -117,9 +116,8 @@ impl<S> TokenRefresh<S> {
         S: InnerService<B>,
         B: From<Bytes> + Send + 'static,
     {
-        self.hand_over_fetcher::<B>();
-        let service = self.inner.clone();
-        future::refresh_now(service, Arc::clone(&self.state), Arc::clone(&self.config))
+        let (service, state, config) = self.detached::<B>();
+        future::refresh_now(service, state, config)
     }
 
     /// The wrapped service.
@@ -160,6 +158,19 @@ impl<S: fmt::Debug> fmt::Debug for TokenRefresh<S> {
 }
 
 impl<S> TokenRefresh<S> {
+    /// What a future that outlives this borrow needs (`warm_up`, `refresh_now`): an unready
+    /// clone of the wrapped service, the state and the configuration. Hands over a fetcher
+    /// first, as a request would.
+    fn detached<B>(&self) -> (S, Arc<TokenState>, Arc<Config>)
+    where
+        S: InnerService<B>,
+        B: From<Bytes> + Send + 'static,
+    {
+        self.hand_over_fetcher::<B>();
+        let (state, config) = (Arc::clone(&self.state), Arc::clone(&self.config));
+        (self.inner.clone(), state, config)
+    }
+
     /// With `refresh_when_idle`, hands the state what it needs to refresh with no request
     /// (a token handed in, or a service made after the login, never launched a flight).
     fn hand_over_fetcher<B>(&self)

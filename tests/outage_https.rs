@@ -46,7 +46,7 @@ fn https_to(port: u16) -> String {
 fn api(
     server: &MockServer,
     proxy: &FaultProxy,
-    layer: impl Fn(OcientAuth) -> TokenRefreshLayer,
+    layer: impl FnOnce(OcientAuth) -> TokenRefreshLayer,
 ) -> Api {
     let ca = server.ca_certificate_pem().unwrap().to_owned();
     let auth = OcientAuth::new(https_to(proxy.addr().port()).parse().unwrap())
@@ -100,20 +100,39 @@ async fn a_proxy_down_for_three_token_lifetimes_under_traffic_is_recovered_from_
     assert_eq!(server.mock().counters().queries_bad_token, 0);
 }
 
+/// A node whose token requests go through a proxy while queries go straight to it.
+struct SplitPaths {
+    server: MockServer,
+    proxy: FaultProxy,
+    api: Api,
+    /// Failed token requests, as the hook hears of them.
+    failures: Arc<AtomicUsize>,
+}
+
 /// 10-second tokens refreshed once 90% is left (from 1-2 s on: the dead point is at 9 s),
-/// a refresh timeout of 1 s, and the failed token requests the hook hears of counted.
-fn counting_failures(failures: &Arc<AtomicUsize>) -> impl Fn(OcientAuth) -> TokenRefreshLayer {
-    let failures = Arc::clone(failures);
-    move |auth| {
-        let failures = Arc::clone(&failures);
+/// each token request bounded by `refresh_timeout`; the first token already obtained.
+async fn split_paths(refresh_timeout: Duration) -> SplitPaths {
+    let (server, proxy) = node_behind_a_proxy(secs(10)).await;
+    let failures = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&failures);
+    let direct = server.uri();
+    let api = api(&server, &proxy, |auth| {
         TokenRefreshLayer::new(auth)
             .refresh_at(0.9)
-            .refresh_timeout(secs(1))
+            .refresh_timeout(refresh_timeout)
+            .allow_origin(direct)
             .on_token(move |event| {
                 if let TokenEvent::Failed { .. } = event {
-                    failures.fetch_add(1, Ordering::SeqCst);
+                    counted.fetch_add(1, Ordering::SeqCst);
                 }
             })
+    });
+    api.warm_up().await.unwrap();
+    SplitPaths {
+        server,
+        proxy,
+        api,
+        failures,
     }
 }
 
@@ -133,13 +152,12 @@ async fn queries_all_succeed(api: &Api, server: &MockServer, done: impl Fn() -> 
 
 #[tokio::test]
 async fn a_black_hole_during_a_refresh_times_out_and_the_valid_token_keeps_serving() {
-    let (server, proxy) = node_behind_a_proxy(secs(10)).await;
-    let failures = Arc::new(AtomicUsize::new(0));
-    let direct = server.uri();
-    let api = api(&server, &proxy, |auth| {
-        counting_failures(&failures)(auth).allow_origin(direct.clone())
-    });
-    api.warm_up().await.unwrap();
+    let SplitPaths {
+        server,
+        proxy,
+        api,
+        failures,
+    } = split_paths(secs(1)).await;
     proxy.black_hole(true);
 
     // Past the latest refresh point (2 s) the refresh goes into the hole and times out
@@ -161,15 +179,12 @@ async fn a_black_hole_during_a_refresh_times_out_and_the_valid_token_keeps_servi
 
 #[tokio::test]
 async fn connections_cut_mid_refresh_are_retried_and_no_caller_fails_while_the_token_is_valid() {
-    let (server, proxy) = node_behind_a_proxy(secs(10)).await;
-    let failures = Arc::new(AtomicUsize::new(0));
-    let direct = server.uri();
-    let api = api(&server, &proxy, |auth| {
-        counting_failures(&failures)(auth)
-            .refresh_timeout(secs(5))
-            .allow_origin(direct.clone())
-    });
-    api.warm_up().await.unwrap();
+    let SplitPaths {
+        server,
+        proxy,
+        api,
+        failures,
+    } = split_paths(secs(5)).await;
     // Every chunk through the proxy now takes 300 ms each way: a refresh is in flight for
     // more than half a second, and the cut lands in the middle of it.
     proxy.latency(millis(300));

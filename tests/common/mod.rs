@@ -140,6 +140,24 @@ pub fn switched(
     (service, switch)
 }
 
+/// Once the layer and its services are gone: no task, no clone of the inner service (whose
+/// clones all share `shared`), and no token request ever again, as `token_requests` counts
+/// them.
+pub async fn assert_nothing_left<T>(
+    baseline: usize,
+    shared: &Arc<T>,
+    token_requests: impl Fn() -> u64,
+) {
+    tokio::time::sleep(millis(1)).await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    assert_eq!(metrics.num_alive_tasks(), baseline, "no task or timer left");
+    let clones = Arc::strong_count(shared);
+    assert_eq!(clones, 1, "no clone of the inner service left");
+    let after = token_requests();
+    tokio::time::sleep(secs(3600)).await;
+    assert_eq!(token_requests(), after, "and no token request");
+}
+
 /// The `Error` a failed call carries, which must be the crate's own.
 pub fn token_error(error: &BoxError) -> &tower_token_refresh::Error {
     error

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -17,7 +17,7 @@ use tower::{BoxError, Service};
 pub struct Switch<S> {
     inner: S,
     down: Arc<AtomicBool>,
-    refused_token_requests: Arc<AtomicUsize>,
+    refused_token_requests: Arc<AtomicU64>,
 }
 
 impl<S> Switch<S> {
@@ -34,8 +34,12 @@ impl<S> Switch<S> {
     }
 
     /// Logins and refreshes that met a closed port.
-    pub fn refused_token_requests(&self) -> usize {
+    pub fn refused_token_requests(&self) -> u64 {
         self.refused_token_requests.load(Ordering::SeqCst)
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
     }
 }
 

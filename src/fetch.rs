@@ -173,6 +173,8 @@ where
             Some(_) => Exchange::Refresh,
             None => Exchange::Login,
         };
+        // Only the answer to this attempt speaks for the server now.
+        self.server_wait = None;
         let timeout = self.config.refresh_timeout;
         let attempt = async {
             let request = match current {
@@ -211,8 +213,6 @@ where
             return Err(refusal);
         }
         let request = request.map(B::from);
-        // Only the answer to this request speaks for the server now.
-        self.server_wait = None;
         let service = &mut self.service;
         poll_fn(|cx| service.poll_ready(cx))
             .await

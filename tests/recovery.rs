@@ -298,11 +298,28 @@ async fn refresh_now_with_a_wrong_password_is_rejected() {
 async fn a_wrong_password_is_no_outage_and_keeps_the_full_backoff() {
     let mock = minute_tokens();
     let auth = OcientAuth::new(BASE.parse().unwrap()).credentials("jdoe", "wrong");
-    let layer = TokenRefreshLayer::new(auth).refresh_when_idle(true);
-    let (service, _recorder) = layered(mock.clone(), layer);
-    let _ = service.warm_up().await;
-    sleep(secs(60)).await;
-    // 1, 2, 4, 8, 16 s, each give or take a quarter: five more logins at most, not thirty.
+    let (service, _recorder) = layered(mock.clone(), TokenRefreshLayer::new(auth));
+    let start = Instant::now();
+    while start.elapsed() < secs(60) {
+        assert!(send(&service, query()).await.is_err());
+        sleep(millis(100)).await;
+    }
+    // 1, 2, 4, 8, 16 s, each give or take a quarter: six logins at most, not thirty.
     let logins = mock.counters().logins;
     assert!((4..=7).contains(&logins), "{logins} logins in a minute");
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_refresh_does_not_repeat_a_wrong_password_unasked() {
+    let mock = minute_tokens();
+    let auth = OcientAuth::new(BASE.parse().unwrap()).credentials("jdoe", "wrong");
+    let layer = TokenRefreshLayer::new(auth).refresh_when_idle(true);
+    let (service, _recorder) = layered(mock.clone(), layer);
+    assert!(service.warm_up().await.is_err());
+    sleep(secs(3600)).await;
+    assert_eq!(
+        mock.counters().logins,
+        1,
+        "an account lockout waits for a request"
+    );
 }

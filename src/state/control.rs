@@ -55,7 +55,7 @@ impl TokenState {
     /// While the token is still good the flight retries on the full backoff, never later
     /// than the token's dead point. Once it is not (the layer is down), the backoff after an
     /// outage stays short, and with `refresh_when_idle` the flight keeps trying on its own
-    /// until a token is usable again or nothing can help. A server's `Retry-After` sets the
+    /// through an outage, until a token is usable again. A server's `Retry-After` sets the
     /// earliest next attempt either way, capped at the largest backoff.
     pub(super) fn record_failure(&self, cold: &mut Cold, setback: Setback) -> Option<Instant> {
         let Setback {
@@ -90,7 +90,9 @@ impl TokenState {
             // Should the token die first, callers take this failure until then.
             cold.failure = Some(Failure { error, retry_after });
         }
-        let keep_trying = alive.is_some() || (self.refresh_when_idle && cause != Cause::Hopeless);
+        // While down, only an outage is worth trying again unasked: a refusal (a wrong
+        // password) repeated on its own could lock the account, and waits for a request.
+        let keep_trying = alive.is_some() || (self.refresh_when_idle && cause == Cause::Outage);
         keep_trying.then_some(retry_after)
     }
 }
@@ -159,6 +161,11 @@ impl FlightControl for TokenState {
         cold.hurry = false;
         self.refreshing.store(false, Ordering::Release);
         self.settled.send_replace(Settled::Failed(error.clone()));
+        if self.refresh_when_idle && !self.has_usable_token() {
+            // Nobody may ask (a pod out of rotation): start again once the backoff ends.
+            let retry_after = cold.failure.as_ref().map(|f| f.retry_after);
+            cold.flight = retry_after.and_then(|at| self.idle_retry_at(at));
+        }
         let failures = cold.consecutive_failures;
         let retry_in = retry_in(cold.failure.as_ref().map(|f| f.retry_after));
         drop(cold);
@@ -174,7 +181,13 @@ impl FlightControl for TokenState {
         let revoked = current
             .as_deref()
             .is_some_and(|t| t.phase() == Phase::Revoked);
-        revoked || mem::take(&mut self.lock().hurry)
+        let mut cold = self.lock();
+        let now = mem::take(&mut cold.hurry) || revoked;
+        if now {
+            // Callers follow the attempt about to start, not the failure it supersedes.
+            cold.failure = None;
+        }
+        now
     }
 }
 

@@ -4,6 +4,9 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
 use super::flight::Fetch;
 use super::token::OnDue;
 use super::TokenState;
@@ -32,6 +35,20 @@ impl TokenState {
             tracing::debug!("refreshing an idle token at its refresh point");
             self.refresh_in_background(|| fetch);
         }
+    }
+
+    /// Starts an idle refresh at `at`, on a task of its own holding the state weakly: after
+    /// a flight that died while no token was usable, when no request may come to start one.
+    pub(super) fn idle_retry_at(&self, at: Instant) -> Option<AbortHandle> {
+        let me = Weak::clone(&self.me);
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let task = runtime.spawn(async move {
+            tokio::time::sleep_until(at).await;
+            if let Some(state) = me.upgrade() {
+                state.refresh_idle();
+            }
+        });
+        Some(task.abort_handle())
     }
 
     /// What the timer does at the refresh point when no request comes.

@@ -113,13 +113,46 @@ async fn while_the_flight_keeps_trying_callers_are_turned_away_during_its_backof
 }
 
 #[tokio::test(start_paused = true)]
-async fn with_idle_refresh_a_hopeless_failure_ends_the_flight() {
-    let script = Script::of([Step::Setback(Cause::Hopeless, None), Step::Grant(100)]);
+async fn with_idle_refresh_a_refusal_or_a_hopeless_failure_ends_the_flight() {
+    for cause in [Cause::Rejection, Cause::Hopeless] {
+        let script = Script::of([Step::Setback(cause, None), Step::Grant(100)]);
+        let state = idle_state();
+        assert!(lead(&state, &script).wait().await.is_err());
+        advance(secs(600)).await;
+        assert_eq!(script.fetches(), 1, "{cause:?}: not tried again unasked");
+        assert!(!state.refreshing.load(Ordering::SeqCst));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_idle_refresh_a_flight_that_dies_while_down_is_started_again_after_its_backoff() {
+    let script = Script::of([Step::Fail, Step::Panic, Step::Grant(100)]);
     let state = idle_state();
     assert!(lead(&state, &script).wait().await.is_err());
-    advance(secs(600)).await;
-    assert_eq!(script.fetches(), 1, "nothing the layer does would help");
-    assert!(!state.refreshing.load(Ordering::SeqCst));
+    run_for(secs(10)).await;
+    assert_eq!(
+        script.fetches(),
+        3,
+        "the flight died, and a new one came unasked"
+    );
+    assert!(state.has_usable_token());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_revocation_that_cuts_a_servers_wait_short_lets_callers_follow_the_new_attempt() {
+    // The refresh after the server's 503 (Retry-After: 40) hangs: the script has no step.
+    let script = Script::of([Step::Grant(100), Step::Setback(Cause::Outage, Some(40))]);
+    let state = with_token(1, &script).await;
+    advance(secs(61)).await;
+    state.refresh_in_background(|| script.boxed());
+    settle().await;
+    state.invalidate(1);
+    settle().await;
+    assert_eq!(script.fetches(), 3, "retried at once for the callers");
+    assert!(
+        matches!(state.join().unwrap(), Joined::Follow(_)),
+        "callers follow that attempt, not the server's old answer"
+    );
 }
 
 #[tokio::test(start_paused = true)]

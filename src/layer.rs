@@ -155,8 +155,10 @@ impl TokenRefreshLayer {
     /// 30 token requests a minute from each layer (one at a time, never more, however many
     /// callers), where `retry_backoff`'s cap alone would send 2. Raise it for a large
     /// fleet against a cluster that recovers slowly; a server that needs more time says so
-    /// with `Retry-After`, which is always honoured. A server that answers and refuses (a
-    /// wrong password) gets the full backoff: asking again soon would not change its mind.
+    /// with `Retry-After`, which the layer's own attempts honour (only
+    /// [`refresh_now`](crate::TokenRefresh::refresh_now), and a token revoked while callers
+    /// wait, go ahead of it). A server that answers and refuses (a wrong password) gets the
+    /// full backoff: asking again soon would not change its mind.
     #[must_use]
     pub fn retry_backoff_while_down(mut self, max: Duration) -> Self {
         self.timing.max_backoff_while_down = max.clamp(MIN_WAIT, MAX_LIFETIME);
@@ -215,8 +217,10 @@ impl TokenRefreshLayer {
     /// a token is usable again: a readiness probe built on [`status`](Self::status) turns
     /// ready within seconds of the server's return, with no request. Without it, a service
     /// that an orchestrator took out of rotation (so no request comes) would never recover.
-    /// Without credentials, once the token can no longer be refreshed, it stops and reports
-    /// the failure to the [`on_token`](Self::on_token) hook; the next request starts again.
+    /// It keeps trying through outages only: a refusal (a wrong password) is not repeated
+    /// unasked, where a lockout policy would count it, and without credentials a token the
+    /// server no longer refreshes ends it too. The failure goes to the
+    /// [`on_token`](Self::on_token) hook, and the next request starts again.
     ///
     /// Nothing outlives the layer: once it and every service it made are dropped, no task,
     /// timer or clone of the wrapped service is left.

@@ -108,7 +108,9 @@ impl<S> TokenRefresh<S> {
     /// ```
     ///
     /// It respects only the single flight: an attempt under way is joined (one request for
-    /// every caller), and one waiting out a backoff is made to try now. While it runs, a
+    /// every caller) and its outcome returned, and a flight waiting out a backoff is made
+    /// to try now. An attempt that was already sending credentials read before a rotation
+    /// may so fail; calling again then starts one with the new ones. While it runs, a
     /// usable token is still sent, so no request waits. A valid token refreshes; a token
     /// the server refuses leads to a login, as at any refresh.
     pub fn refresh_now<B>(&self) -> impl Future<Output = Result<(), Error>> + Send + 'static

@@ -86,8 +86,6 @@ where
     fn setback(&self, error: Error) -> Setback {
         let cause = if self.server_failed(&error) || matches!(error, Error::Credentials { .. }) {
             Cause::Outage
-        } else if self.is_hopeless(&error) {
-            Cause::Hopeless
         } else {
             Cause::Rejection
         };
@@ -110,15 +108,6 @@ where
             }
             _ => false,
         }
-    }
-
-    /// Whether no later attempt can succeed unless the user changes something: the server
-    /// refuses the token and there are no credentials, or the request would go in the clear.
-    fn is_hopeless(&self, error: &Error) -> bool {
-        let refused =
-            self.config.endpoint.rejects_token(error) || matches!(error, Error::MissingCredentials);
-        let out_of_reach = matches!(error, Error::InsecureTransport { .. } | Error::NoRuntime);
-        out_of_reach || (refused && !self.config.endpoint.can_log_in())
     }
 
     /// Refreshes the current token; logs in when there is none, when it is past saving, or

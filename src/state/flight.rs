@@ -60,12 +60,10 @@ pub(crate) enum Cause {
     /// The server could not be reached or could not answer (transport, timeout, a 5xx, a
     /// 429, the credentials provider): it may be back any moment.
     Outage,
-    /// The server answered and said no (wrong password, an unusable answer): asking again
-    /// soon would only be refused again.
+    /// The server answered and said no (wrong password, a token it will not refresh, an
+    /// unusable answer), or the layer will not send the request at all: asking again soon
+    /// would only be refused again.
     Rejection,
-    /// Nothing the layer does on its own can help (a token refused and no credentials, a
-    /// transport it will not use): only the user, or traffic, starts again.
-    Hopeless,
 }
 
 /// What the waiters of an attempt learn when it ends.

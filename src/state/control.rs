@@ -161,8 +161,9 @@ impl FlightControl for TokenState {
         cold.hurry = false;
         self.refreshing.store(false, Ordering::Release);
         self.settled.send_replace(Settled::Failed(error.clone()));
-        if self.refresh_when_idle && !self.has_usable_token() {
-            // Nobody may ask (a pod out of rotation): start again once the backoff ends.
+        if self.refresh_when_idle {
+            // Nobody may ask (an idle service, a pod out of rotation): start again once the
+            // backoff ends, as a request would.
             let retry_after = cold.failure.as_ref().map(|f| f.retry_after);
             cold.flight = retry_after.and_then(|at| self.idle_retry_at(at));
         }

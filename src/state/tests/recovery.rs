@@ -278,3 +278,17 @@ async fn refresh_now_while_the_flight_keeps_trying_lets_callers_follow_the_hurri
     assert!(follower.wait().await.is_err(), "both hear the same attempt");
     assert_eq!(script.fetches(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn with_idle_refresh_a_refresh_that_dies_is_started_again_after_its_backoff() {
+    let script = Script::of([Step::Grant(100), Step::Panic, Step::Grant(100)]);
+    let state = idle_state();
+    lead(&state, &script).wait().await.unwrap();
+    advance(secs(61)).await;
+    state.refresh_in_background(|| script.boxed());
+    settle().await;
+    assert_eq!(script.fetches(), 2, "the refresh died");
+    run_for(secs(3)).await;
+    assert_eq!(script.fetches(), 3, "and a new one came unasked");
+    assert_eq!(state.lock().generation, 2);
+}

@@ -86,8 +86,10 @@ where
     fn setback(&self, error: Error) -> Setback {
         let cause = if self.server_failed(&error) || matches!(error, Error::Credentials { .. }) {
             Cause::Outage
-        } else {
+        } else if self.judged_us(&error) {
             Cause::Rejection
+        } else {
+            Cause::Unusable
         };
         Setback {
             error,
@@ -148,6 +150,19 @@ where
             };
             self.config.report(&event);
         }
+    }
+
+    /// Whether the server judged the credentials or the token (or the layer will not send
+    /// them at all): trying again unasked would only count against the account.
+    fn judged_us(&self, error: &Error) -> bool {
+        let refused = match error {
+            Error::Rejected { status, .. } => {
+                *status == StatusCode::UNAUTHORIZED || *status == StatusCode::FORBIDDEN
+            }
+            Error::MissingCredentials | Error::InsecureTransport { .. } => true,
+            _ => false,
+        };
+        refused || self.config.endpoint.rejects_token(error)
     }
 
     /// Whether `error` is the node's fault, so another node may do better. A node the

@@ -217,9 +217,9 @@ impl TokenRefreshLayer {
     /// a token is usable again: a readiness probe built on [`status`](Self::status) turns
     /// ready within seconds of the server's return, with no request. Without it, a service
     /// that an orchestrator took out of rotation (so no request comes) would never recover.
-    /// It keeps trying through outages only: a refusal (a wrong password) is not repeated
-    /// unasked, where a lockout policy would count it, and without credentials a token the
-    /// server no longer refreshes ends it too. The failure goes to the
+    /// It stops only when the server refused the credentials or the token (a wrong password,
+    /// which a lockout policy would count; without credentials, a token the server no longer
+    /// refreshes); an answer it cannot use is tried again on the full backoff. The failure goes to the
     /// [`on_token`](Self::on_token) hook, and the next request starts again.
     ///
     /// Nothing outlives the layer: once it and every service it made are dropped, no task,

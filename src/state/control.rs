@@ -90,9 +90,9 @@ impl TokenState {
             // Should the token die first, callers take this failure until then.
             cold.failure = Some(Failure { error, retry_after });
         }
-        // While down, only an outage is worth trying again unasked: a refusal (a wrong
-        // password) repeated on its own could lock the account, and waits for a request.
-        let keep_trying = alive.is_some() || (self.refresh_when_idle && cause == Cause::Outage);
+        // While down, anything but a refusal is worth trying again unasked: a wrong password
+        // repeated on its own could lock the account, and waits for a request.
+        let keep_trying = alive.is_some() || (self.refresh_when_idle && cause != Cause::Rejection);
         keep_trying.then_some(retry_after)
     }
 }

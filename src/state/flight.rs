@@ -60,10 +60,13 @@ pub(crate) enum Cause {
     /// The server could not be reached or could not answer (transport, timeout, a 5xx, a
     /// 429, the credentials provider): it may be back any moment.
     Outage,
-    /// The server answered and said no (wrong password, a token it will not refresh, an
-    /// unusable answer), or the layer will not send the request at all: asking again soon
-    /// would only be refused again.
+    /// The server judged the credentials or the token and said no (wrong password, a token
+    /// it will not refresh), or the layer will not send them: asking again unasked would
+    /// only count against the account.
     Rejection,
+    /// The server answered with something else the layer cannot use (an unusable body, a
+    /// 404 from a gateway with no backend): it may change, but not within seconds.
+    Unusable,
 }
 
 /// What the waiters of an attempt learn when it ends.

@@ -292,3 +292,19 @@ async fn with_idle_refresh_a_refresh_that_dies_is_started_again_after_its_backof
     assert_eq!(script.fetches(), 3, "and a new one came unasked");
     assert_eq!(state.lock().generation, 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn with_idle_refresh_an_unusable_answer_is_tried_again_on_the_full_backoff() {
+    let mut steps: Vec<Step> = (0..5)
+        .map(|_| Step::Setback(Cause::Unusable, None))
+        .collect();
+    steps.push(Step::Grant(100));
+    let script = Script::of(steps);
+    let state = idle_state();
+    assert!(lead(&state, &script).wait().await.is_err());
+    run_for(secs(10)).await;
+    // 1, 2, 4 s give or take a quarter: not the 2 s cap of an outage.
+    assert!((3..=4).contains(&script.fetches()), "{}", script.fetches());
+    run_for(secs(60)).await;
+    assert!(state.has_usable_token(), "usable again with no request");
+}

@@ -273,6 +273,9 @@ where
 }
 
 #[cfg(test)]
+mod causes;
+
+#[cfg(test)]
 mod tests {
     use http::HeaderMap;
     use http_body_util::Full;

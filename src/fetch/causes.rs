@@ -1,0 +1,95 @@
+//! How a failed attempt is classed for the next one: an outage, a refusal, or an answer the
+//! layer cannot use.
+
+use std::convert::Infallible;
+use std::future::{ready, Ready};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Response, Uri};
+use http_body_util::Full;
+
+use super::*;
+use crate::endpoint::TokenEndpoint;
+use crate::ocient::OcientAuth;
+
+/// A wrapped service that is never called: only the classing is under test.
+#[derive(Clone)]
+struct Unused;
+
+impl tower_service::Service<Request<Full<Bytes>>> for Unused {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<Full<Bytes>>) -> Self::Future {
+        ready(Ok(Response::new(Full::default())))
+    }
+}
+
+fn cause(endpoint: OcientAuth, error: Error) -> Cause {
+    let endpoint: Arc<dyn TokenEndpoint> = Arc::new(endpoint);
+    let config = Arc::new(Config::new(endpoint, &[], Duration::from_secs(1), None));
+    let fetcher = Fetcher::<Unused, Full<Bytes>> {
+        service: Unused,
+        config,
+        server_wait: None,
+        _body: PhantomData,
+    };
+    fetcher.setback(error).cause
+}
+
+fn rejected(status: u16, vendor_code: i64) -> Error {
+    Error::Rejected {
+        exchange: Exchange::Login,
+        status: StatusCode::from_u16(status).unwrap(),
+        vendor_code,
+        sql_state: String::new(),
+        reason: String::new(),
+    }
+}
+
+fn node() -> OcientAuth {
+    OcientAuth::new(Uri::from_static("https://sql-node")).credentials("jdoe", "secret")
+}
+
+#[test]
+fn what_the_server_could_not_answer_is_an_outage() {
+    let transport = Error::transport(Exchange::Login, "connection refused");
+    let timeout = Error::Timeout {
+        exchange: Exchange::Login,
+        after: Duration::from_secs(1),
+    };
+    for error in [transport, timeout, rejected(503, -1), rejected(429, 0)] {
+        assert_eq!(cause(node(), error), Cause::Outage);
+    }
+}
+
+#[test]
+fn a_judgement_of_the_credentials_or_the_token_is_a_rejection() {
+    let plain_http = Error::InsecureTransport {
+        origin: "http://sql-node".into(),
+    };
+    for error in [
+        rejected(401, -1),
+        rejected(403, -1),
+        rejected(200, -304),
+        rejected(500, -1208),
+        Error::MissingCredentials,
+        plain_http,
+    ] {
+        assert_eq!(cause(node(), error.clone()), Cause::Rejection, "{error}");
+    }
+}
+
+#[test]
+fn anything_else_the_server_said_is_unusable() {
+    let garbage = Error::invalid(Exchange::Login, "not JSON");
+    for error in [rejected(404, 0), rejected(400, -1), garbage] {
+        assert_eq!(cause(node(), error.clone()), Cause::Unusable, "{error}");
+    }
+}

@@ -113,9 +113,6 @@ mod tests {
         fn origin(&self) -> &Uri {
             &self.origin
         }
-        fn login_request(&self) -> Option<http::Request<bytes::Bytes>> {
-            None
-        }
         fn refresh_request(&self, _: &crate::grant::Grant) -> http::Request<bytes::Bytes> {
             unreachable!("never asked")
         }
@@ -125,7 +122,7 @@ mod tests {
         ) -> Result<crate::grant::Grant, Error> {
             unreachable!("never asked")
         }
-        fn rejects_token(&self, _: &Error) -> bool {
+        fn is_revocation(&self, _: &Error) -> bool {
             false
         }
         fn allows_plain_http(&self) -> bool {

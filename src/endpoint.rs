@@ -4,7 +4,7 @@
 //! is the Ocient implementation; another token service (an OAuth 2.0 refresh-token grant, say)
 //! plugs in by implementing this trait.
 
-use std::future::{ready, Future};
+use std::future::Future;
 use std::pin::Pin;
 
 use bytes::Bytes;
@@ -69,40 +69,77 @@ impl<'a> Answer<'a> {
 }
 
 /// A login request being built: see [`TokenEndpoint::login`].
-pub type LoginFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Option<Request<Bytes>>, Error>> + Send + 'a>>;
+pub type LoginFuture<'a> = Pin<Box<dyn Future<Output = Result<Request<Bytes>, Error>> + Send + 'a>>;
 
 /// Builds login and refresh requests for one token service and reads its answers.
 ///
+/// Implement [`origin`](Self::origin), [`refresh_request`](Self::refresh_request),
+/// [`read_answer`](Self::read_answer) and [`is_revocation`](Self::is_revocation); and,
+/// where they apply, [`login`](Self::login) (without it the endpoint never logs in: it
+/// starts from [`initial_grant`](Self::initial_grant) and refreshes it while the server
+/// allows), [`allows_plain_http`](Self::allows_plain_http), and
+/// [`other_origins`](Self::other_origins) with [`fail_over`](Self::fail_over) for a
+/// cluster.
+///
 /// Every request is sent through the service the layer wraps, so it shares its connection
 /// pool, TLS and proxy settings. Implementations hold credentials; their `Debug` must not
-/// show them.
+/// show them. What an answer can produce is built with [`Grant::from_expires_in`],
+/// [`Error::rejected`], [`Error::invalid_response`] and [`Error::transport`].
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::{Request, Uri};
+/// use tower_token_refresh::{Answer, Error, Grant, LoginFuture, Secret, TokenEndpoint};
+///
+/// /// Logs in with a password read at each login, and refreshes nothing (every token
+/// /// that dies leads to a new login).
+/// #[derive(Debug)]
+/// struct FileLogin {
+///     api: Uri,
+/// }
+///
+/// impl TokenEndpoint for FileLogin {
+///     fn origin(&self) -> &Uri {
+///         &self.api
+///     }
+///     fn login(&self) -> Option<LoginFuture<'_>> {
+///         Some(Box::pin(async move {
+///             let password = tokio::fs::read_to_string("/run/secrets/api")
+///                 .await
+///                 .map_err(|e| Error::transport(tower_token_refresh::Exchange::Login, e))?;
+///             Ok(Request::post(format!("{}login", self.api)).body(Bytes::from(password)).unwrap())
+///         }))
+///     }
+///     fn refresh_request(&self, _current: &Grant) -> Request<Bytes> {
+///         Request::post(format!("{}refresh", self.api)).body(Bytes::new()).unwrap()
+///     }
+///     fn read_answer(&self, answer: Answer<'_>) -> Result<Grant, Error> {
+///         let token = std::str::from_utf8(answer.body).unwrap_or_default().trim();
+///         let token = Secret::new(token)
+///             .map_err(|e| Error::invalid_response(answer.exchange, e.to_string()))?;
+///         Grant::from_expires_in(token, 300.0)
+///             .map_err(|e| Error::invalid_response(answer.exchange, e.to_string()))
+///     }
+///     fn is_revocation(&self, error: &Error) -> bool {
+///         matches!(error, Error::Rejected { status, .. } if status.as_u16() == 401)
+///     }
+/// }
+/// # let _ = tower_token_refresh::TokenRefreshLayer::new(FileLogin { api: Uri::from_static("https://api") });
+/// ```
 pub trait TokenEndpoint: std::fmt::Debug + Send + Sync + 'static {
     /// The URI whose origin (scheme, host, port) gets the token.
     fn origin(&self) -> &Uri;
 
-    /// A token obtained elsewhere, to use before logging in. Its lifetime counts from now.
-    fn initial_grant(&self) -> Option<Grant> {
-        None
-    }
-
-    /// The login request, or `None` when there are no credentials to log in with.
-    fn login_request(&self) -> Option<Request<Bytes>>;
-
-    /// The login request, built when a login is about to be sent. The layer calls this, not
-    /// [`login_request`](Self::login_request), at each login.
+    /// The login request, built when a login is about to be sent (credentials may be
+    /// fetched first: a secret manager, a mounted file that rotates); `None` when this
+    /// endpoint cannot log in (the default).
     ///
-    /// The default returns `login_request()`. Override it where the credentials must be
-    /// fetched first (a secret manager, a mounted file that rotates), together with
-    /// [`can_log_in`](Self::can_log_in).
-    fn login(&self) -> LoginFuture<'_> {
-        Box::pin(ready(Ok(self.login_request())))
-    }
-
-    /// Whether there are credentials to log in with, so that a token the server refuses
-    /// leads to a new login rather than to an error.
-    fn can_log_in(&self) -> bool {
-        self.login_request().is_some()
+    /// Whether the endpoint can log in follows from this: a revoked token leads to a new
+    /// login exactly when it returns `Some`. The layer may call it only to ask that, and
+    /// drop the future unpolled, so the future should do its work when polled, not when
+    /// created (an `async` block does).
+    fn login(&self) -> Option<LoginFuture<'_>> {
+        None
     }
 
     /// The request that trades `current` for a fresh grant.
@@ -111,9 +148,14 @@ pub trait TokenEndpoint: std::fmt::Debug + Send + Sync + 'static {
     /// Turns an answer into a grant, or into the error that explains why not.
     fn read_answer(&self, answer: Answer<'_>) -> Result<Grant, Error>;
 
-    /// Whether `error` means the token itself is no good (expired, revoked, unknown), so
-    /// only a new login helps.
-    fn rejects_token(&self, error: &Error) -> bool;
+    /// Whether `error` says the token is revoked (expired, unknown, refused by the server),
+    /// so refreshing it cannot help and only a new login can.
+    fn is_revocation(&self, error: &Error) -> bool;
+
+    /// A token obtained elsewhere, to use before logging in. Its lifetime counts from now.
+    fn initial_grant(&self) -> Option<Grant> {
+        None
+    }
 
     /// Whether tokens and credentials may travel over plain `http://` to a host that is not
     /// loopback. `false` unless the user opted in: the layer then refuses such requests
@@ -142,15 +184,11 @@ mod tests {
 
     /// An endpoint that says only what it must.
     #[derive(Debug)]
-    struct Minimal(Uri, Option<&'static str>);
+    struct Minimal(Uri);
 
     impl TokenEndpoint for Minimal {
         fn origin(&self) -> &Uri {
             &self.0
-        }
-        fn login_request(&self) -> Option<Request<Bytes>> {
-            self.1
-                .map(|body| Request::new(Bytes::from_static(body.as_bytes())))
         }
         fn refresh_request(&self, _: &Grant) -> Request<Bytes> {
             unreachable!("never asked")
@@ -158,25 +196,15 @@ mod tests {
         fn read_answer(&self, _: Answer<'_>) -> Result<Grant, Error> {
             unreachable!("never asked")
         }
-        fn rejects_token(&self, _: &Error) -> bool {
+        fn is_revocation(&self, _: &Error) -> bool {
             false
         }
     }
 
-    #[tokio::test]
-    async fn by_default_a_login_is_the_login_request() {
-        let with = Minimal(Uri::from_static("https://sql-node"), Some("credentials"));
-        assert!(with.can_log_in());
-        let login = with.login().await.unwrap().expect("a login");
-        assert_eq!(login.body(), "credentials");
-        let without = Minimal(Uri::from_static("https://sql-node"), None);
-        assert!(!without.can_log_in());
-        assert!(without.login().await.unwrap().is_none());
-    }
-
     #[test]
-    fn by_default_there_is_one_node_in_the_clear_nowhere() {
-        let endpoint = Minimal(Uri::from_static("https://sql-node"), None);
+    fn by_default_there_is_one_node_in_the_clear_nowhere_and_no_login() {
+        let endpoint = Minimal(Uri::from_static("https://sql-node"));
+        assert!(endpoint.login().is_none());
         assert!(endpoint.other_origins().is_empty());
         assert!(endpoint.fail_over().is_none());
         assert!(!endpoint.allows_plain_http());

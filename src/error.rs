@@ -38,7 +38,7 @@ impl fmt::Display for Exchange {
 /// use tower_token_refresh::Error;
 ///
 /// match err.downcast_ref::<Error>() {
-///     Some(Error::Rejected { vendor_code: -304, .. }) => eprintln!("wrong user or password"),
+///     Some(e) if e.vendor_code() == Some(-304) => eprintln!("wrong user or password"),
 ///     Some(other) => eprintln!("no token: {other}"),
 ///     None => eprintln!("the request itself failed: {err}"),
 /// }
@@ -50,20 +50,18 @@ impl fmt::Display for Exchange {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The endpoint answered, and said no: a non-2xx status, or a non-zero `vendor_code`.
-    #[error(
-        "{exchange} rejected: HTTP {status}, vendor_code {vendor_code}, sql_state {sql_state}: {reason}"
-    )]
+    /// The endpoint answered, and said no: a non-2xx status, or an error code in a 2xx
+    /// answer (as Ocient's `vendor_code` can be). Built with [`Error::rejected`].
+    #[error("{exchange} rejected: HTTP {status}{}: {reason}", code_text(code))]
     Rejected {
         /// Which request was rejected.
         exchange: Exchange,
         /// The HTTP status of the answer.
         status: StatusCode,
-        /// Ocient's vendor code (`0` when the answer carried none).
-        vendor_code: i64,
-        /// The SQLSTATE of the answer (empty when it carried none).
-        sql_state: String,
-        /// The server's reason, with any secret the layer knows removed.
+        /// The protocol's own error code, when the answer carried one.
+        code: Option<ErrorCode>,
+        /// The server's reason, printable and at most 256 characters, with any secret the
+        /// layer knows removed.
         reason: String,
     },
     /// The endpoint answered with something the layer cannot use.
@@ -100,7 +98,7 @@ pub enum Error {
     /// the [`source`](std::error::Error::source): left out of this error's message and of
     /// every `Debug`, in case it quotes a secret, and there for whoever asks for it.
     #[error("the credentials provider failed")]
-    Credentials {
+    Provider {
         /// The provider's error.
         #[source]
         source: ProviderError,
@@ -115,6 +113,51 @@ pub enum Error {
         /// The origin (scheme, host, port) the request was for.
         origin: String,
     },
+}
+
+/// A token service's own code for why it said no, as [`Error::Rejected`] carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// Ocient's status object: its vendor code (`0` when it carried none) and SQLSTATE
+    /// (empty when it carried none, `<invalid>` when it was not five letters or digits).
+    Ocient {
+        /// The vendor code, such as `-304` for a wrong user or password.
+        vendor_code: i64,
+        /// The SQLSTATE, such as `08004`.
+        sql_state: String,
+    },
+    /// Another protocol's code as the server wrote it, such as OAuth 2.0's `invalid_grant`.
+    Named(String),
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ErrorCode::Ocient {
+                vendor_code,
+                sql_state,
+            } => write!(f, "vendor_code {vendor_code}, sql_state {sql_state}"),
+            ErrorCode::Named(code) => write!(f, "error {code}"),
+        }
+    }
+}
+
+/// `, <code>` when there is one, for a rejection's message.
+fn code_text(code: &Option<ErrorCode>) -> String {
+    code.as_ref().map(|code| format!(", {code}")).unwrap_or_default()
+}
+
+/// The longest `reason` (and named code) an error repeats from the server.
+const MAX_REASON: usize = 256;
+
+/// Server text as an error repeats it: no control characters (a log line stays one line),
+/// and short.
+fn printable(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_REASON)
+        .collect()
 }
 
 /// A credentials provider's own error. Its `Display` is the provider's message; its `Debug`
@@ -147,10 +190,60 @@ impl std::error::Error for ProviderError {
 }
 
 impl Error {
-    /// The Ocient vendor code, for a [`Error::Rejected`].
+    /// A token request the endpoint answered and refused. `reason` is the server's own
+    /// text: control characters are dropped and it is cut to 256 characters, so remove any
+    /// secret from it first. A [`ErrorCode::Named`] is cleaned the same way.
+    pub fn rejected(
+        exchange: Exchange,
+        status: StatusCode,
+        code: Option<ErrorCode>,
+        reason: &str,
+    ) -> Self {
+        let code = code.map(|code| match code {
+            ErrorCode::Named(name) => ErrorCode::Named(printable(&name)),
+            ocient => ocient,
+        });
+        Error::Rejected {
+            exchange,
+            status,
+            code,
+            reason: printable(reason),
+        }
+    }
+
+    /// An answer the layer cannot use: `reason` says what is wrong with it, and must not
+    /// quote the answer (it may hold a token).
+    pub fn invalid_response(exchange: Exchange, reason: impl Into<String>) -> Self {
+        Error::InvalidResponse {
+            exchange,
+            reason: reason.into(),
+        }
+    }
+
+    /// The wrapped service (or whatever the endpoint waited on) failed to deliver a token
+    /// request or its answer.
+    pub fn transport(
+        exchange: Exchange,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Transport {
+            exchange,
+            source: Arc::from(source.into()),
+        }
+    }
+
+    /// The Ocient vendor code, for an [`Error::Rejected`] by an Ocient node.
     pub fn vendor_code(&self) -> Option<i64> {
+        match self.code()? {
+            ErrorCode::Ocient { vendor_code, .. } => Some(*vendor_code),
+            ErrorCode::Named(_) => None,
+        }
+    }
+
+    /// The token service's own code, for an [`Error::Rejected`] that carried one.
+    pub fn code(&self) -> Option<&ErrorCode> {
         match self {
-            Error::Rejected { vendor_code, .. } => Some(*vendor_code),
+            Error::Rejected { code, .. } => code.as_ref(),
             _ => None,
         }
     }
@@ -164,23 +257,6 @@ impl Error {
         }
         self
     }
-
-    pub(crate) fn invalid(exchange: Exchange, reason: impl Into<String>) -> Self {
-        Error::InvalidResponse {
-            exchange,
-            reason: reason.into(),
-        }
-    }
-
-    pub(crate) fn transport(
-        exchange: Exchange,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> Self {
-        Error::Transport {
-            exchange,
-            source: Arc::from(source.into()),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -188,20 +264,18 @@ mod tests {
     use super::*;
 
     fn rejected(reason: &str) -> Error {
-        Error::Rejected {
-            exchange: Exchange::Refresh,
-            status: StatusCode::UNAUTHORIZED,
+        let code = ErrorCode::Ocient {
             vendor_code: -1205,
             sql_state: "08004".into(),
-            reason: reason.into(),
-        }
+        };
+        Error::rejected(Exchange::Refresh, StatusCode::UNAUTHORIZED, Some(code), reason)
     }
 
     #[test]
     fn a_secret_the_server_echoed_is_redacted_everywhere_it_shows() {
         for error in [
             rejected("token t0k3n-abc is unknown, t0k3n-abc!"),
-            Error::invalid(Exchange::Refresh, "t0k3n-abc is unknown, t0k3n-abc!"),
+            Error::invalid_response(Exchange::Refresh, "t0k3n-abc is unknown, t0k3n-abc!"),
         ] {
             let error = error.without_secret("t0k3n-abc");
             let shown = format!("{error} {error:?}");
@@ -217,7 +291,7 @@ mod tests {
     #[test]
     fn a_provider_error_is_told_only_to_whoever_asks_for_it() {
         let cause = std::io::Error::other("disk gone");
-        let error = Error::Credentials {
+        let error = Error::Provider {
             source: ProviderError::new(Box::new(Sealed(cause))),
         };
         assert_eq!(error.to_string(), "the credentials provider failed");
@@ -228,6 +302,34 @@ mod tests {
         assert_eq!(provider.to_string(), "vault sealed: s3cr3t");
         let cause = provider.source().expect("and what it says caused it");
         assert_eq!(cause.to_string(), "disk gone");
+    }
+
+    #[test]
+    fn a_rejection_says_its_code_and_keeps_server_text_to_one_short_line() {
+        let named = Error::rejected(
+            Exchange::Refresh,
+            StatusCode::BAD_REQUEST,
+            Some(ErrorCode::Named("invalid_grant\n".into())),
+            &format!("spent\r\ntoken{}", "x".repeat(300)),
+        );
+        assert_eq!(named.code(), Some(&ErrorCode::Named("invalid_grant".into())));
+        assert_eq!(named.vendor_code(), None);
+        let Error::Rejected { reason, .. } = &named else {
+            unreachable!()
+        };
+        assert_eq!(reason.chars().count(), 256);
+        assert!(reason.starts_with("spenttokenxxx"), "{reason}");
+        assert!(named.to_string().starts_with("token refresh rejected: HTTP 400 Bad Request, error invalid_grant: spent"), "{named}");
+        let ocient = rejected("no");
+        assert_eq!(ocient.vendor_code(), Some(-1205));
+        assert_eq!(
+            ocient.to_string(),
+            "token refresh rejected: HTTP 401 Unauthorized, vendor_code -1205, sql_state 08004: no"
+        );
+        let bare = Error::rejected(Exchange::Login, StatusCode::FORBIDDEN, None, "");
+        assert_eq!((bare.code(), bare.vendor_code()), (None, None));
+        assert_eq!(bare.to_string(), "login rejected: HTTP 403 Forbidden: ");
+        assert_eq!(Error::MissingCredentials.code(), None);
     }
 
     #[test]

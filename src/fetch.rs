@@ -84,7 +84,7 @@ where
 
     /// `error`, with what it says about the next attempt.
     fn setback(&self, error: Error) -> Setback {
-        let cause = if self.server_failed(&error) || matches!(error, Error::Credentials { .. }) {
+        let cause = if self.server_failed(&error) || matches!(error, Error::Provider { .. }) {
             Cause::Outage
         } else if self.judged_us(&error) {
             Cause::Rejection
@@ -106,7 +106,7 @@ where
             Error::Rejected { status, .. } => {
                 let overloaded =
                     status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS;
-                overloaded && !self.config.endpoint.rejects_token(error)
+                overloaded && !self.config.endpoint.is_revocation(error)
             }
             _ => false,
         }
@@ -115,13 +115,14 @@ where
     /// Refreshes the current token; logs in when there is none, when it is past saving, or
     /// when the server refuses to refresh it.
     async fn run(&mut self, plan: Plan) -> Result<Grant, Error> {
-        let can_log_in = self.config.endpoint.can_log_in();
+        // Asked once per attempt; the future made to ask is dropped unpolled.
+        let can_log_in = self.config.endpoint.login().is_some();
         let current = match plan.current {
             Some(current) if !(plan.login_first && can_log_in) => current,
             _ => return self.exchange(None).await,
         };
         match self.exchange(Some(&current)).await {
-            Err(error) if can_log_in && self.config.endpoint.rejects_token(&error) => {
+            Err(error) if can_log_in && self.config.endpoint.is_revocation(&error) => {
                 tracing::debug!(%error, "refresh refused; logging in again");
                 self.exchange(None).await
             }
@@ -162,7 +163,7 @@ where
             Error::MissingCredentials | Error::InsecureTransport { .. } => true,
             _ => false,
         };
-        refused || self.config.endpoint.rejects_token(error)
+        refused || self.config.endpoint.is_revocation(error)
     }
 
     /// Whether `error` is the node's fault, so another node may do better. A node the
@@ -183,12 +184,10 @@ where
         let attempt = async {
             let request = match current {
                 Some(current) => self.config.endpoint.refresh_request(current),
-                None => self
-                    .config
-                    .endpoint
-                    .login()
-                    .await?
-                    .ok_or(Error::MissingCredentials)?,
+                None => match self.config.endpoint.login() {
+                    Some(login) => login.await?,
+                    None => return Err(Error::MissingCredentials),
+                },
             };
             self.send(exchange, request, current).await
         };
@@ -261,12 +260,12 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > MAX_ANSWER as u64) {
-        return Err(Error::invalid(exchange, "answer larger than 1 MiB"));
+        return Err(Error::invalid_response(exchange, "answer larger than 1 MiB"));
     }
     match Limited::new(body, MAX_ANSWER).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<LengthLimitError>() => {
-            Err(Error::invalid(exchange, "answer larger than 1 MiB"))
+            Err(Error::invalid_response(exchange, "answer larger than 1 MiB"))
         }
         Err(e) => Err(Error::transport(exchange, e)),
     }

@@ -10,7 +10,7 @@ use http::HeaderValue;
 ///
 /// An absurd `expires_in` (`i64::MAX`, `1e300`) must not overflow an `Instant`, and a
 /// token refreshed once a fortnight is no worse than one trusted for a century.
-pub const MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
 /// A secret string (token or refresh token) that refuses to show itself in `Debug`.
 ///
@@ -55,6 +55,18 @@ pub enum InvalidSecret {
     NotVisibleAscii,
 }
 
+/// Why an `expires_in` cannot be a token's lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidLifetime {
+    /// Zero, negative, or not a number at all (NaN).
+    #[error("expires_in is not positive")]
+    NotPositive,
+    /// Under one second: a token dead on arrival.
+    #[error("expires_in is under one second")]
+    UnderOneSecond,
+}
+
 /// What a login or refresh grants: a token and how long it lives.
 #[derive(Clone)]
 pub struct Grant {
@@ -64,13 +76,38 @@ pub struct Grant {
 }
 
 impl Grant {
-    /// A token that lives `lifetime` from when its request was sent (clamped to [`MAX_LIFETIME`]).
+    /// A token that lives `lifetime` from when its request was sent (clamped to 30 days:
+    /// an absurd lifetime must not overflow a deadline, and a token refreshed once a
+    /// fortnight is no worse than one trusted for a century).
     pub fn new(access_token: Secret, lifetime: Duration) -> Self {
         Grant {
             access_token,
             lifetime: lifetime.min(MAX_LIFETIME),
             refresh_token: None,
         }
+    }
+
+    /// A token that lives `expires_in` seconds, as a token answer's `expires_in` says it
+    /// (OAuth 2.0, Ocient): refused when it is not positive (NaN included) or under one
+    /// second; clamped to 30 days when larger (infinity included).
+    ///
+    /// ```
+    /// use tower_token_refresh::{Grant, InvalidLifetime, Secret};
+    ///
+    /// let token = Secret::new("eyJ.abc").unwrap();
+    /// assert_eq!(Grant::from_expires_in(token.clone(), 3600.0).unwrap().lifetime().as_secs(), 3600);
+    /// assert_eq!(Grant::from_expires_in(token, 1e-15).unwrap_err(), InvalidLifetime::UnderOneSecond);
+    /// ```
+    pub fn from_expires_in(access_token: Secret, expires_in: f64) -> Result<Self, InvalidLifetime> {
+        if expires_in.is_nan() || expires_in <= 0.0 {
+            return Err(InvalidLifetime::NotPositive);
+        }
+        // Token services count in whole seconds; less than one is no token at all.
+        if expires_in < 1.0 {
+            return Err(InvalidLifetime::UnderOneSecond);
+        }
+        let lifetime = Duration::from_secs_f64(expires_in.min(MAX_LIFETIME.as_secs_f64()));
+        Ok(Grant::new(access_token, lifetime))
     }
 
     /// Carries a separate refresh token (OAuth 2.0 style) for the next refresh.
@@ -149,6 +186,22 @@ mod tests {
     fn lifetime_is_clamped() {
         let grant = Grant::new(Secret::new("t").unwrap(), Duration::MAX);
         assert_eq!(grant.lifetime(), MAX_LIFETIME);
+    }
+
+    #[test]
+    fn an_expires_in_is_a_lifetime_when_it_is_one_second_or_more() {
+        let grant = |secs: f64| Grant::from_expires_in(Secret::new("t").unwrap(), secs);
+        assert_eq!(grant(1.0).unwrap().lifetime(), Duration::from_secs(1));
+        assert_eq!(grant(2.5).unwrap().lifetime(), Duration::from_millis(2500));
+        for huge in [1e300, f64::INFINITY, i64::MAX as f64] {
+            assert_eq!(grant(huge).unwrap().lifetime(), MAX_LIFETIME, "{huge}");
+        }
+        for tiny in [1e-15, 0.4, 0.999_999, 1e-308] {
+            assert_eq!(grant(tiny).unwrap_err(), InvalidLifetime::UnderOneSecond, "{tiny}");
+        }
+        for bad in [0.0, -0.0, -1.0, f64::NAN, f64::NEG_INFINITY] {
+            assert_eq!(grant(bad).unwrap_err(), InvalidLifetime::NotPositive, "{bad}");
+        }
     }
 
     #[test]

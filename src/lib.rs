@@ -134,10 +134,10 @@ mod state;
 mod status;
 
 pub use endpoint::{Answer, LoginFuture, TokenEndpoint};
-pub use error::{Error, Exchange, ProviderError};
+pub use error::{Error, ErrorCode, Exchange, ProviderError};
 pub use event::TokenEvent;
 pub use future::ResponseFuture;
-pub use grant::{Grant, InvalidSecret, Secret, MAX_LIFETIME};
+pub use grant::{Grant, InvalidLifetime, InvalidSecret, Secret};
 pub use layer::TokenRefreshLayer;
 pub use ocient::OcientAuth;
 #[cfg(feature = "retry")]

@@ -12,6 +12,7 @@ use http_body_util::Full;
 use super::*;
 use crate::endpoint::TokenEndpoint;
 use crate::ocient::OcientAuth;
+use crate::error::ErrorCode;
 
 /// A wrapped service that is never called: only the classing is under test.
 #[derive(Clone)]
@@ -44,13 +45,12 @@ fn cause(endpoint: OcientAuth, error: Error) -> Cause {
 }
 
 fn rejected(status: u16, vendor_code: i64) -> Error {
-    Error::Rejected {
-        exchange: Exchange::Login,
-        status: StatusCode::from_u16(status).unwrap(),
+    let code = ErrorCode::Ocient {
         vendor_code,
         sql_state: String::new(),
-        reason: String::new(),
-    }
+    };
+    let status = StatusCode::from_u16(status).unwrap();
+    Error::rejected(Exchange::Login, status, Some(code), "")
 }
 
 fn node() -> OcientAuth {
@@ -88,7 +88,7 @@ fn a_judgement_of_the_credentials_or_the_token_is_a_rejection() {
 
 #[test]
 fn anything_else_the_server_said_is_unusable() {
-    let garbage = Error::invalid(Exchange::Login, "not JSON");
+    let garbage = Error::invalid_response(Exchange::Login, "not JSON");
     for error in [rejected(404, 0), rejected(400, -1), garbage] {
         assert_eq!(cause(node(), error.clone()), Cause::Unusable, "{error}");
     }

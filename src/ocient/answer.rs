@@ -1,14 +1,12 @@
 //! Reading Ocient's login and token_refresh answers: the status object, the token, its
 //! lifetime, and which refusals mean the token itself is no good.
 
-use std::time::Duration;
-
 use http::StatusCode;
 use serde::Deserialize;
 
 use crate::endpoint::Answer;
-use crate::error::{Error, Exchange};
-use crate::grant::{Grant, Secret, MAX_LIFETIME};
+use crate::error::{Error, ErrorCode, Exchange};
+use crate::grant::{Grant, Secret};
 
 /// Ocient vendor codes that mean "this token is no good": only a new login helps.
 ///
@@ -50,35 +48,35 @@ pub(super) fn read(answer: Answer<'_>, scrub: impl Fn(&str) -> String) -> Result
     };
     let vendor_code = status.map_or(0, |s| s.vendor_code);
     if !answer.status.is_success() || vendor_code != 0 {
-        return Err(Error::Rejected {
-            exchange,
-            status: answer.status,
+        let code = ErrorCode::Ocient {
             vendor_code,
             sql_state: status.map(|s| sql_state(&s.sql_state)).unwrap_or_default(),
-            reason: scrub(status.map_or("", |s| s.reason.as_str())),
-        });
+        };
+        let reason = scrub(status.map_or("", |s| s.reason.as_str()));
+        return Err(Error::rejected(exchange, answer.status, Some(code), &reason));
     }
     // serde's message can quote the body, and the body can hold a token: say where only.
     let parsed = parsed.map_err(|e| {
         let at = format!("line {} column {}", e.line(), e.column());
-        Error::invalid(exchange, format!("not a token answer ({at})"))
+        Error::invalid_response(exchange, format!("not a token answer ({at})"))
     })?;
     let token = access_token(exchange, parsed.access_token)?;
-    let lifetime = lifetime(exchange, parsed.expires_in)?;
-    Ok(Grant::new(token, lifetime))
+    let expires_in = match parsed.expires_in {
+        Some(serde_json::Value::Number(n)) => n.as_f64().unwrap_or(0.0),
+        Some(_) => return Err(Error::invalid_response(exchange, "expires_in is not a number")),
+        None => return Err(Error::invalid_response(exchange, "expires_in is missing")),
+    };
+    Grant::from_expires_in(token, expires_in)
+        .map_err(|e| Error::invalid_response(exchange, e.to_string()))
 }
 
 /// Whether a refusal means the token itself is no good, so only a new login helps.
-pub(super) fn rejects_token(error: &Error) -> bool {
+pub(super) fn is_revocation(error: &Error) -> bool {
     match error {
-        Error::Rejected {
-            status,
-            vendor_code,
-            ..
-        } => {
+        Error::Rejected { status, .. } => {
             *status == StatusCode::UNAUTHORIZED
                 || *status == StatusCode::FORBIDDEN
-                || TOKEN_NO_GOOD.contains(vendor_code)
+                || error.vendor_code().is_some_and(|code| TOKEN_NO_GOOD.contains(&code))
         }
         _ => false,
     }
@@ -105,28 +103,10 @@ fn sql_state(value: &str) -> String {
 fn access_token(exchange: Exchange, value: Option<serde_json::Value>) -> Result<Secret, Error> {
     match value {
         Some(serde_json::Value::String(token)) => Secret::new(token)
-            .map_err(|e| Error::invalid(exchange, format!("access_token refused: {e}"))),
-        Some(_) => Err(Error::invalid(exchange, "access_token is not a string")),
-        None => Err(Error::invalid(exchange, "access_token is missing")),
+            .map_err(|e| Error::invalid_response(exchange, format!("access_token refused: {e}"))),
+        Some(_) => Err(Error::invalid_response(exchange, "access_token is not a string")),
+        None => Err(Error::invalid_response(exchange, "access_token is missing")),
     }
-}
-
-/// `expires_in` in seconds: a positive number, clamped by [`Grant::new`] when absurd.
-fn lifetime(exchange: Exchange, value: Option<serde_json::Value>) -> Result<Duration, Error> {
-    let seconds = match value {
-        Some(serde_json::Value::Number(n)) => n.as_f64().unwrap_or(0.0),
-        Some(_) => return Err(Error::invalid(exchange, "expires_in is not a number")),
-        None => return Err(Error::invalid(exchange, "expires_in is missing")),
-    };
-    if seconds <= 0.0 || seconds.is_nan() {
-        return Err(Error::invalid(exchange, "expires_in is not positive"));
-    }
-    // Ocient counts in whole seconds; less than one is no token at all.
-    if seconds < 1.0 {
-        return Err(Error::invalid(exchange, "expires_in is under one second"));
-    }
-    let max = MAX_LIFETIME.as_secs_f64();
-    Ok(Duration::from_secs_f64(seconds.min(max)))
 }
 
 #[cfg(test)]
@@ -148,25 +128,25 @@ mod tests {
     #[test]
     fn every_vendor_code_that_means_the_token_is_no_good_says_so() {
         for code in [-304, -733, -1204, -1205, -1206, -1207, -1208] {
-            assert!(rejects_token(&refused(200, code)), "{code} in band");
-            assert!(rejects_token(&refused(500, code)), "{code} with a 500");
+            assert!(is_revocation(&refused(200, code)), "{code} in band");
+            assert!(is_revocation(&refused(500, code)), "{code} with a 500");
         }
         for code in [-1, -1209, 304, 733, 1204, 0] {
             assert!(
-                !rejects_token(&refused(500, code)),
+                !is_revocation(&refused(500, code)),
                 "{code} says nothing of the token"
             );
         }
-        assert!(rejects_token(&refused(401, -1)) && rejects_token(&refused(403, -1)));
+        assert!(is_revocation(&refused(401, -1)) && is_revocation(&refused(403, -1)));
     }
 
     #[test]
     fn a_sql_state_is_shown_only_when_it_looks_like_one() {
         let state = |value: &str| {
             let body = format!(r#"{{"status":{{"vendor_code":-1,"sql_state":"{value}"}}}}"#);
-            match read(500, &body).unwrap_err() {
-                Error::Rejected { sql_state, .. } => sql_state,
-                other => panic!("expected a rejection, got {other}"),
+            match read(500, &body).unwrap_err().code() {
+                Some(ErrorCode::Ocient { sql_state, .. }) => sql_state.clone(),
+                other => panic!("expected an Ocient code, got {other:?}"),
             }
         };
         assert_eq!(state("08004"), "08004");
@@ -185,7 +165,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(grant.access_token().expose(), "eyJ.a-b_c");
-        assert_eq!(grant.lifetime(), Duration::from_secs(3600));
+        assert_eq!(grant.lifetime(), std::time::Duration::from_secs(3600));
     }
 
     // Found by fuzzing: 1e-15 seconds rounded to a zero lifetime.

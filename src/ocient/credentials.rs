@@ -47,21 +47,13 @@ impl Credentials {
                 last_password,
             } => {
                 let (username, password) =
-                    provider().await.map_err(|source| Error::Credentials {
+                    provider().await.map_err(|source| Error::Provider {
                         source: ProviderError::new(source),
                     })?;
                 let mut last = last_password.lock().unwrap_or_else(PoisonError::into_inner);
                 *last = Some(password.clone());
                 Ok((username, password))
             }
-        }
-    }
-
-    /// The credentials when they are known without asking anyone.
-    pub(super) fn fixed(&self) -> Option<(&str, &str)> {
-        match self {
-            Credentials::Fixed { username, password } => Some((username, password)),
-            Credentials::Provided { .. } => None,
         }
     }
 

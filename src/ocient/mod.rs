@@ -20,9 +20,6 @@ use crate::endpoint::{Answer, LoginFuture, TokenEndpoint};
 use crate::error::{BoxError, Error};
 use crate::grant::{Grant, Secret};
 
-/// The longest `reason` an error repeats from the server.
-const MAX_REASON: usize = 256;
-
 /// How to log in to an Ocient SQL node and refresh its access tokens.
 ///
 /// ```
@@ -180,8 +177,8 @@ impl OcientAuth {
         }
     }
 
-    /// Removes the secrets this client knows from text the server sent back, then shortens
-    /// it (in that order: a cut could leave part of a secret unrecognised).
+    /// Removes the secrets this client knows from text the server sent back (before
+    /// [`Error::rejected`] shortens it: a cut could leave part of a secret unrecognised).
     fn scrub(&self, text: &str) -> String {
         let mut text = text.to_owned();
         let password = self.credentials.as_ref().and_then(Credentials::password);
@@ -191,7 +188,7 @@ impl OcientAuth {
                 text = text.replace(secret, "<redacted>");
             }
         }
-        text.chars().take(MAX_REASON).collect()
+        text
     }
 }
 
@@ -242,23 +239,12 @@ impl TokenEndpoint for OcientAuth {
         Some(Grant::new(token, left))
     }
 
-    fn login_request(&self) -> Option<Request<Bytes>> {
-        let (username, password) = self.credentials.as_ref()?.fixed()?;
-        Some(self.login_with(username, password))
-    }
-
-    fn login(&self) -> LoginFuture<'_> {
-        Box::pin(async move {
-            let Some(credentials) = &self.credentials else {
-                return Ok(None);
-            };
+    fn login(&self) -> Option<LoginFuture<'_>> {
+        let credentials = self.credentials.as_ref()?;
+        Some(Box::pin(async move {
             let (username, password) = credentials.get().await?;
-            Ok(Some(self.login_with(&username, &password)))
-        })
-    }
-
-    fn can_log_in(&self) -> bool {
-        self.credentials.is_some()
+            Ok(self.login_with(&username, &password))
+        }))
     }
 
     fn refresh_request(&self, current: &Grant) -> Request<Bytes> {
@@ -275,8 +261,8 @@ impl TokenEndpoint for OcientAuth {
         answer::read(answer, |text| self.scrub(text))
     }
 
-    fn rejects_token(&self, error: &Error) -> bool {
-        answer::rejects_token(error)
+    fn is_revocation(&self, error: &Error) -> bool {
+        answer::is_revocation(error)
     }
 
     fn allows_plain_http(&self) -> bool {

@@ -16,10 +16,14 @@
 //! - A refresh is a form `POST` with the client's credentials in HTTP Basic or in the body.
 //!   The answer's `refresh_token` replaces the one used; an answer without one keeps it
 //!   (RFC 6749 section 6 allows that), and `Answer::current` has it.
-//! - An error answer (section 5.2) becomes `Error::Rejected`; `invalid_grant` (the refresh
-//!   token is expired, revoked or spent) is the one that `rejects_token`.
+//! - The grant has no `login`: with nothing to refresh, nothing helps.
+//! - An error answer (section 5.2) becomes `Error::Rejected` with the OAuth `error` as its
+//!   `ErrorCode::Named`; `invalid_grant` (the refresh token is expired, revoked or spent) is
+//!   the one that `is_revocation`.
+//! - Lifetimes, tokens and server text go through the crate's own checks
+//!   (`Grant::from_expires_in`, `Secret::new`, `Error::rejected`).
 //!
-//! It prints no token or secret. Its tests are in `tests/oauth2_refresh.rs`.
+//! It prints no token or secret. Its tests are in `oauth2/tests.rs`, run by `cargo test`.
 
 pub mod oauth2;
 
@@ -32,7 +36,7 @@ use tokio::time::Instant;
 use tower::{BoxError, ServiceBuilder};
 use tower_token_refresh::{Answer, Error, Grant, Secret, TokenEndpoint, TokenRefreshLayer};
 
-use oauth2::answer::{invalid, lifetime, oauth_error, rejected, secret_field};
+use oauth2::answer::{expiring, oauth_error, rejected, secret_field};
 use oauth2::encoding::{basic_credentials, form_body, FORM};
 use oauth2::server::TokenServer;
 use oauth2::{client_secret, http_client, say_hello, ACCESS_LIFETIME, CLIENT_ID, CLIENT_SECRET};
@@ -73,11 +77,6 @@ impl TokenEndpoint for OAuth2RefreshGrant {
         Some(Grant::new(placeholder, Duration::ZERO).with_refresh_token(self.refresh_token.clone()))
     }
 
-    /// The refresh-token grant has no login: with nothing to refresh, nothing helps.
-    fn login_request(&self) -> Option<Request<Bytes>> {
-        None
-    }
-
     fn refresh_request(&self, current: &Grant) -> Request<Bytes> {
         let mut form = vec![("grant_type", "refresh_token")];
         // Every grant this endpoint makes carries a refresh token; without one the server
@@ -115,33 +114,41 @@ impl TokenEndpoint for OAuth2RefreshGrant {
         // serde's message can quote the body, and the body holds tokens: say where only.
         let parsed: serde_json::Value = serde_json::from_slice(answer.body).map_err(|e| {
             let at = format!("not JSON (line {} column {})", e.line(), e.column());
-            invalid(exchange, at)
+            Error::invalid_response(exchange, at)
         })?;
         let field = |name: &str| parsed.get(name).filter(|v| !v.is_null());
 
         // RFC 6749 section 7.1: a client must not use a token type it does not understand.
         match field("token_type").and_then(|v| v.as_str()) {
             Some(kind) if kind.eq_ignore_ascii_case("bearer") => {}
-            Some(_) => return Err(invalid(exchange, "token_type is not Bearer")),
-            None => return Err(invalid(exchange, "token_type is missing")),
+            Some(_) => {
+                return Err(Error::invalid_response(
+                    exchange,
+                    "token_type is not Bearer",
+                ))
+            }
+            None => return Err(Error::invalid_response(exchange, "token_type is missing")),
         }
         let access_token = secret_field(exchange, "access_token", field("access_token"))?;
-        let lifetime = match field("expires_in") {
-            None => self.default_lifetime,
-            Some(value) => lifetime(exchange, value)?,
+        let grant = match field("expires_in") {
+            None => Grant::new(access_token, self.default_lifetime),
+            Some(expires_in) => expiring(exchange, access_token, expires_in)?,
         };
         // Rotation: a new refresh token replaces the one used; none means "keep it".
         let refresh_token = match field("refresh_token") {
             Some(value) => secret_field(exchange, "refresh_token", Some(value))?,
             None => match answer.current.and_then(Grant::refresh_token) {
                 Some(kept) => kept.clone(),
-                None => return Err(invalid(exchange, "no refresh_token in the answer")),
+                None => {
+                    let reason = "no refresh_token in the answer";
+                    return Err(Error::invalid_response(exchange, reason));
+                }
             },
         };
-        Ok(Grant::new(access_token, lifetime).with_refresh_token(refresh_token))
+        Ok(grant.with_refresh_token(refresh_token))
     }
 
-    fn rejects_token(&self, error: &Error) -> bool {
+    fn is_revocation(&self, error: &Error) -> bool {
         oauth_error(error) == Some("invalid_grant")
     }
 }
@@ -220,7 +227,7 @@ async fn main() -> Result<(), BoxError> {
         Err(error) => match error.downcast_ref::<Error>() {
             Some(error) => {
                 println!("  {error}");
-                let no_good = stale.rejects_token(error);
+                let no_good = stale.is_revocation(error);
                 println!("  the grant calls that refresh token no good: {no_good}");
                 ok &= oauth_error(error) == Some("invalid_grant");
             }

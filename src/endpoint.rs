@@ -180,6 +180,9 @@ pub trait TokenEndpoint: std::fmt::Debug + Send + Sync + 'static {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
     use super::*;
 
     /// An endpoint that says only what it must.
@@ -209,5 +212,127 @@ mod tests {
         assert!(endpoint.fail_over().is_none());
         assert!(!endpoint.allows_plain_http());
         assert!(endpoint.initial_grant().is_none());
+    }
+
+    /// Logs in asynchronously and implements nothing optional: the way rotating
+    /// credentials are written.
+    #[derive(Debug)]
+    struct AsyncLoginOnly(Uri);
+
+    impl TokenEndpoint for AsyncLoginOnly {
+        fn origin(&self) -> &Uri {
+            &self.0
+        }
+        fn login(&self) -> Option<LoginFuture<'_>> {
+            Some(Box::pin(async {
+                // As a secret manager would: the request is ready only later.
+                tokio::task::yield_now().await;
+                Ok(Request::post("http://127.0.0.1/login")
+                    .body(Bytes::new())
+                    .unwrap())
+            }))
+        }
+        fn refresh_request(&self, _: &Grant) -> Request<Bytes> {
+            Request::post("http://127.0.0.1/refresh")
+                .body(Bytes::new())
+                .unwrap()
+        }
+        fn read_answer(&self, answer: Answer<'_>) -> Result<Grant, Error> {
+            if !answer.status.is_success() {
+                return Err(Error::rejected(answer.exchange, answer.status, None, ""));
+            }
+            let token = String::from_utf8_lossy(answer.body).into_owned();
+            let token = crate::grant::Secret::new(token)
+                .map_err(|e| Error::invalid_response(answer.exchange, e.to_string()))?;
+            Grant::from_expires_in(token, 60.0)
+                .map_err(|e| Error::invalid_response(answer.exchange, e.to_string()))
+        }
+        fn is_revocation(&self, error: &Error) -> bool {
+            matches!(error, Error::Rejected { status, .. } if *status == StatusCode::UNAUTHORIZED)
+        }
+    }
+
+    /// Issues `token-N` at each login, refuses every refresh, and takes only the newest
+    /// token on the API.
+    fn server(
+        logins: Arc<AtomicU64>,
+    ) -> impl tower_service::Service<
+        Request<http_body_util::Full<Bytes>>,
+        Response = http::Response<http_body_util::Full<Bytes>>,
+        Error = std::convert::Infallible,
+        Future: Send,
+    > + Clone
+           + Send
+           + 'static {
+        tower::service_fn(move |request: Request<http_body_util::Full<Bytes>>| {
+            let logins = Arc::clone(&logins);
+            async move {
+                let respond = |status: u16, body: String| {
+                    let mut response = http::Response::new(http_body_util::Full::from(body));
+                    *response.status_mut() = StatusCode::from_u16(status).unwrap();
+                    Ok(response)
+                };
+                match request.uri().path() {
+                    "/login" => {
+                        let n = logins.fetch_add(1, Ordering::SeqCst) + 1;
+                        respond(200, format!("token-{n}"))
+                    }
+                    "/refresh" => respond(401, String::new()),
+                    _ => {
+                        let newest = format!("Bearer token-{}", logins.load(Ordering::SeqCst));
+                        let sent = request.headers().get(http::header::AUTHORIZATION);
+                        let status = if sent.is_some_and(|s| s == newest.as_str()) {
+                            200
+                        } else {
+                            401
+                        };
+                        respond(status, String::new())
+                    }
+                }
+            }
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endpoint_that_only_logs_in_asynchronously_logs_in_again_when_it_must() {
+        use tower::ServiceExt;
+
+        let logins = Arc::new(AtomicU64::new(0));
+        let service = tower_layer::Layer::layer(
+            &crate::TokenRefreshLayer::new(AsyncLoginOnly(Uri::from_static("http://127.0.0.1/"))),
+            server(Arc::clone(&logins)),
+        );
+        let api = || {
+            Request::get("http://127.0.0.1/api")
+                .body(http_body_util::Full::default())
+                .unwrap()
+        };
+        let status = |service: &crate::TokenRefresh<_>| {
+            let call = service.clone().oneshot(api());
+            async move {
+                let response: http::Response<_> = call.await.unwrap();
+                response.status().as_u16()
+            }
+        };
+        assert_eq!(status(&service).await, 200);
+        assert_eq!(logins.load(Ordering::SeqCst), 1);
+
+        // The server forgets the token (another login took its place): its 401 revokes it,
+        // and the next request logs in again rather than failing.
+        logins.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(status(&service).await, 401);
+        assert_eq!(status(&service).await, 200);
+        assert_eq!(logins.load(Ordering::SeqCst), 3, "one new login");
+
+        // Past the refresh point, the refresh is refused as a revocation: a login follows.
+        tokio::time::sleep(std::time::Duration::from_secs(40)).await;
+        assert_eq!(status(&service).await, 200, "the due token is still sent");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        assert_eq!(
+            logins.load(Ordering::SeqCst),
+            4,
+            "the refused refresh led to a login"
+        );
+        assert_eq!(status(&service).await, 200);
     }
 }

@@ -145,7 +145,9 @@ impl fmt::Display for ErrorCode {
 
 /// `, <code>` when there is one, for a rejection's message.
 fn code_text(code: &Option<ErrorCode>) -> String {
-    code.as_ref().map(|code| format!(", {code}")).unwrap_or_default()
+    code.as_ref()
+        .map(|code| format!(", {code}"))
+        .unwrap_or_default()
 }
 
 /// The longest `reason` (and named code) an error repeats from the server.
@@ -268,7 +270,12 @@ mod tests {
             vendor_code: -1205,
             sql_state: "08004".into(),
         };
-        Error::rejected(Exchange::Refresh, StatusCode::UNAUTHORIZED, Some(code), reason)
+        Error::rejected(
+            Exchange::Refresh,
+            StatusCode::UNAUTHORIZED,
+            Some(code),
+            reason,
+        )
     }
 
     #[test]
@@ -312,14 +319,22 @@ mod tests {
             Some(ErrorCode::Named("invalid_grant\n".into())),
             &format!("spent\r\ntoken{}", "x".repeat(300)),
         );
-        assert_eq!(named.code(), Some(&ErrorCode::Named("invalid_grant".into())));
+        assert_eq!(
+            named.code(),
+            Some(&ErrorCode::Named("invalid_grant".into()))
+        );
         assert_eq!(named.vendor_code(), None);
         let Error::Rejected { reason, .. } = &named else {
             unreachable!()
         };
         assert_eq!(reason.chars().count(), 256);
         assert!(reason.starts_with("spenttokenxxx"), "{reason}");
-        assert!(named.to_string().starts_with("token refresh rejected: HTTP 400 Bad Request, error invalid_grant: spent"), "{named}");
+        assert!(
+            named.to_string().starts_with(
+                "token refresh rejected: HTTP 400 Bad Request, error invalid_grant: spent"
+            ),
+            "{named}"
+        );
         let ocient = rejected("no");
         assert_eq!(ocient.vendor_code(), Some(-1205));
         assert_eq!(

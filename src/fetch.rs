@@ -260,13 +260,17 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > MAX_ANSWER as u64) {
-        return Err(Error::invalid_response(exchange, "answer larger than 1 MiB"));
+        return Err(Error::invalid_response(
+            exchange,
+            "answer larger than 1 MiB",
+        ));
     }
     match Limited::new(body, MAX_ANSWER).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => {
-            Err(Error::invalid_response(exchange, "answer larger than 1 MiB"))
-        }
+        Err(e) if e.is::<LengthLimitError>() => Err(Error::invalid_response(
+            exchange,
+            "answer larger than 1 MiB",
+        )),
         Err(e) => Err(Error::transport(exchange, e)),
     }
 }

@@ -194,7 +194,8 @@ where
     B: From<Bytes> + Send + 'static,
 {
     if rounds >= MAX_WAIT_ROUNDS && !state.has_usable_token() {
-        let error = Error::invalid_response(Exchange::Refresh, "every new token was dead on arrival");
+        let error =
+            Error::invalid_response(Exchange::Refresh, "every new token was dead on arrival");
         return Err(error);
     }
     join(state, service, config)

@@ -197,10 +197,18 @@ mod tests {
             assert_eq!(grant(huge).unwrap().lifetime(), MAX_LIFETIME, "{huge}");
         }
         for tiny in [1e-15, 0.4, 0.999_999, 1e-308] {
-            assert_eq!(grant(tiny).unwrap_err(), InvalidLifetime::UnderOneSecond, "{tiny}");
+            assert_eq!(
+                grant(tiny).unwrap_err(),
+                InvalidLifetime::UnderOneSecond,
+                "{tiny}"
+            );
         }
         for bad in [0.0, -0.0, -1.0, f64::NAN, f64::NEG_INFINITY] {
-            assert_eq!(grant(bad).unwrap_err(), InvalidLifetime::NotPositive, "{bad}");
+            assert_eq!(
+                grant(bad).unwrap_err(),
+                InvalidLifetime::NotPositive,
+                "{bad}"
+            );
         }
     }
 

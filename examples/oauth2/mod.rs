@@ -4,6 +4,8 @@
 pub mod answer;
 pub mod encoding;
 pub mod server;
+#[cfg(test)]
+mod tests;
 
 use std::time::Duration;
 

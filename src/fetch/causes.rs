@@ -11,8 +11,8 @@ use http_body_util::Full;
 
 use super::*;
 use crate::endpoint::TokenEndpoint;
-use crate::ocient::OcientAuth;
 use crate::error::ErrorCode;
+use crate::ocient::OcientAuth;
 
 /// A wrapped service that is never called: only the classing is under test.
 #[derive(Clone)]

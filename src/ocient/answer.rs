@@ -53,7 +53,12 @@ pub(super) fn read(answer: Answer<'_>, scrub: impl Fn(&str) -> String) -> Result
             sql_state: status.map(|s| sql_state(&s.sql_state)).unwrap_or_default(),
         };
         let reason = scrub(status.map_or("", |s| s.reason.as_str()));
-        return Err(Error::rejected(exchange, answer.status, Some(code), &reason));
+        return Err(Error::rejected(
+            exchange,
+            answer.status,
+            Some(code),
+            &reason,
+        ));
     }
     // serde's message can quote the body, and the body can hold a token: say where only.
     let parsed = parsed.map_err(|e| {
@@ -63,7 +68,12 @@ pub(super) fn read(answer: Answer<'_>, scrub: impl Fn(&str) -> String) -> Result
     let token = access_token(exchange, parsed.access_token)?;
     let expires_in = match parsed.expires_in {
         Some(serde_json::Value::Number(n)) => n.as_f64().unwrap_or(0.0),
-        Some(_) => return Err(Error::invalid_response(exchange, "expires_in is not a number")),
+        Some(_) => {
+            return Err(Error::invalid_response(
+                exchange,
+                "expires_in is not a number",
+            ))
+        }
         None => return Err(Error::invalid_response(exchange, "expires_in is missing")),
     };
     Grant::from_expires_in(token, expires_in)
@@ -76,7 +86,9 @@ pub(super) fn is_revocation(error: &Error) -> bool {
         Error::Rejected { status, .. } => {
             *status == StatusCode::UNAUTHORIZED
                 || *status == StatusCode::FORBIDDEN
-                || error.vendor_code().is_some_and(|code| TOKEN_NO_GOOD.contains(&code))
+                || error
+                    .vendor_code()
+                    .is_some_and(|code| TOKEN_NO_GOOD.contains(&code))
         }
         _ => false,
     }
@@ -104,7 +116,10 @@ fn access_token(exchange: Exchange, value: Option<serde_json::Value>) -> Result<
     match value {
         Some(serde_json::Value::String(token)) => Secret::new(token)
             .map_err(|e| Error::invalid_response(exchange, format!("access_token refused: {e}"))),
-        Some(_) => Err(Error::invalid_response(exchange, "access_token is not a string")),
+        Some(_) => Err(Error::invalid_response(
+            exchange,
+            "access_token is not a string",
+        )),
         None => Err(Error::invalid_response(exchange, "access_token is missing")),
     }
 }

@@ -46,10 +46,9 @@ impl Credentials {
                 provider,
                 last_password,
             } => {
-                let (username, password) =
-                    provider().await.map_err(|source| Error::Provider {
-                        source: ProviderError::new(source),
-                    })?;
+                let (username, password) = provider().await.map_err(|source| Error::Provider {
+                    source: ProviderError::new(source),
+                })?;
                 let mut last = last_password.lock().unwrap_or_else(PoisonError::into_inner);
                 *last = Some(password.clone());
                 Ok((username, password))

@@ -11,7 +11,10 @@ fn auth() -> OcientAuth {
 
 /// The login request `auth` sends now.
 async fn login(auth: &OcientAuth) -> Request<Bytes> {
-    auth.login().expect("credentials to log in with").await.unwrap()
+    auth.login()
+        .expect("credentials to log in with")
+        .await
+        .unwrap()
 }
 
 fn read(status: u16, body: &str) -> Result<Grant, Error> {
@@ -83,7 +86,10 @@ async fn nodes_fail_over_in_turn_and_stay_where_they_moved() {
     let auth = OcientAuth::new("https://u:p@node-a:9443/ocient".parse().unwrap())
         .node("https://node-b".parse().unwrap())
         .credentials("jdoe", "pw");
-    assert_eq!(login(&auth).await.uri(), "https://node-a:9443/ocient/v1/login");
+    assert_eq!(
+        login(&auth).await.uri(),
+        "https://node-a:9443/ocient/v1/login"
+    );
     assert_eq!(
         auth.other_origins(),
         vec![Uri::from_static("https://node-b")]
@@ -103,7 +109,10 @@ async fn nodes_fail_over_in_turn_and_stay_where_they_moved() {
         "clones share it"
     );
     auth.fail_over().unwrap();
-    assert_eq!(login(&auth).await.uri(), "https://node-a:9443/ocient/v1/login");
+    assert_eq!(
+        login(&auth).await.uri(),
+        "https://node-a:9443/ocient/v1/login"
+    );
     assert!(OcientAuth::new("https://solo".parse().unwrap())
         .fail_over()
         .is_none());

@@ -1,9 +1,5 @@
 //! The OAuth 2.0 example's grant and authorization server, tested: the protocol trait fits
-//! a second protocol (`examples/oauth2_refresh.rs`).
-
-#[allow(dead_code)]
-#[path = "../examples/oauth2_refresh.rs"]
-mod example;
+//! a second protocol. `cargo test` runs them (the example is marked `test = true`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,16 +12,16 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::ServiceBuilder;
 use tower_token_refresh::{
-    Answer, Error, Exchange, Grant, Secret, TokenEndpoint, TokenRefreshLayer,
+    Answer, Error, ErrorCode, Exchange, Grant, Secret, TokenEndpoint, TokenRefreshLayer,
 };
 
-use example::oauth2::answer::oauth_error;
-use example::oauth2::encoding::{form_body, form_decode, form_encode, parse_form, BASE64, FORM};
-use example::oauth2::server::TokenServer;
-use example::oauth2::{
+use crate::oauth2::answer::oauth_error;
+use crate::oauth2::encoding::{form_body, form_decode, form_encode, parse_form, BASE64, FORM};
+use crate::oauth2::server::TokenServer;
+use crate::oauth2::{
     client_secret, http_client, say_hello, ACCESS_LIFETIME, CLIENT_ID, CLIENT_SECRET, DEADLINE,
 };
-use example::{grant_for, ClientAuth, OAuth2RefreshGrant};
+use crate::{grant_for, ClientAuth, OAuth2RefreshGrant};
 
 fn answer_with<'a>(status: StatusCode, headers: &'a HeaderMap, body: &'a str) -> Answer<'a> {
     Answer::new(Exchange::Refresh, status, headers, body.as_bytes())
@@ -127,7 +123,7 @@ fn the_initial_grant_refreshes_before_anything_is_sent() {
     let initial = grant.initial_grant().unwrap();
     assert_eq!(initial.lifetime(), Duration::ZERO);
     assert_eq!(initial.refresh_token(), Some(&grant.refresh_token));
-    assert!(grant.login_request().is_none());
+    assert!(grant.login().is_none());
 }
 
 #[test]
@@ -194,18 +190,23 @@ fn error_answers_become_rejections() {
         Error::Rejected {
             exchange,
             status,
-            vendor_code,
+            code,
             reason,
             ..
         } => {
             assert_eq!(*exchange, Exchange::Refresh);
             assert_eq!(*status, StatusCode::BAD_REQUEST);
-            assert_eq!(*vendor_code, 0);
-            assert_eq!(reason, "invalid_grant: refresh token already used");
+            assert_eq!(*code, Some(ErrorCode::Named("invalid_grant".into())));
+            assert_eq!(reason, "refresh token already used");
         }
         other => panic!("{other:?}"),
     }
-    assert!(grant.rejects_token(&error));
+    assert_eq!(
+        error.vendor_code(),
+        None,
+        "no Ocient code in an OAuth answer"
+    );
+    assert!(grant.is_revocation(&error));
 
     let body = r#"{"error":"invalid_client"}"#;
     let error = grant
@@ -213,14 +214,50 @@ fn error_answers_become_rejections() {
         .unwrap_err();
     assert_eq!(oauth_error(&error), Some("invalid_client"));
     assert!(
-        !grant.rejects_token(&error),
+        !grant.is_revocation(&error),
         "the refresh token may be fine"
     );
 
     let error = grant
         .read_answer(answer_with(StatusCode::BAD_GATEWAY, &headers, "<html>"))
         .unwrap_err();
-    assert!(!grant.rejects_token(&error));
+    assert!(!grant.is_revocation(&error));
+}
+
+#[test]
+fn a_lifetime_the_crate_refuses_is_refused_here_too() {
+    let grant = offline_grant(ClientAuth::Body(Secret::new("x").unwrap()));
+    let headers = HeaderMap::new();
+    let answer = |expires_in: &str| {
+        format!(
+            r#"{{"access_token":"2YotnFZFEjr1zCsicMWpAA","token_type":"Bearer","expires_in":{expires_in},"refresh_token":"tGzv3JOkF0XG5Qx2TlKWIA"}}"#
+        )
+    };
+    for (expires_in, why) in [
+        ("1e-15", "expires_in is under one second"),
+        ("0.5", "expires_in is under one second"),
+        ("0", "expires_in is not positive"),
+        ("-3600", "expires_in is not positive"),
+        ("\"3600\"", "expires_in is not a number"),
+    ] {
+        let body = answer(expires_in);
+        let error = grant
+            .read_answer(answer_with(StatusCode::OK, &headers, &body))
+            .unwrap_err();
+        match &error {
+            Error::InvalidResponse { reason, .. } => assert_eq!(reason, why, "{expires_in}"),
+            other => panic!("{expires_in}: {other:?}"),
+        }
+    }
+    let body = answer("1e300");
+    let grant = grant
+        .read_answer(answer_with(StatusCode::OK, &headers, &body))
+        .unwrap();
+    assert_eq!(
+        grant.lifetime(),
+        Duration::from_secs(30 * 24 * 60 * 60),
+        "clamped"
+    );
 }
 
 /// Over real HTTP: several token lifetimes, each refresh token used once, a spent one
@@ -297,7 +334,7 @@ async fn rotation_across_several_lifetimes_and_reuse_refused() {
     let error = say_hello(&stale_service, &server).await.unwrap_err();
     let error = error.downcast_ref::<Error>().expect("a token error");
     assert_eq!(oauth_error(error), Some("invalid_grant"), "{error}");
-    assert!(stale.rejects_token(error));
+    assert!(stale.is_revocation(error));
     assert_eq!(server.stats().reuse_refused, 2);
 
     // The first client is unaffected.

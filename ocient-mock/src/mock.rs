@@ -4,8 +4,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::state::State;
-use crate::{Counters, Fault};
+use crate::fault::Fault;
+use crate::state::{Counters, State};
 
 /// An in-memory Ocient HTTP Query API.
 ///
@@ -14,29 +14,6 @@ use crate::{Counters, Fault};
 #[derive(Clone)]
 pub struct MockOcient {
     shared: Arc<Mutex<State>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Knobs {
-    pub(crate) token_lifetime: Duration,
-    pub(crate) refresh_lifetime: Duration,
-    pub(crate) latency: Duration,
-    pub(crate) errors_in_band: bool,
-    pub(crate) refresh_expired_tokens: bool,
-    pub(crate) old_token_survives_refresh: bool,
-}
-
-impl Default for Knobs {
-    fn default() -> Self {
-        Self {
-            token_lifetime: Duration::from_secs(3600),
-            refresh_lifetime: Duration::from_secs(24 * 3600),
-            latency: Duration::ZERO,
-            errors_in_band: false,
-            refresh_expired_tokens: false,
-            old_token_survives_refresh: true,
-        }
-    }
 }
 
 impl MockOcient {

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::mock::Knobs;
+use crate::fault::Fault;
+use crate::knobs::Knobs;
 use crate::wire::{ApiStatus, Issued, LoginRequest};
-use crate::Fault;
 
 const DEFAULT_DATABASE: &str = "system";
 /// Below this many stored tokens, dead ones are not worth a sweep.

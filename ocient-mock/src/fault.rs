@@ -4,8 +4,8 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
 
+use crate::body::MockBody;
 use crate::wire::{respond_with, ApiStatus, Failure};
-use crate::MockBody;
 
 /// A failure injected into the next login or token refresh requests with
 /// [`MockOcient::fail_token_requests`](crate::MockOcient::fail_token_requests).
@@ -132,8 +132,9 @@ mod tests {
     use http_body::Body;
     use http_body_util::BodyExt;
 
+    use super::Fault;
+    use crate::mock::MockOcient;
     use crate::test_support::*;
-    use crate::{Fault, MockOcient};
 
     #[tokio::test]
     async fn status_fault_applies_to_the_next_requests_only() {

@@ -10,12 +10,14 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::Body;
 use tokio::time::Instant;
 
+use crate::body::MockBody;
+use crate::mock::MockOcient;
 use crate::state::{query_id, TokenRoute};
 use crate::wire::{
     bearer, json, read_json, require_json, ApiStatus, Failure, Issued, LoginRequest, QueryAnswer,
     RefreshRequest,
 };
-use crate::{BoxError, MockBody, MockOcient};
+use crate::BoxError;
 
 /// The future returned by [`MockOcient`]'s `Service::call`.
 pub struct ResponseFuture {
@@ -220,8 +222,9 @@ mod tests {
     use serde_json::Value;
     use tokio::time::Instant;
 
+    use crate::mock::MockOcient;
+    use crate::state::Counters;
     use crate::test_support::*;
-    use crate::{Counters, MockOcient};
 
     #[tokio::test]
     async fn login_ok_answers_like_ocient() {

@@ -166,8 +166,8 @@ impl fmt::Debug for MockOcient {
 mod tests {
     use http::StatusCode;
 
+    use super::MockOcient;
     use crate::test_support::*;
-    use crate::MockOcient;
 
     #[tokio::test]
     async fn revoke_all_invalidates_every_issued_token() {

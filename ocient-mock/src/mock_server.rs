@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 
 use http::Uri;
 
-use crate::{serve, LoopbackServer, MockOcient};
+use crate::loopback::{serve, LoopbackServer};
+use crate::mock::MockOcient;
 
 /// A [`MockOcient`] listening on a loopback port, from [`MockOcient::serve`]
 /// (or `MockOcient::serve_tls` with the `tls` feature).
@@ -46,7 +47,7 @@ impl MockOcient {
     #[cfg(feature = "tls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub async fn serve_tls(self) -> io::Result<MockServer> {
-        let server = crate::serve_tls(self.clone()).await?;
+        let server = crate::tls::serve_tls(self.clone()).await?;
         Ok(self.served_by(server))
     }
 
@@ -95,8 +96,9 @@ mod tests {
     use http::StatusCode;
     use http_body_util::{BodyExt, Full};
 
+    use crate::fault::Fault;
+    use crate::mock::MockOcient;
     use crate::test_support::*;
-    use crate::{Fault, MockOcient};
 
     #[tokio::test]
     async fn loopback_http_shares_the_in_process_handler() {

@@ -244,8 +244,8 @@ mod tests {
     use http::StatusCode;
 
     use super::PRUNE_FLOOR;
+    use crate::mock::MockOcient;
     use crate::test_support::*;
-    use crate::MockOcient;
 
     #[tokio::test]
     async fn refresh_issues_a_newer_token_and_keeps_the_old_one() {

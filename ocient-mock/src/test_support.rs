@@ -13,7 +13,8 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 use tower_service::Service;
 
-use crate::{MockBody, MockOcient};
+use crate::body::MockBody;
+use crate::mock::MockOcient;
 
 pub(crate) const JSON: &str = "application/json";
 

@@ -7,7 +7,8 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::{BoxError, MockBody};
+use crate::body::MockBody;
+use crate::BoxError;
 
 const BODY_LIMIT: usize = 64 * 1024;
 
@@ -230,8 +231,8 @@ mod tests {
     use serde_json::Value;
 
     use super::BODY_LIMIT;
+    use crate::mock::MockOcient;
     use crate::test_support::*;
-    use crate::MockOcient;
 
     #[tokio::test]
     async fn login_requires_a_json_content_type() {

@@ -17,8 +17,9 @@ use tokio_rustls::TlsConnector;
 use tower_service::Service;
 
 use super::{ring, serve_tls};
+use crate::loopback::{serve, LoopbackServer};
+use crate::mock::MockOcient;
 use crate::test_support::{execute_request, json_of, login_request, token_of};
-use crate::{serve, LoopbackServer, MockOcient};
 
 type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 

@@ -16,8 +16,8 @@ use tokio::time::timeout;
 use super::{
     assert_echoes, closed, echo_proxy, echoing, read_n, silent, FaultProxy, PATIENCE, SILENCE,
 };
+use crate::mock::MockOcient;
 use crate::test_support::{json_of, login_request};
-use crate::MockOcient;
 
 /// One connection per request, so each shows in `connections()`.
 fn http_client() -> Client<HttpConnector, Full<Bytes>> {

@@ -11,8 +11,9 @@ use http_body::Body;
 use tokio::time::Instant;
 
 use crate::body::MockBody;
+use crate::ids::query_id;
 use crate::mock::MockOcient;
-use crate::state::{query_id, TokenRoute};
+use crate::state::TokenRoute;
 use crate::wire::{
     bearer, json, read_json, require_json, ApiStatus, Failure, Issued, LoginRequest, QueryAnswer,
     RefreshRequest,

@@ -89,6 +89,7 @@
 mod body;
 mod fault;
 mod handler;
+mod ids;
 mod knobs;
 mod loopback;
 mod mock;

@@ -1,13 +1,12 @@
 //! What the server remembers: users, live tokens, queued faults and counters.
 
-use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasher;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::fault::Fault;
+use crate::ids::access_token;
 use crate::knobs::Knobs;
 use crate::wire::{ApiStatus, Issued, LoginRequest};
 
@@ -173,11 +172,7 @@ impl State {
     ) -> Issued {
         self.prune(now);
         self.generation += 1;
-        let access_token = format!(
-            "mock.{}.{:016x}",
-            self.generation,
-            random_u64(self.generation)
-        );
+        let access_token = access_token(self.generation);
         let lifetime = self.knobs.token_lifetime;
         let session = Session {
             username: username.clone(),
@@ -218,23 +213,6 @@ fn expires_in(lifetime: Duration) -> u64 {
         .as_secs()
         .saturating_add(u64::from(lifetime.subsec_nanos() > 0));
     secs.clamp(1, i64::MAX as u64)
-}
-
-fn random_u64(salt: u64) -> u64 {
-    // Every `RandomState` has fresh keys, which is all the randomness needed here.
-    RandomState::new().hash_one(salt)
-}
-
-pub(crate) fn query_id() -> String {
-    let (a, b) = (random_u64(1), random_u64(2));
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xfff,
-        (b >> 48) & 0x3fff | 0x8000,
-        b & 0xffff_ffff_ffff,
-    )
 }
 
 #[cfg(test)]

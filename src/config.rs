@@ -9,6 +9,7 @@ use crate::endpoint::TokenEndpoint;
 use crate::error::Error;
 use crate::event::{self, Hook, TokenEvent};
 use crate::origin::Origin;
+use crate::revoker::{Revoker, Revokers};
 
 /// What every clone of a service shares besides the token.
 pub(crate) struct Config {
@@ -20,6 +21,8 @@ pub(crate) struct Config {
     plain_http_allowed: bool,
     /// Told of failovers between nodes.
     hook: Option<Hook>,
+    /// What responses revoke their token through.
+    revokers: Revokers,
 }
 
 /// Where a request goes, as far as the token is concerned.
@@ -30,7 +33,7 @@ pub(crate) enum Route<'a> {
     /// Elsewhere: it passes through untouched.
     Elsewhere,
     /// To the API, but in the clear over the network: it is not sent at all.
-    Refused(&'a Origin),
+    Insecure(&'a Origin),
 }
 
 impl Config {
@@ -40,6 +43,7 @@ impl Config {
         extra_origins: &[Origin],
         refresh_timeout: Duration,
         hook: Option<Hook>,
+        revokers: Revokers,
     ) -> Config {
         let nodes = endpoint.other_origins();
         let origins = Origin::of(endpoint.origin())
@@ -53,7 +57,13 @@ impl Config {
             origins,
             refresh_timeout,
             hook,
+            revokers,
         }
+    }
+
+    /// The revoker for a request sent from `place` (see [`Revokers::pick`]).
+    pub(crate) fn revoker(&self, place: usize) -> Arc<Revoker> {
+        self.revokers.pick(place)
     }
 
     /// Tells the user's hook, if any.
@@ -74,7 +84,7 @@ impl Config {
             }
         };
         match origin {
-            Some(origin) if self.refuses(origin) => Route::Refused(origin),
+            Some(origin) if self.refuses(origin) => Route::Insecure(origin),
             _ => Route::Api,
         }
     }
@@ -136,14 +146,21 @@ mod tests {
             plain_http,
         };
         let extra: Vec<Origin> = extra.iter().map(|uri| origin(uri)).collect();
-        Config::new(Arc::new(endpoint), &extra, Duration::from_secs(1), None)
+        let revokers = Revokers::none();
+        Config::new(
+            Arc::new(endpoint),
+            &extra,
+            Duration::from_secs(1),
+            None,
+            revokers,
+        )
     }
 
     fn route(config: &Config, uri: &str) -> String {
         match config.route(&uri.parse().unwrap()) {
             Route::Api => "api".into(),
             Route::Elsewhere => "elsewhere".into(),
-            Route::Refused(origin) => format!("refused {origin}"),
+            Route::Insecure(origin) => format!("refused {origin}"),
         }
     }
 

@@ -148,7 +148,7 @@ pub trait TokenEndpoint: std::fmt::Debug + Send + Sync + 'static {
     /// Turns an answer into a grant, or into the error that explains why not.
     fn read_answer(&self, answer: Answer<'_>) -> Result<Grant, Error>;
 
-    /// Whether `error` says the token is revoked (expired, unknown, refused by the server),
+    /// Whether `error` says the token is revoked (expired, unknown, no longer taken by the server),
     /// so refreshing it cannot help and only a new login can.
     fn is_revocation(&self, error: &Error) -> bool;
 
@@ -324,14 +324,14 @@ mod tests {
         assert_eq!(status(&service).await, 200);
         assert_eq!(logins.load(Ordering::SeqCst), 3, "one new login");
 
-        // Past the refresh point, the refresh is refused as a revocation: a login follows.
+        // Past the refresh point, the refresh is rejected as revoked: a login follows.
         tokio::time::sleep(std::time::Duration::from_secs(40)).await;
         assert_eq!(status(&service).await, 200, "the due token is still sent");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         assert_eq!(
             logins.load(Ordering::SeqCst),
             4,
-            "the refused refresh led to a login"
+            "the rejected refresh led to a login"
         );
         assert_eq!(status(&service).await, 200);
     }

@@ -192,7 +192,7 @@ impl std::error::Error for ProviderError {
 }
 
 impl Error {
-    /// A token request the endpoint answered and refused. `reason` is the server's own
+    /// A token request the endpoint answered and rejected. `reason` is the server's own
     /// text: control characters are dropped and it is cut to 256 characters, so remove any
     /// secret from it first. A [`ErrorCode::Named`] is cleaned the same way.
     pub fn rejected(

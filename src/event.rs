@@ -38,9 +38,10 @@ pub enum TokenEvent<'a> {
         /// How it failed.
         error: &'a Error,
     },
-    /// A request carrying this token was answered 401; the token will be replaced.
-    Invalidated {
-        /// The refused token's generation.
+    /// A request carrying this token was answered 401: the token is revoked, and will be
+    /// replaced.
+    Revoked {
+        /// The revoked token's generation.
         generation: u64,
     },
 }

@@ -123,7 +123,7 @@ where
         };
         match self.exchange(Some(&current)).await {
             Err(error) if can_log_in && self.config.endpoint.is_revocation(&error) => {
-                tracing::debug!(%error, "refresh refused; logging in again");
+                tracing::debug!(%error, "refresh rejected as revoked; logging in again");
                 self.exchange(None).await
             }
             other => other,

@@ -21,7 +21,8 @@ use crate::config::Config;
 use crate::error::{BoxError, Error, Exchange};
 use crate::fetch::Fetcher;
 use crate::inner::{HttpResponse, InnerService};
-use crate::state::{BoxFuture, Joined, Lookup, Retirer, Settlement, TokenState, MAX_WAIT_ROUNDS};
+use crate::revoker::Revoker;
+use crate::state::{BoxFuture, Joined, Lookup, Settlement, TokenState, MAX_WAIT_ROUNDS};
 
 pin_project! {
     /// Response future of [`TokenRefresh`](crate::TokenRefresh).
@@ -37,7 +38,7 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F, R> {
-        // Sent; `sent` names the token it carries, if any, so a 401 can retire it.
+        // Sent; `sent` names the token it carries, if any, so a 401 can revoke it.
         Called {
             #[pin]
             future: F,
@@ -52,16 +53,16 @@ pin_project! {
 
 /// The token a request went out with.
 struct Sent {
-    retirer: Arc<Retirer>,
+    revoker: Arc<Revoker>,
     generation: u64,
 }
 
 impl Sent {
-    /// A 401 says the token is no good: retire exactly that generation, so N rejections of
+    /// A 401 says the token is no good: revoke exactly that generation, so N rejections of
     /// one token cause one new token.
     fn answered(self, status: StatusCode) {
         if status == StatusCode::UNAUTHORIZED {
-            self.retirer.retire(self.generation);
+            self.revoker.revoke(self.generation);
         }
     }
 }
@@ -76,10 +77,10 @@ where
         ResponseFuture { kind }
     }
 
-    /// A request that carries the token of `generation`, retired through `retirer` on a 401.
-    pub(crate) fn sent(future: S::Future, retirer: Arc<Retirer>, generation: u64) -> Self {
+    /// A request that carries the token of `generation`, revoked through `revoker` on a 401.
+    pub(crate) fn sent(future: S::Future, revoker: Arc<Revoker>, generation: u64) -> Self {
         let sent = Some(Sent {
-            retirer,
+            revoker,
             generation,
         });
         let kind = Kind::Called { future, sent };
@@ -154,7 +155,7 @@ where
         Joined::Usable => None,
         Joined::Follow(settlement) => Some(settlement),
         Joined::Lead(flight, settlement) => {
-            state.launch(flight, Fetcher::<S, B>::boxed(service.clone(), config));
+            flight.launch(Fetcher::<S, B>::boxed(service.clone(), config));
             Some(settlement)
         }
     })
@@ -228,9 +229,9 @@ where
         {
             request.headers_mut().insert(AUTHORIZATION, header);
             let response = service.call(request).await.map_err(Into::into)?;
-            let retirer = state.retirer(0);
+            let revoker = config.revoker(0);
             Sent {
-                retirer,
+                revoker,
                 generation,
             }
             .answered(response.status());
@@ -270,7 +271,7 @@ where
 {
     let (settlement, flight) = state.refresh_now()?;
     if let Some(flight) = flight {
-        state.launch(flight, Fetcher::<S, B>::boxed(service, &config));
+        flight.launch(Fetcher::<S, B>::boxed(service, &config));
     }
     settlement.wait().await
 }

@@ -7,13 +7,13 @@ use std::time::Duration;
 use http::Uri;
 use tower_layer::Layer;
 
-use crate::config::Config;
 use crate::endpoint::TokenEndpoint;
 use crate::event::{Hook, TokenEvent};
 use crate::grant::MAX_LIFETIME;
 use crate::origin::Origin;
 use crate::service::TokenRefresh;
-use crate::state::{Timing, TokenState};
+use crate::settings::{Settings, Shared};
+use crate::state::Timing;
 use crate::status::TokenStatus;
 
 /// How long a login or refresh may take, answer body included, unless set otherwise.
@@ -66,20 +66,17 @@ const MIN_WAIT: Duration = Duration::from_millis(10);
 /// layer sends its own login and refresh requests through it.
 #[derive(Clone)]
 pub struct TokenRefreshLayer {
-    endpoint: Arc<dyn TokenEndpoint>,
-    timing: Timing,
-    refresh_timeout: Duration,
-    extra_origins: Vec<Origin>,
-    hook: Option<Hook>,
-    refresh_when_idle: bool,
-    shared: Arc<OnceLock<(Arc<TokenState>, Arc<Config>)>>,
+    settings: Settings,
+    /// The token and configuration of every service made with these settings, made at
+    /// first use; a builder method that changes the settings starts a new one.
+    shared: Arc<OnceLock<Shared>>,
 }
 
 impl TokenRefreshLayer {
     /// Keeps a token from `endpoint` (an [`OcientAuth`](crate::OcientAuth)) fresh.
     #[must_use]
     pub fn new(endpoint: impl TokenEndpoint) -> Self {
-        TokenRefreshLayer {
+        let settings = Settings {
             endpoint: Arc::new(endpoint),
             timing: Timing {
                 refresh_at: DEFAULT_REFRESH_AT,
@@ -91,6 +88,9 @@ impl TokenRefreshLayer {
             extra_origins: Vec::new(),
             hook: None,
             refresh_when_idle: false,
+        };
+        TokenRefreshLayer {
+            settings,
             shared: Arc::default(),
         }
     }
@@ -103,22 +103,22 @@ impl TokenRefreshLayer {
     /// so clients started together do not refresh together. `0.0` means no proactive
     /// refresh: callers then wait for a new token each time one dies.
     #[must_use]
-    pub fn refresh_at(mut self, remaining_fraction: f64) -> Self {
-        self.timing.refresh_at = if remaining_fraction.is_nan() {
-            DEFAULT_REFRESH_AT
-        } else {
-            remaining_fraction.clamp(0.0, 0.9)
-        };
-        self.reconfigured()
+    pub fn refresh_at(self, remaining_fraction: f64) -> Self {
+        self.with(|settings| {
+            settings.timing.refresh_at = if remaining_fraction.is_nan() {
+                DEFAULT_REFRESH_AT
+            } else {
+                remaining_fraction.clamp(0.0, 0.9)
+            };
+        })
     }
 
     /// Bounds each login and refresh request, answer body included (default 30 s, at least
     /// 10 ms).
     #[must_use]
-    pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
+    pub fn refresh_timeout(self, timeout: Duration) -> Self {
         // No answer arrives in no time: zero would fail every attempt.
-        self.refresh_timeout = timeout.max(MIN_WAIT);
-        self.reconfigured()
+        self.with(|settings| settings.refresh_timeout = timeout.max(MIN_WAIT))
     }
 
     /// After a failed login or refresh, waits `first` before the next attempt, doubling
@@ -135,13 +135,14 @@ impl TokenRefreshLayer {
     /// A `Retry-After` on a 429 or 503 answer from the token endpoint (seconds or an HTTP
     /// date) sets the earliest next attempt, capped at `max`.
     #[must_use]
-    pub fn retry_backoff(mut self, first: Duration, max: Duration) -> Self {
+    pub fn retry_backoff(self, first: Duration, max: Duration) -> Self {
         // Past the longest lifetime a backoff means nothing, and would overflow an `Instant`;
         // a zero backoff would retry back to back against a failing server.
         let first = first.max(MIN_WAIT);
-        self.timing.first_backoff = first.min(MAX_LIFETIME);
-        self.timing.max_backoff = max.max(first).min(MAX_LIFETIME);
-        self.reconfigured()
+        self.with(|settings| {
+            settings.timing.first_backoff = first.min(MAX_LIFETIME);
+            settings.timing.max_backoff = max.max(first).min(MAX_LIFETIME);
+        })
     }
 
     /// The longest wait between attempts while the layer is **down**: no usable token, and
@@ -160,9 +161,10 @@ impl TokenRefreshLayer {
     /// wait, go ahead of it). A server that answers and refuses (a wrong password) gets the
     /// full backoff: asking again soon would not change its mind.
     #[must_use]
-    pub fn retry_backoff_while_down(mut self, max: Duration) -> Self {
-        self.timing.max_backoff_while_down = max.clamp(MIN_WAIT, MAX_LIFETIME);
-        self.reconfigured()
+    pub fn retry_backoff_while_down(self, max: Duration) -> Self {
+        self.with(|settings| {
+            settings.timing.max_backoff_while_down = max.clamp(MIN_WAIT, MAX_LIFETIME)
+        })
     }
 
     /// Also sends the token to `uri`'s origin (scheme, host and port).
@@ -170,13 +172,12 @@ impl TokenRefreshLayer {
     /// Requests to any other origin pass through without the token. A `uri` without a
     /// scheme or host names no origin and is ignored.
     #[must_use]
-    pub fn allow_origin(mut self, uri: Uri) -> Self {
-        self.extra_origins.extend(Origin::of(&uri));
-        self.reconfigured()
+    pub fn allow_origin(self, uri: Uri) -> Self {
+        self.with(|settings| settings.extra_origins.extend(Origin::of(&uri)))
     }
 
     /// Calls `hook` on every new token, every failed attempt and every token the server
-    /// refused: for metrics, alerts, or persisting the token for the next process.
+    /// revoked: for metrics, alerts, or persisting the token for the next process.
     ///
     /// ```
     /// use std::sync::atomic::{AtomicU64, Ordering};
@@ -194,14 +195,14 @@ impl TokenRefreshLayer {
     /// # let _ = layer;
     /// ```
     ///
-    /// The hook runs on the refresh task (or, for a refused token, in the response future):
+    /// The hook runs on the refresh task (or, for a revoked token, in the response future):
     /// keep it short and non-blocking. Events from different tasks may arrive out of order
-    /// (a token can be reported refused just before it is reported obtained): use the
+    /// (a token can be reported revoked just before it is reported obtained): use the
     /// `generation` to order them.
     #[must_use]
-    pub fn on_token(mut self, hook: impl Fn(&TokenEvent<'_>) + Send + Sync + 'static) -> Self {
-        self.hook = Some(Arc::new(hook));
-        self.reconfigured()
+    pub fn on_token(self, hook: impl Fn(&TokenEvent<'_>) + Send + Sync + 'static) -> Self {
+        let hook: Hook = Arc::new(hook);
+        self.with(|settings| settings.hook = Some(hook))
     }
 
     /// With `true`, refreshes the token at its refresh point even when no request comes,
@@ -217,7 +218,7 @@ impl TokenRefreshLayer {
     /// a token is usable again: a readiness probe built on [`status`](Self::status) turns
     /// ready within seconds of the server's return, with no request. Without it, a service
     /// that an orchestrator took out of rotation (so no request comes) would never recover.
-    /// It stops only when the server refused the credentials or the token (a wrong password,
+    /// It stops only when the server rejected the credentials or the token (a wrong password,
     /// which a lockout policy would count; without credentials, a token the server no longer
     /// refreshes); an answer it cannot use is tried again on the full backoff. The failure goes to the
     /// [`on_token`](Self::on_token) hook, and the next request starts again.
@@ -225,34 +226,28 @@ impl TokenRefreshLayer {
     /// Nothing outlives the layer: once it and every service it made are dropped, no task,
     /// timer or clone of the wrapped service is left.
     #[must_use]
-    pub fn refresh_when_idle(mut self, refresh: bool) -> Self {
-        self.refresh_when_idle = refresh;
-        self.reconfigured()
+    pub fn refresh_when_idle(self, refresh: bool) -> Self {
+        self.with(|settings| settings.refresh_when_idle = refresh)
     }
 
-    /// Where the token of every service this layer makes is: see [`TokenStatus`].
+    /// Where the token of every service this layer makes is: see [`TokenStatus`]. Sends
+    /// nothing, starts nothing.
     pub fn status(&self) -> TokenStatus {
-        self.shared().0.status()
+        self.shared().state.status()
     }
 
-    fn reconfigured(mut self) -> Self {
-        self.shared = Arc::default();
-        self
+    /// The settings changed by `change`, for services that share a token of their own:
+    /// every builder method goes through here, so none can keep the old token by mistake.
+    fn with(mut self, change: impl FnOnce(&mut Settings)) -> Self {
+        change(&mut self.settings);
+        TokenRefreshLayer {
+            settings: self.settings,
+            shared: Arc::default(),
+        }
     }
 
-    fn shared(&self) -> &(Arc<TokenState>, Arc<Config>) {
-        self.shared.get_or_init(|| {
-            let initial = self.endpoint.initial_grant();
-            let hook = self.hook.clone();
-            let state = TokenState::new(self.timing, initial, hook, self.refresh_when_idle);
-            let config = Config::new(
-                Arc::clone(&self.endpoint),
-                &self.extra_origins,
-                self.refresh_timeout,
-                self.hook.clone(),
-            );
-            (state, Arc::new(config))
-        })
+    fn shared(&self) -> &Shared {
+        self.shared.get_or_init(|| self.settings.share())
     }
 }
 
@@ -260,20 +255,13 @@ impl<S> Layer<S> for TokenRefreshLayer {
     type Service = TokenRefresh<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let (state, config) = self.shared();
+        let Shared { state, config } = self.shared();
         TokenRefresh::new(inner, Arc::clone(state), Arc::clone(config))
     }
 }
 
 impl fmt::Debug for TokenRefreshLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenRefreshLayer")
-            .field("endpoint", &self.endpoint)
-            .field("timing", &self.timing)
-            .field("refresh_timeout", &self.refresh_timeout)
-            .field("extra_origins", &self.extra_origins)
-            .field("on_token", &self.hook.as_ref().map(|_| "<hook>"))
-            .field("refresh_when_idle", &self.refresh_when_idle)
-            .finish()
+        self.settings.fmt(f)
     }
 }

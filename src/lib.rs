@@ -39,6 +39,32 @@
 //! # }
 //! ```
 //!
+//! # Concepts
+//!
+//! One word per idea, in the code, the docs, the events and the logs:
+//!
+//! - **Grant**: what a login or refresh obtains: an access token, its lifetime, and for some
+//!   protocols a refresh token ([`Grant`]).
+//! - **Generation**: the number of a token, counting from 1, in [`TokenStatus`] and every
+//!   [`TokenEvent`]; a newer token has a higher one.
+//! - **Phases** ([`TokenPhase`]): a token is **fresh** (sent), then **due** (sent, and a
+//!   refresh is under way) from its **refresh point**, then **dead** (no longer sent) from its
+//!   **dead point**, a safety margin before it **expires**. A token is **revoked** when the
+//!   server no longer takes it: a request carrying it was answered 401, or its refresh was
+//!   rejected as no good ([`TokenEndpoint::is_revocation`]). A revoked token is replaced by a
+//!   login.
+//! - **Exchange** ([`Exchange`]): one login or one refresh, sent through the wrapped service.
+//!   **Rejected** ([`Error::Rejected`]): the endpoint answered an exchange and said no, with
+//!   its status and the protocol's own [`ErrorCode`].
+//! - **Flight**: the one attempt at a new token that every waiting caller shares, with its
+//!   retries (the **backoff**) while it goes on.
+//! - **Down**: no usable token, and the last exchange failed because the server could not be
+//!   reached or could not answer.
+//! - **Insecure**: a token or credentials bound for plain `http://` on a host that is not
+//!   loopback; the layer sends nothing ([`Error::InsecureTransport`]).
+//! - **Provider**: a closure the layer asks for credentials at each login
+//!   ([`OcientAuth::credentials_from`]); its failure is [`Error::Provider`].
+//!
 //! # How it works
 //!
 //! ```text
@@ -56,9 +82,9 @@
 //!   own task and goes out at once with the current token.
 //! - At the dead point, a safety margin before expiry (`min(5 s, lifetime / 10)`), the token
 //!   is no longer sent: callers wait, all of them on the same attempt.
-//! - A refresh refused because the token is no good (401/403, or Ocient vendor codes -733 and
+//! - A refresh rejected because the token is revoked (401/403, or Ocient vendor codes -733 and
 //!   -1204..-1208) leads to a new login with the credentials.
-//! - A request answered `401` retires exactly the token it carried: N rejections of one token
+//! - A request answered `401` revokes exactly the token it carried: N rejections of one token
 //!   cause one new token. [`RetryUnauthorized`] retries such a request once.
 //! - Every login and refresh has a timeout ([`TokenRefreshLayer::refresh_timeout`]).
 //! - A timer task moves each token from fresh to due to dead, so the per-request path reads an
@@ -107,7 +133,9 @@
 //! # Protocols
 //!
 //! The Ocient protocol is [`OcientAuth`]; another token service plugs in by implementing
-//! [`TokenEndpoint`] (see `examples/oauth2_refresh.rs` for the OAuth 2.0 refresh-token grant).
+//! [`TokenEndpoint`], reading its answers with the crate's own checks
+//! ([`Grant::from_expires_in`], [`Error::rejected`]); see `examples/oauth2_refresh.rs` for the
+//! OAuth 2.0 refresh-token grant.
 //!
 //! [Ocient HTTP Query API]: https://docs.ocient.com
 #![forbid(unsafe_code)]
@@ -129,7 +157,9 @@ mod origin;
 #[cfg(feature = "retry")]
 mod retry;
 mod retry_after;
+mod revoker;
 mod service;
+mod settings;
 mod state;
 mod status;
 
@@ -138,6 +168,7 @@ pub use error::{Error, ErrorCode, Exchange, ProviderError};
 pub use event::TokenEvent;
 pub use future::ResponseFuture;
 pub use grant::{Grant, InvalidLifetime, InvalidSecret, Secret};
+pub use inner::{HttpResponse, InnerService};
 pub use layer::TokenRefreshLayer;
 pub use ocient::OcientAuth;
 #[cfg(feature = "retry")]

@@ -214,7 +214,7 @@ where
         match self.config.route(request.uri()) {
             Route::Api => {}
             Route::Elsewhere => return ResponseFuture::passed_through(self.inner.call(request)),
-            Route::Refused(origin) => {
+            Route::Insecure(origin) => {
                 let error = origin.refused();
                 // Nothing will be sent: the readiness we were granted goes back unused.
                 drop(self.unready_clone());
@@ -233,9 +233,9 @@ where
                     self.state.refresh_in_background(fetcher);
                 }
                 request.headers_mut().insert(AUTHORIZATION, header);
-                // Where this clone lives picks the retirer, so cores seldom share one.
-                let retirer = self.state.retirer(self as *const Self as usize);
-                ResponseFuture::sent(self.inner.call(request), retirer, generation)
+                // Where this clone lives picks the revoker, so cores seldom share one.
+                let revoker = self.config.revoker(self as *const Self as usize);
+                ResponseFuture::sent(self.inner.call(request), revoker, generation)
             }
             Lookup::Wait => {
                 // Give back the readiness we were granted: held while waiting, it could

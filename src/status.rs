@@ -9,14 +9,16 @@ use crate::error::Error;
 #[non_exhaustive]
 pub enum TokenPhase {
     /// No token yet: nothing has asked for one, or every attempt failed.
-    None,
+    Absent,
     /// Sent as it is.
     Fresh,
     /// Still sent, and a refresh is due.
     Due,
-    /// Too close to its expiry (or past it) to be sent: requests wait for a new one.
-    Expired,
-    /// The server refused it: requests wait for a new one.
+    /// Past its dead point, a safety margin before its expiry (or past the expiry itself):
+    /// no longer sent, requests wait for a new one.
+    Dead,
+    /// Revoked: the server no longer takes it (a request carrying it was answered 401, or
+    /// its refresh was refused as no good). Requests wait for a new one.
     Revoked,
 }
 

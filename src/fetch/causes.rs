@@ -34,7 +34,9 @@ impl tower_service::Service<Request<Full<Bytes>>> for Unused {
 
 fn cause(endpoint: OcientAuth, error: Error) -> Cause {
     let endpoint: Arc<dyn TokenEndpoint> = Arc::new(endpoint);
-    let config = Arc::new(Config::new(endpoint, &[], Duration::from_secs(1), None));
+    let revokers = crate::revoker::Revokers::none();
+    let timeout = Duration::from_secs(1);
+    let config = Arc::new(Config::new(endpoint, &[], timeout, None, revokers));
     let fetcher = Fetcher::<Unused, Full<Bytes>> {
         service: Unused,
         config,

@@ -93,8 +93,8 @@ impl OcientAuth {
     /// ```
     ///
     /// A provider's error fails that login with
-    /// [`Error::Credentials`](crate::Error::Credentials), which goes through the same
-    /// backoff as a login the server refused. The provider is bounded by the refresh timeout
+    /// [`Error::Provider`](crate::Error::Provider), which goes through the same
+    /// backoff as a login the server rejected. The provider is bounded by the refresh timeout
     /// like the rest of the login.
     #[must_use]
     pub fn credentials_from<F, Fut>(mut self, provider: F) -> Self

@@ -97,6 +97,9 @@ impl Settlement {
 
 /// What a flight reports to: the shared token state (or, in tests, a dummy).
 pub(crate) trait FlightControl: Send + Sync + 'static {
+    /// The flight is under way on `task`, fetching with another of `fetch`.
+    fn launched(&self, task: AbortHandle, fetch: Box<dyn Fetch>);
+
     /// What the next attempt should do.
     fn plan(&self) -> Plan;
 
@@ -140,12 +143,16 @@ impl<C: FlightControl> Flight<C> {
         }
     }
 
-    /// Starts the flight on its own task; the handle aborts it.
-    pub(crate) fn launch(self, fetch: Box<dyn Fetch>) -> AbortHandle {
+    /// Starts the flight on its own task, fetching with `fetch`, and tells the control.
+    pub(crate) fn launch(self, fetch: Box<dyn Fetch>) {
+        let control = self.control.upgrade();
+        let another = fetch.clone_box();
         let runtime = self.runtime.clone();
         let span = tracing::debug_span!("token_flight");
         let task = runtime.spawn(tracing::Instrument::instrument(self.fly(fetch), span));
-        task.abort_handle()
+        if let Some(control) = control {
+            control.launched(task.abort_handle(), another);
+        }
     }
 
     async fn fly(mut self, fetch: Box<dyn Fetch>) {
@@ -216,6 +223,7 @@ mod tests {
     #[derive(Default)]
     struct Dummy {
         retries: Mutex<VecDeque<Duration>>,
+        launched: AtomicUsize,
         settled: AtomicUsize,
         abandoned: AtomicUsize,
         revoked: AtomicBool,
@@ -223,6 +231,10 @@ mod tests {
     }
 
     impl FlightControl for Dummy {
+        fn launched(&self, _: AbortHandle, _: Box<dyn Fetch>) {
+            self.launched.fetch_add(1, Ordering::SeqCst);
+        }
+
         fn plan(&self) -> Plan {
             Plan {
                 current: None,
@@ -301,6 +313,11 @@ mod tests {
         run_for(Duration::from_secs(60)).await;
         assert_eq!(dummy.settled.load(Ordering::SeqCst), 3, "landed");
         assert_eq!(dummy.abandoned.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            dummy.launched.load(Ordering::SeqCst),
+            1,
+            "one launch, told once"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -7,39 +7,35 @@
 //! takes a plain mutex that is never held across an `.await`.
 
 mod backoff;
-mod control;
+mod cold;
 mod flight;
-mod idle;
-mod retire;
-mod snapshot;
+mod hot;
 mod token;
 
 #[cfg(test)]
 mod tests;
 
-use std::mem;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
-use http::HeaderValue;
 use tokio::sync::{watch, Notify};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 pub(crate) use backoff::Timing;
-use backoff::{Failure, Jitter};
-use flight::Settled;
+use cold::Cold;
 pub(crate) use flight::{BoxFuture, Cause, Fetch, Flight, Plan, Setback, Settlement};
-use retire::Invalidate;
-pub(crate) use retire::Retirer;
-use token::Phase;
+use flight::{FlightControl, Settled};
+use hot::Hot;
+pub(crate) use hot::Lookup;
 pub(crate) use token::Token;
+use token::{OnDue, Phase};
 
-use crate::error::Error;
+use crate::error::{Error, Exchange};
 use crate::event::{self, Hook, TokenEvent};
 use crate::grant::Grant;
+use crate::status::TokenStatus;
 
 /// Rounds a waiter makes before concluding that tokens die faster than they arrive.
 pub(crate) const MAX_WAIT_ROUNDS: u8 = 3;
@@ -55,75 +51,11 @@ pub(crate) enum Joined {
     Lead(Flight<TokenState>, Settlement),
 }
 
-/// The hot path's answer.
-#[derive(Debug)]
-pub(crate) enum Lookup {
-    /// A usable token; `due` asks the caller to make sure a refresh is under way.
-    Send {
-        header: HeaderValue,
-        generation: u64,
-        due: bool,
-    },
-    /// No usable token: [`TokenState::join`] the attempt that gets one.
-    Wait,
-}
-
-/// The cold state, behind the mutex.
-#[derive(Default)]
-struct Cold {
-    /// The last failure while no token was usable (or one after which the server asked for
-    /// time), and when trying again is allowed: callers get it at once until then.
-    failure: Option<Failure>,
-    /// Somebody asked for a new token now: the flight backing off tries again at once.
-    hurry: bool,
-    consecutive_failures: u32,
-    generation: u64,
-    timer: Option<AbortHandle>,
-    /// The flight's task, if one flies: it holds a clone of the wrapped service.
-    flight: Option<AbortHandle>,
-    /// A token handed in by the user, installed on first use, with when it was handed in.
-    initial: Option<(Grant, Instant)>,
-    /// Why the last attempt failed, until one succeeds.
-    last_error: Option<Error>,
-    /// With `refresh_when_idle`: what the last flight fetched with, for the timer to start
-    /// a refresh when no request comes. It holds a clone of the wrapped service.
-    idle_fetch: Option<Box<dyn Fetch>>,
-}
-
-impl Cold {
-    fn backing_off(&self, now: Instant) -> bool {
-        self.failure.as_ref().is_some_and(|f| f.holds_at(now))
-    }
-}
-
-/// Aligns its value to 128 bytes (two cache lines, for adjacent-line prefetching), so no
-/// other data shares its lines.
-#[repr(align(128))]
-struct CachePadded<T>(T);
-
-impl<T> std::ops::Deref for CachePadded<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
-/// What the hot path reads.
-struct Hot {
-    current: ArcSwapOption<Token>,
-    /// The generation of `current`, published after it: a service that holds this
-    /// generation already need not touch `current` at all.
-    generation: AtomicU64,
-    /// With `refresh_when_idle`, until a request has handed over a fetcher for the timer.
-    wants_fetcher: AtomicBool,
-}
-
 /// One token, shared by every clone of a service.
 pub(crate) struct TokenState {
-    /// Read by every request on every core: kept on cache lines of their own, away from
-    /// the `Arc`'s reference counts that requests write.
-    hot: CachePadded<Hot>,
+    /// Read by every request on every core: on cache lines of its own, away from the
+    /// `Arc`'s reference counts that requests write.
+    hot: Hot,
     /// A flight is under way, or waiting out a backoff while the token is still valid.
     refreshing: AtomicBool,
     cold: Mutex<Cold>,
@@ -131,8 +63,6 @@ pub(crate) struct TokenState {
     /// Cuts a flight's backoff short when its token is revoked under it, or when somebody
     /// asks for a new token now.
     wake_flight: Arc<Notify>,
-    timing: Timing,
-    jitter: Jitter,
     hook: Option<Hook>,
     /// Refresh at the refresh point even when no request comes, and keep trying while the
     /// layer is down.
@@ -140,17 +70,14 @@ pub(crate) struct TokenState {
     /// This state itself, for the timers that start idle refreshes: weak, so a timer never
     /// keeps the state alive.
     me: Weak<TokenState>,
-    /// What response futures hold to retire a token on a 401.
-    retirers: [Arc<Retirer>; retire::STRIPES],
 }
 
 impl std::fmt::Debug for TokenState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let current = self.hot.current.load();
-        let token = current.as_deref();
+        let token = self.hot.current();
         f.debug_struct("TokenState")
-            .field("generation", &token.map(|t| t.generation))
-            .field("phase", &token.map(Token::phase))
+            .field("generation", &token.as_ref().map(|t| t.generation))
+            .field("phase", &token.as_ref().map(|t| t.phase()))
             .field("refreshing", &self.refreshing.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
@@ -163,74 +90,43 @@ impl TokenState {
         hook: Option<Hook>,
         refresh_when_idle: bool,
     ) -> Arc<Self> {
-        let cold = Cold {
-            initial: initial.map(|grant| (grant, Instant::now())),
-            ..Cold::default()
-        };
         Arc::new_cyclic(|me| TokenState {
-            hot: CachePadded(Hot {
-                current: ArcSwapOption::empty(),
-                generation: AtomicU64::new(0),
-                wants_fetcher: AtomicBool::new(refresh_when_idle),
-            }),
+            hot: Hot::new(refresh_when_idle),
             refreshing: AtomicBool::new(false),
-            cold: Mutex::new(cold),
+            cold: Mutex::new(Cold::new(timing, initial)),
             settled: watch::Sender::new(Settled::Pending),
             wake_flight: Arc::default(),
-            timing,
-            jitter: Jitter::new(),
             hook,
             refresh_when_idle,
             me: Weak::clone(me),
-            retirers: Retirer::stripes(&(Weak::clone(me) as Weak<dyn Invalidate>)),
         })
     }
 
-    /// The hot path: no lock, no clock, no allocation.
-    ///
-    /// `seen` is the caller's copy of the current token: while no newer one has been
-    /// published it is used as it is, which costs one atomic load.
+    /// The hot path: no lock, no clock, no allocation (see [`Hot::lookup`]).
     pub(crate) fn lookup(&self, seen: &mut Option<Arc<Token>>) -> Lookup {
-        let published = self.hot.generation.load(Ordering::Acquire);
-        if seen.as_ref().map(|t| t.generation) != Some(published) {
-            *seen = self.hot.current.load_full();
-        }
-        Self::usable(seen.as_deref())
+        self.hot.lookup(seen)
     }
 
-    /// The current token, for a caller without a copy of its own (a request that waited).
-    ///
-    /// Off the hot path, the clock is asked as well as the phase: a token whose timer runs
-    /// late is not sent past its dead point.
+    /// The current token, for a caller without a copy of its own, by the clock too.
     pub(crate) fn lookup_now(&self) -> Lookup {
-        let current = self.hot.current.load();
-        if let Some(token) = current.as_deref() {
-            if Instant::now() >= token.dead_at {
-                token.advance(Phase::Dead);
-            }
-        }
-        Self::usable(current.as_deref())
+        self.hot.lookup_now()
     }
 
-    /// Whether there is a token to send, off the hot path: by the clock as well as the
-    /// phase, as `lookup_now` judges, so a late timer never makes a dead token look usable.
+    /// Whether there is a token to send, by the clock as well as the phase.
     pub(crate) fn has_usable_token(&self) -> bool {
-        let current = self.hot.current.load();
-        let now = Instant::now();
-        current
-            .as_deref()
-            .is_some_and(|token| token.phase_now(now) <= Phase::Due)
+        self.hot.has_usable_token()
     }
 
-    fn usable(token: Option<&Token>) -> Lookup {
-        match token {
-            Some(token) if token.is_usable() => Lookup::Send {
-                header: token.header.clone(),
-                generation: token.generation,
-                due: token.phase() == Phase::Due,
-            },
-            _ => Lookup::Wait,
-        }
+    /// Whether the timer still needs a fetcher to refresh an idle token with: one relaxed
+    /// load, so requests can ask it every time.
+    pub(crate) fn wants_fetcher(&self) -> bool {
+        self.hot.wants_fetcher()
+    }
+
+    /// Keeps `fetch` for refreshes that no request starts (`refresh_when_idle`).
+    pub(crate) fn keep_fetcher(&self, fetch: Box<dyn Fetch>) {
+        self.lock().keep_fetcher(fetch);
+        self.hot.fetcher_kept();
     }
 
     /// Starts a background refresh unless one is under way. The caller does not wait.
@@ -240,13 +136,14 @@ impl TokenState {
         }
         let flight = {
             let mut cold = self.lock();
-            if self.refreshing.load(Ordering::Acquire) || cold.backing_off(Instant::now()) {
+            let backing_off = cold.failure_at(Instant::now()).is_some();
+            if self.refreshing.load(Ordering::Acquire) || backing_off {
                 return;
             }
             self.begin_flight(&mut cold)
         };
         match flight {
-            Ok(flight) => self.launch(flight, fetch()),
+            Ok(flight) => flight.launch(fetch()),
             Err(error) => tracing::debug!(%error, "cannot start a token refresh"),
         }
     }
@@ -271,10 +168,8 @@ impl TokenState {
         let settled = Settlement(self.settled.subscribe());
         // A flight that keeps trying while the layer is down backs off like any other: until
         // its next attempt, callers are turned away at once rather than held.
-        if let Some(failure) = cold.failure.as_ref() {
-            if failure.holds_at(Instant::now()) {
-                return Err(failure.error.clone());
-            }
+        if let Some(error) = cold.failure_at(Instant::now()) {
+            return Err(error.clone());
         }
         if self.refreshing.load(Ordering::Acquire) {
             return Ok(Joined::Follow(settled));
@@ -283,9 +178,41 @@ impl TokenState {
         Ok(Joined::Lead(flight, settled))
     }
 
-    /// A retirer for a request sent from `place` (see [`Retirer`]).
-    pub(crate) fn retirer(&self, place: usize) -> Arc<Retirer> {
-        retire::pick(&self.retirers, place)
+    /// Asks for a new token now, whatever the phase and however long the backoff: joins the
+    /// attempt under way (hurrying a flight that is backing off), or begins one, which the
+    /// caller must launch. Only the single flight is respected.
+    pub(crate) fn refresh_now(
+        self: &Arc<Self>,
+    ) -> Result<(Settlement, Option<Flight<TokenState>>), Error> {
+        tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let mut cold = self.lock();
+        self.install_initial(&mut cold);
+        let settled = Settlement(self.settled.subscribe());
+        if !self.refreshing.load(Ordering::Acquire) {
+            let flight = self.begin_flight(&mut cold)?;
+            return Ok((settled, Some(flight)));
+        }
+        // Callers follow the hurried attempt rather than the last failure.
+        cold.hurry();
+        drop(cold);
+        self.wake_flight.notify_one();
+        Ok((settled, None))
+    }
+
+    /// A request carrying `generation` was answered 401: that token is revoked.
+    pub(crate) fn revoke(&self, generation: u64) {
+        if self.hot.revoke(generation) {
+            tracing::debug!(generation, "token revoked by the server; replacing it");
+            self.wake_flight.notify_one();
+            self.report(TokenEvent::Revoked { generation });
+        }
+    }
+
+    /// Where the token is now. Takes the cold lock briefly, which no request on the hot
+    /// path ever waits for, and changes nothing.
+    pub(crate) fn status(&self) -> TokenStatus {
+        let refreshing = self.refreshing.load(Ordering::Acquire);
+        self.lock().status(self.hot.current(), refreshing)
     }
 
     /// Tells the user's hook; never called with the lock held, so the hook may use the layer.
@@ -311,8 +238,8 @@ impl TokenState {
     }
 
     fn install_initial(&self, cold: &mut Cold) {
-        if self.hot.current.load().is_none() {
-            if let Some((grant, given_at)) = cold.initial.take() {
+        if self.hot.is_empty() {
+            if let Some((grant, given_at)) = cold.take_initial() {
                 self.install(cold, grant, given_at);
             }
         }
@@ -322,57 +249,159 @@ impl TokenState {
     /// (a task dropped by a shutting-down runtime must not find the lock held).
     fn begin_flight(self: &Arc<Self>, cold: &mut Cold) -> Result<Flight<TokenState>, Error> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
-        cold.failure = None;
+        cold.forget_failure();
         self.refreshing.store(true, Ordering::Release);
         Ok(Flight::new(self, runtime))
     }
 
     /// Makes `grant`, obtained by a request sent at `sent_at`, the current token.
     fn install(&self, cold: &mut Cold, grant: Grant, sent_at: Instant) {
-        cold.generation += 1;
-        let token = Token::new(
-            grant,
-            sent_at,
-            cold.generation,
-            self.timing.refresh_at,
-            self.jitter.next(),
-        );
-        let token = Arc::new(token);
+        let token = Arc::new(cold.next_token(grant, sent_at));
         let timer = token.watch(self.idle_refresh());
-        let generation = token.generation;
-        self.hot.current.store(Some(token));
-        self.hot.generation.store(generation, Ordering::Release);
-        // Only now, with the new token published, retire the old one's timer: its drop
-        // guard marks that old token dead, which must not be the current one.
-        if let Some(old) = mem::replace(&mut cold.timer, timer) {
-            old.abort();
+        self.hot.publish(token);
+        cold.installed(timer);
+    }
+
+    /// Records a failed attempt; returns when to try again if the flight should go on (see
+    /// [`Cold::record_failure`]).
+    fn record_failure(&self, cold: &mut Cold, setback: Setback) -> Option<Instant> {
+        // The clock is asked too: a late timer must not make the flight retry at once.
+        let alive_until = self.hot.living(Instant::now()).map(|t| t.dead_at);
+        cold.record_failure(setback, alive_until, self.refresh_when_idle)
+    }
+
+    /// What the timer does at the refresh point when no request comes.
+    fn idle_refresh(&self) -> Option<OnDue> {
+        let me = self.refresh_when_idle.then(|| Weak::clone(&self.me))?;
+        Some(Box::new(move || {
+            if let Some(state) = me.upgrade() {
+                state.refresh_idle();
+            }
+        }))
+    }
+
+    /// Starts an idle refresh at `at`, on a task of its own holding the state weakly: after
+    /// a flight that died while no token was usable, when no request may come to start one.
+    fn idle_retry_at(&self, at: Instant) -> Option<AbortHandle> {
+        let me = Weak::clone(&self.me);
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let task = runtime.spawn(async move {
+            tokio::time::sleep_until(at).await;
+            if let Some(state) = me.upgrade() {
+                state.refresh_idle();
+            }
+        });
+        Some(task.abort_handle())
+    }
+
+    /// The refresh point came with no request: starts a refresh as a request would, if it
+    /// can fetch.
+    fn refresh_idle(self: &Arc<Self>) {
+        let fetch = self.lock().idle_fetcher();
+        if let Some(fetch) = fetch {
+            tracing::debug!("refreshing an idle token at its refresh point");
+            self.refresh_in_background(|| fetch);
         }
-        cold.failure = None;
-        cold.consecutive_failures = 0;
-        cold.last_error = None;
     }
 }
 
-impl Invalidate for TokenState {
-    /// A request carrying `generation` was answered 401: that token is no good.
-    fn invalidate(&self, generation: u64) {
-        let current = self.hot.current.load();
-        if let Some(token) = current.as_deref() {
-            if token.generation == generation && token.advance(Phase::Revoked) {
-                tracing::debug!(generation, "token refused by the server; replacing it");
-                self.wake_flight.notify_one();
-                self.report(TokenEvent::Invalidated { generation });
-            }
+impl FlightControl for TokenState {
+    fn launched(&self, task: AbortHandle, fetch: Box<dyn Fetch>) {
+        let mut cold = self.lock();
+        if self.refresh_when_idle {
+            cold.keep_fetcher(fetch);
+            self.hot.fetcher_kept();
+        }
+        cold.set_flight(Some(task));
+    }
+
+    fn plan(&self) -> Plan {
+        let current = self.hot.current();
+        let now = Instant::now();
+        Plan {
+            login_first: match current.as_deref() {
+                None => true,
+                Some(t) => t.phase() == Phase::Revoked || now >= t.expires_at,
+            },
+            current: current.map(|t| t.grant.clone()),
         }
     }
+
+    fn settle(&self, outcome: Result<Grant, Setback>, sent_at: Instant) -> Option<Instant> {
+        let mut cold = self.lock();
+        cold.attempt_ended();
+        let (retry_at, outcome) = match outcome {
+            Ok(grant) => {
+                self.install(&mut cold, grant.clone(), sent_at);
+                self.settled.send_replace(Settled::Installed);
+                (None, Ok(grant))
+            }
+            Err(setback) => {
+                let error = setback.error.clone();
+                let retry_at = self.record_failure(&mut cold, setback);
+                self.settled.send_replace(Settled::Failed(error.clone()));
+                (retry_at, Err(error))
+            }
+        };
+        if retry_at.is_none() {
+            self.refreshing.store(false, Ordering::Release);
+        }
+        let (generation, failures) = (cold.generation(), cold.consecutive_failures());
+        let retry_in = retry_in(retry_at.or(cold.retry_after()));
+        // Logs and the hook only once the lock is released: a subscriber or a hook may well
+        // send requests through this very layer.
+        drop(cold);
+        match &outcome {
+            Ok(grant) => {
+                let lifetime_secs = grant.lifetime().as_secs_f64();
+                tracing::debug!(generation, lifetime_secs, "new access token");
+                self.report(TokenEvent::Obtained { generation, grant });
+            }
+            Err(error) => self.report_failure(error, failures, retry_in),
+        }
+        retry_at
+    }
+
+    fn abandon(&self) {
+        let error = Error::transport(Exchange::Refresh, "the token refresh task ended early");
+        let mut cold = self.lock();
+        let setback = Setback::new(error.clone(), Cause::Outage);
+        let retry_at = self.record_failure(&mut cold, setback);
+        cold.abandoned(error.clone(), retry_at);
+        self.refreshing.store(false, Ordering::Release);
+        self.settled.send_replace(Settled::Failed(error.clone()));
+        if self.refresh_when_idle {
+            // Nobody may ask (an idle service, a pod out of rotation): start again once the
+            // backoff ends, as a request would.
+            let next = cold.retry_after().and_then(|at| self.idle_retry_at(at));
+            cold.set_flight(next);
+        }
+        let failures = cold.consecutive_failures();
+        let retry_in = retry_in(cold.retry_after());
+        drop(cold);
+        self.report_failure(&error, failures, retry_in);
+    }
+
+    fn wake_ups(&self) -> Arc<Notify> {
+        Arc::clone(&self.wake_flight)
+    }
+
+    fn retry_now(&self) -> bool {
+        let revoked = self.hot.is_revoked();
+        self.lock().retry_now(revoked)
+    }
+}
+
+/// How long until `at`, for logs and the hook.
+fn retry_in(at: Option<Instant>) -> Duration {
+    at.map_or(Duration::ZERO, |at| {
+        at.saturating_duration_since(Instant::now())
+    })
 }
 
 impl Drop for TokenState {
     fn drop(&mut self) {
-        let cold = self.lock();
         // Nobody is left to use a token: stop the timer and any flight backing off.
-        for task in [&cold.timer, &cold.flight].into_iter().flatten() {
-            task.abort();
-        }
+        self.lock().stop_tasks();
     }
 }

@@ -54,7 +54,7 @@ pub(crate) struct Token {
     pub(crate) header: HeaderValue,
     pub(crate) generation: u64,
     phase: AtomicU8,
-    pub(crate) refresh_at: Instant,
+    pub(crate) due_at: Instant,
     pub(crate) dead_at: Instant,
     pub(crate) expires_at: Instant,
 }
@@ -83,7 +83,7 @@ impl Token {
             grant,
             generation,
             phase: AtomicU8::new(Phase::Fresh as u8),
-            refresh_at: due_at + most.mul_f64(spread),
+            due_at: due_at + most.mul_f64(spread),
             dead_at,
             expires_at,
         };
@@ -113,7 +113,7 @@ impl Token {
     fn phase_at(&self, now: Instant) -> Phase {
         if now >= self.dead_at {
             Phase::Dead
-        } else if now >= self.refresh_at {
+        } else if now >= self.due_at {
             Phase::Due
         } else {
             Phase::Fresh
@@ -152,10 +152,10 @@ fn follow_timeline(
     let guard = KillOnDrop(token);
     async move {
         let token = &guard.0;
-        let Some((refresh_at, dead_at)) = token.upgrade().map(|t| (t.refresh_at, t.dead_at)) else {
+        let Some((due_at, dead_at)) = token.upgrade().map(|t| (t.due_at, t.dead_at)) else {
             return;
         };
-        for (at, phase) in [(refresh_at, Phase::Due), (dead_at, Phase::Dead)] {
+        for (at, phase) in [(due_at, Phase::Due), (dead_at, Phase::Dead)] {
             sleep_until(at).await;
             match token.upgrade() {
                 Some(token) => {
@@ -230,7 +230,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_margin_is_a_tenth_of_a_short_lifetime() {
         let token = token(20, 0.0);
-        assert_eq!(token.dead_at - token.refresh_at, Duration::from_secs(8));
+        assert_eq!(token.dead_at - token.due_at, Duration::from_secs(8));
         assert_eq!(token.expires_at - token.dead_at, Duration::from_secs(2));
     }
 
@@ -239,8 +239,8 @@ mod tests {
         let sent_at = Instant::now();
         let early = token(100, 0.0);
         let late = token(100, 0.999_999);
-        assert_eq!(early.refresh_at - sent_at, Duration::from_secs(50));
-        let moved = late.refresh_at - early.refresh_at;
+        assert_eq!(early.due_at - sent_at, Duration::from_secs(50));
+        let moved = late.due_at - early.due_at;
         assert!(
             moved > Duration::from_millis(9_999) && moved < Duration::from_secs(10),
             "{moved:?}"
@@ -252,7 +252,7 @@ mod tests {
         // refresh_at 0.06 puts the due point at 94 s of 100 s, 1 s before the dead point:
         // the spread may take half a second of that, not the 10 s of a tenth.
         let token = Arc::new(Token::new(grant(100), Instant::now(), 1, 0.06, 0.999_999));
-        let window = token.dead_at - token.refresh_at;
+        let window = token.dead_at - token.due_at;
         assert!(window >= Duration::from_millis(500), "{window:?}");
     }
 

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::retire::Invalidate;
 use super::token::Phase;
 use super::{
     BoxFuture, Cause, Fetch, Joined, Lookup, Plan, Setback, Settlement, Timing, TokenState,
@@ -138,7 +137,7 @@ fn secs(n: u64) -> Duration {
 fn lead(state: &Arc<TokenState>, script: &Script) -> Settlement {
     match state.join().unwrap() {
         Joined::Lead(flight, settlement) => {
-            state.launch(flight, script.boxed());
+            flight.launch(script.boxed());
             settlement
         }
         other => panic!("expected to lead, got {other:?}"),
@@ -213,7 +212,7 @@ async fn a_waiter_never_takes_a_token_past_its_dead_point_even_if_its_timer_is_l
 async fn a_failure_at_the_very_dead_point_is_not_retried_in_the_background() {
     let state = state(1);
     let _idle = install_unwatched(&state);
-    let dead_at = state.hot.current.load().as_ref().unwrap().dead_at;
+    let dead_at = state.hot.current().unwrap().dead_at;
     tokio::time::advance(dead_at - Instant::now() - Duration::from_nanos(1)).await;
     let just_before = state.record_failure(&mut state.lock(), outage());
     assert_eq!(
@@ -223,7 +222,10 @@ async fn a_failure_at_the_very_dead_point_is_not_retried_in_the_background() {
     );
     tokio::time::advance(Duration::from_nanos(1)).await;
     assert_eq!(state.record_failure(&mut state.lock(), outage()), None);
-    assert!(state.lock().failure.is_some(), "callers get the failure");
+    assert!(
+        state.lock().retry_after().is_some(),
+        "callers get the failure"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -231,15 +233,12 @@ async fn a_failure_for_a_token_marked_dead_early_is_not_retried_in_the_backgroun
     let state = state(1);
     let _idle = install_unwatched(&state);
     // Marked dead before its time, as when its timer is gone.
-    state
-        .hot
-        .current
-        .load()
-        .as_ref()
-        .unwrap()
-        .advance(Phase::Dead);
+    state.hot.current().unwrap().advance(Phase::Dead);
     assert_eq!(state.record_failure(&mut state.lock(), outage()), None);
-    assert!(state.lock().failure.is_some(), "callers get the failure");
+    assert!(
+        state.lock().retry_after().is_some(),
+        "callers get the failure"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -346,7 +345,7 @@ async fn a_revoked_token_cuts_the_flights_backoff_short() {
     settle().await;
     assert_eq!(script.fetches(), 2, "failed, now backing off");
 
-    state.invalidate(state.hot.generation.load(Ordering::SeqCst));
+    state.revoke(state.hot.current().unwrap().generation);
     assert_eq!(due(&state), None, "a revoked token is not sent");
     settle().await;
     assert_eq!(
@@ -359,15 +358,15 @@ async fn a_revoked_token_cuts_the_flights_backoff_short() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_401_for_an_older_token_retires_nothing() {
+async fn a_401_for_an_older_token_revokes_nothing() {
     let script = Script::of([Step::Grant(100), Step::Grant(100)]);
     let state = with_token(1, &script).await;
     advance(secs(61)).await;
     state.refresh_in_background(|| script.boxed());
     settle().await;
-    state.invalidate(1);
+    state.revoke(1);
     assert_eq!(due(&state), Some(false), "generation 2 is still sent");
-    state.invalidate(2);
+    state.revoke(2);
     assert_eq!(due(&state), None);
 }
 
@@ -376,7 +375,7 @@ async fn callers_get_the_last_failure_until_the_backoff_ends() {
     let script = Script::of([Step::Fail, Step::Grant(100)]);
     let state = state(10);
     assert!(lead(&state, &script).wait().await.is_err());
-    let retry_after = state.lock().failure.as_ref().unwrap().retry_after;
+    let retry_after = state.lock().retry_after().unwrap();
 
     tokio::time::advance(retry_after - Instant::now() - Duration::from_nanos(1)).await;
     assert!(state.join().is_err(), "still backing off");

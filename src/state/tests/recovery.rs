@@ -10,12 +10,7 @@ fn idle_state() -> Arc<TokenState> {
 
 /// How long from now the next attempt may start, by the failure callers are given.
 fn held_for(state: &TokenState) -> Duration {
-    let retry_after = state
-        .lock()
-        .failure
-        .as_ref()
-        .expect("a failure")
-        .retry_after;
+    let retry_after = state.lock().retry_after().expect("a failure");
     retry_after - Instant::now()
 }
 
@@ -144,7 +139,7 @@ async fn a_revocation_that_cuts_a_servers_wait_short_lets_callers_follow_the_new
     advance(secs(61)).await;
     state.refresh_in_background(|| script.boxed());
     settle().await;
-    state.invalidate(1);
+    state.revoke(1);
     settle().await;
     assert_eq!(script.fetches(), 3, "retried at once for the callers");
     assert!(
@@ -197,12 +192,12 @@ async fn refresh_now_while_fresh_begins_a_refresh_and_the_token_stays_usable() {
     let script = Script::of([Step::Grant(100), Step::Grant(100)]);
     let state = with_token(1, &script).await;
     let (settlement, flight) = state.refresh_now().unwrap();
-    state.launch(flight.expect("nobody was trying"), script.boxed());
+    flight.expect("nobody was trying").launch(script.boxed());
     assert_eq!(due(&state), Some(false), "still sent meanwhile");
     settlement.wait().await.unwrap();
     assert_eq!(script.fetches(), 2);
     assert_eq!(script.plans()[1], (true, false), "a refresh, not a login");
-    assert_eq!(state.lock().generation, 2);
+    assert_eq!(state.lock().generation(), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -212,7 +207,9 @@ async fn refresh_now_ignores_the_backoff_callers_are_held_to() {
     assert!(lead(&state, &script).wait().await.is_err());
     assert!(state.join().is_err(), "callers wait out the backoff");
     let (settlement, flight) = state.refresh_now().unwrap();
-    state.launch(flight.expect("no flight was under way"), script.boxed());
+    flight
+        .expect("no flight was under way")
+        .launch(script.boxed());
     settlement.wait().await.unwrap();
     assert!(state.has_usable_token());
 }
@@ -235,7 +232,7 @@ async fn refresh_now_hurries_a_flight_backing_off_and_joins_it() {
         "tried at once, not after the backoff"
     );
     assert_eq!(script.fetches(), 3);
-    assert_eq!(state.lock().generation, 2);
+    assert_eq!(state.lock().generation(), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -290,7 +287,7 @@ async fn with_idle_refresh_a_refresh_that_dies_is_started_again_after_its_backof
     assert_eq!(script.fetches(), 2, "the refresh died");
     run_for(secs(3)).await;
     assert_eq!(script.fetches(), 3, "and a new one came unasked");
-    assert_eq!(state.lock().generation, 2);
+    assert_eq!(state.lock().generation(), 2);
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,0 +1,58 @@
+//! How a response answered 401 reaches the state to revoke its token, without every request
+//! on every core writing one reference count.
+//!
+//! A response future holds an `Arc` of one of several revokers instead of the state itself:
+//! each sits on cache lines of its own, and requests from different places pick different
+//! ones, so two cores sending at once rarely touch the same count. (One shared count made
+//! the two-worker hot path three times slower.)
+
+use std::sync::{Arc, Weak};
+
+use crate::state::TokenState;
+
+/// Revokers per state: enough that two busy cores seldom share one.
+const STRIPES: usize = 16;
+
+/// Revokes tokens of one state; padded so that its reference counts share no cache line.
+#[repr(align(128))]
+pub(crate) struct Revoker {
+    state: Weak<TokenState>,
+}
+
+impl Revoker {
+    /// A request carrying `generation` was answered 401: that token is no good.
+    pub(crate) fn revoke(&self, generation: u64) {
+        if let Some(state) = self.state.upgrade() {
+            state.revoke(generation);
+        }
+    }
+}
+
+/// A full set of revokers for one state, which they hold weakly: a response never keeps
+/// it alive.
+pub(crate) struct Revokers([Arc<Revoker>; STRIPES]);
+
+impl Revokers {
+    pub(crate) fn new(state: &Arc<TokenState>) -> Self {
+        Revokers(std::array::from_fn(|_| {
+            Arc::new(Revoker {
+                state: Arc::downgrade(state),
+            })
+        }))
+    }
+
+    /// Revokers of no state, for a configuration under test.
+    #[cfg(test)]
+    pub(crate) fn none() -> Self {
+        Revokers(std::array::from_fn(|_| {
+            Arc::new(Revoker { state: Weak::new() })
+        }))
+    }
+
+    /// The revoker for a request sent from `place` (any number that differs between
+    /// callers that run at once, such as the calling clone's address).
+    pub(crate) fn pick(&self, place: usize) -> Arc<Revoker> {
+        // Clones sit at least a few cache lines apart; the low bits say nothing.
+        Arc::clone(&self.0[(place >> 7) % STRIPES])
+    }
+}

@@ -1,0 +1,63 @@
+//! What a [`TokenRefreshLayer`](crate::TokenRefreshLayer) is configured with, and the one
+//! place that turns it into the state and configuration its services share.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::endpoint::TokenEndpoint;
+use crate::event::Hook;
+use crate::origin::Origin;
+use crate::revoker::Revokers;
+use crate::state::{Timing, TokenState};
+
+/// The layer's settings, as its builder methods leave them.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub(crate) endpoint: Arc<dyn TokenEndpoint>,
+    pub(crate) timing: Timing,
+    pub(crate) refresh_timeout: Duration,
+    pub(crate) extra_origins: Vec<Origin>,
+    pub(crate) hook: Option<Hook>,
+    pub(crate) refresh_when_idle: bool,
+}
+
+/// What every service made with one set of settings shares.
+pub(crate) struct Shared {
+    pub(crate) state: Arc<TokenState>,
+    pub(crate) config: Arc<Config>,
+}
+
+impl Settings {
+    /// A new token state and configuration for these settings.
+    pub(crate) fn share(&self) -> Shared {
+        let initial = self.endpoint.initial_grant();
+        let hook = self.hook.clone();
+        let state = TokenState::new(self.timing, initial, hook, self.refresh_when_idle);
+        let config = Config::new(
+            Arc::clone(&self.endpoint),
+            &self.extra_origins,
+            self.refresh_timeout,
+            self.hook.clone(),
+            Revokers::new(&state),
+        );
+        Shared {
+            state,
+            config: Arc::new(config),
+        }
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenRefreshLayer")
+            .field("endpoint", &self.endpoint)
+            .field("timing", &self.timing)
+            .field("refresh_timeout", &self.refresh_timeout)
+            .field("extra_origins", &self.extra_origins)
+            .field("on_token", &self.hook.as_ref().map(|_| "<hook>"))
+            .field("refresh_when_idle", &self.refresh_when_idle)
+            .finish()
+    }
+}

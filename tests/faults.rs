@@ -206,7 +206,7 @@ async fn on_token_reports_tokens_failures_and_refusals() {
                     consecutive_failures,
                     ..
                 } => format!("failed {consecutive_failures}"),
-                TokenEvent::Invalidated { generation } => format!("invalidated {generation}"),
+                TokenEvent::Revoked { generation } => format!("revoked {generation}"),
                 _ => "other".to_owned(),
             };
             events.lock().unwrap().push(line);
@@ -226,7 +226,7 @@ async fn on_token_reports_tokens_failures_and_refusals() {
         [
             "failed 1",
             "obtained 1 60s",
-            "invalidated 1",
+            "revoked 1",
             "obtained 2 60s"
         ]
     );

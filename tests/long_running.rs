@@ -156,7 +156,7 @@ async fn warm_up_with_a_wrong_password_is_rejected_and_sends_no_query() {
     let auth = OcientAuth::new(BASE.parse().unwrap()).credentials("jdoe", "wrong");
     let (service, _recorder) = layered(mock.clone(), TokenRefreshLayer::new(auth));
     match service.warm_up().await {
-        Err(Error::Rejected { vendor_code, .. }) => assert_eq!(vendor_code, -304),
+        Err(error @ Error::Rejected { .. }) => assert_eq!(error.vendor_code(), Some(-304)),
         other => panic!("expected a rejection, got {other:?}"),
     }
     let counters = mock.counters();
@@ -209,7 +209,7 @@ async fn status_follows_the_token_through_its_phases() {
     let layer = TokenRefreshLayer::new(auth());
     let (service, _recorder) = layered(mock.clone(), layer.clone());
     let status = service.status();
-    assert_eq!((status.phase, status.generation), (TokenPhase::None, 0));
+    assert_eq!((status.phase, status.generation), (TokenPhase::Absent, 0));
     assert!(!status.is_usable() && status.expires_in.is_none());
 
     send(&service, query()).await.unwrap();
@@ -228,7 +228,7 @@ async fn status_follows_the_token_through_its_phases() {
     assert!(service.status().is_usable());
     sleep(secs(35)).await;
     let status = service.status();
-    assert_eq!(status.phase, TokenPhase::Expired);
+    assert_eq!(status.phase, TokenPhase::Dead);
     assert!(!status.is_usable());
     assert_eq!(status.expires_in, Some(secs(4)));
 
@@ -315,13 +315,13 @@ async fn a_failing_provider_backs_off_like_a_failed_login() {
     let (service, _recorder) = layered(mock.clone(), layer);
 
     let error = send(&service, query()).await.unwrap_err();
-    let Error::Credentials { source } = token_error(&error) else {
+    let Error::Provider { source } = token_error(&error) else {
         panic!("expected a provider error, got {error}");
     };
     assert!(source.to_string().contains("sealed"));
     assert!(!format!("{error} {:?}", token_error(&error).to_string()).contains("s3cr3t"));
     let again = send(&service, query()).await.unwrap_err();
-    assert!(matches!(token_error(&again), Error::Credentials { .. }));
+    assert!(matches!(token_error(&again), Error::Provider { .. }));
     assert_eq!(
         asked.load(Ordering::SeqCst),
         1,

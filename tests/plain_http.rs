@@ -12,7 +12,7 @@ use http::header::AUTHORIZATION;
 use http::{Request, Uri};
 use ocient_mock::MockOcient;
 use tower_token_refresh::{
-    Answer, Error, Grant, OcientAuth, Secret, TokenEndpoint, TokenRefreshLayer,
+    Answer, Error, Grant, LoginFuture, OcientAuth, Secret, TokenEndpoint, TokenRefreshLayer,
 };
 
 const PLAIN: &str = "http://sql-node.test:9090";
@@ -113,15 +113,14 @@ impl TokenEndpoint for Custom {
         &self.api
     }
 
-    fn login_request(&self) -> Option<Request<Bytes>> {
+    fn login(&self) -> Option<LoginFuture<'_>> {
         let body = Bytes::from_static(br#"{"username":"jdoe","password":"secret"}"#);
         let uri = format!("{}/v1/login", self.login);
-        Some(
-            Request::post(uri)
-                .header("content-type", "application/json")
-                .body(body)
-                .unwrap(),
-        )
+        let request = Request::post(uri)
+            .header("content-type", "application/json")
+            .body(body)
+            .unwrap();
+        Some(Box::pin(std::future::ready(Ok(request))))
     }
 
     fn refresh_request(&self, _: &Grant) -> Request<Bytes> {
@@ -132,7 +131,7 @@ impl TokenEndpoint for Custom {
         Ok(Grant::new(Secret::new("t").unwrap(), secs(60)))
     }
 
-    fn rejects_token(&self, _: &Error) -> bool {
+    fn is_revocation(&self, _: &Error) -> bool {
         false
     }
 }

@@ -289,7 +289,7 @@ async fn refresh_now_with_a_wrong_password_is_rejected() {
     let auth = OcientAuth::new(BASE.parse().unwrap()).credentials("jdoe", "wrong");
     let (service, _recorder) = layered(mock, TokenRefreshLayer::new(auth));
     match service.refresh_now().await {
-        Err(Error::Rejected { vendor_code, .. }) => assert_eq!(vendor_code, -304),
+        Err(error @ Error::Rejected { .. }) => assert_eq!(error.vendor_code(), Some(-304)),
         other => panic!("expected a rejection, got {other:?}"),
     }
 }

@@ -48,15 +48,9 @@ fn matches(expect: Expect, got: &Result<Response<Body>, BoxError>) -> bool {
         },
     };
     match (expect, error) {
-        (
-            Rejected(x, s, v),
-            Error::Rejected {
-                exchange,
-                status,
-                vendor_code,
-                ..
-            },
-        ) => *exchange == x && status.as_u16() == s && *vendor_code == v,
+        (Rejected(x, s, v), Error::Rejected {
+            exchange, status, ..
+        }) => *exchange == x && status.as_u16() == s && error.vendor_code() == Some(v),
         (Invalid(x, text), Error::InvalidResponse { exchange, reason }) => {
             *exchange == x && reason.contains(text)
         }

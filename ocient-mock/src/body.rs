@@ -7,7 +7,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use crate::BoxError;
+/// The error every body and server of this crate speaks, as tower's `BoxError` is.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The mock's response body: bytes that can also fail part-way, for
 /// [`Fault::CutOff`](crate::Fault::CutOff).

@@ -10,6 +10,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::Body;
 use tokio::time::Instant;
 
+use crate::body::BoxError;
 use crate::body::MockBody;
 use crate::ids::query_id;
 use crate::mock::MockOcient;
@@ -18,7 +19,6 @@ use crate::wire::{
     bearer, json, read_json, require_json, ApiStatus, Failure, Issued, LoginRequest, QueryAnswer,
     RefreshRequest,
 };
-use crate::BoxError;
 
 /// The future returned by [`MockOcient`]'s `Service::call`.
 pub struct ResponseFuture {

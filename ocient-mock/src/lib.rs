@@ -113,8 +113,6 @@ pub use state::Counters;
 #[cfg(feature = "tls")]
 pub use tls::serve_tls;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 #[cfg(test)]
 mod tests {
     use super::*;

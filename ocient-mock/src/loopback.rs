@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinSet};
 use tower_service::Service;
 
-use crate::BoxError;
+use crate::body::BoxError;
 
 /// Keeps a persistent accept error (e.g. out of file descriptors) from spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);

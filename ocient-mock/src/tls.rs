@@ -17,8 +17,8 @@ use rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 
+use crate::body::BoxError;
 use crate::loopback::{serve_over, LoopbackServer};
-use crate::BoxError;
 
 /// The names the server certificate is good for: how a client on this
 /// machine may reach a loopback port.

@@ -7,8 +7,8 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::body::BoxError;
 use crate::body::MockBody;
-use crate::BoxError;
 
 const BODY_LIMIT: usize = 64 * 1024;
 

@@ -21,8 +21,10 @@
 //! request of the window, which starts it, to the endpoint's answer).
 
 mod common;
+mod naive_cache;
 
-use common::{request, Body, BoxFuture, NodeFuture, BASE, QUERY};
+use common::{request, Body, NodeFuture, BASE, QUERY};
+use naive_cache::NaiveAuth;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -34,13 +36,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::Full;
 use tokio::runtime::{Builder, Runtime};
 use tower::{BoxError, Layer, Service, ServiceExt};
 use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
 
-const REFRESH: &str = "https://sql-node.test:9443/v1/token_refresh";
 const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.initial.token";
 
 /// How long the token endpoint takes.
@@ -121,82 +122,6 @@ impl Service<Request<Body>> for Node {
                 NodeFuture::Ready(Some(Response::new(Full::new(Bytes::new()))))
             }
         }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// The baseline: a naive token cache that holds its lock across the refresh
-// ---------------------------------------------------------------------------------------
-
-/// The token and when it is due for a refresh.
-type NaiveToken = Option<(String, Instant)>;
-
-#[derive(Clone)]
-struct NaiveAuth<S> {
-    inner: S,
-    token: Arc<tokio::sync::Mutex<NaiveToken>>,
-}
-
-/// Calls the token endpoint: `POST /v1/token_refresh` with the current token.
-async fn naive_refresh<S>(inner: S, current: Option<&str>) -> Result<(String, Duration), BoxError>
-where
-    S: Service<Request<Body>, Response = Response<Body>>,
-    S::Error: Into<BoxError>,
-{
-    let mut request = Request::new(Full::new(Bytes::from_static(b"{}")));
-    *request.method_mut() = Method::POST;
-    *request.uri_mut() = Uri::from_static(REFRESH);
-    if let Some(current) = current {
-        let value = HeaderValue::from_str(&format!("Bearer {current}"))?;
-        request.headers_mut().insert(AUTHORIZATION, value);
-    }
-    let response = inner.oneshot(request).await.map_err(Into::into)?;
-    let body = response.into_body().collect().await?.to_bytes();
-    let answer: serde_json::Value = serde_json::from_slice(&body)?;
-    let token = answer["access_token"]
-        .as_str()
-        .ok_or("no access_token")?
-        .to_owned();
-    let lifetime = answer["expires_in"].as_f64().ok_or("no expires_in")?;
-    Ok((token, Duration::from_secs_f64(lifetime)))
-}
-
-impl<S> Service<Request<Body>> for NaiveAuth<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
-    S::Error: Into<BoxError>,
-    S::Future: Send,
-{
-    type Response = Response<Body>;
-    type Error = BoxError;
-    type Future = BoxFuture<Result<Response<Body>, BoxError>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        let inner = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, inner);
-        let token = Arc::clone(&self.token);
-        Box::pin(async move {
-            let header = {
-                let mut token = token.lock().await;
-                let due = token.as_ref().is_none_or(|(_, due)| Instant::now() >= *due);
-                if due {
-                    // The lock stays held for the whole exchange.
-                    let current = token.as_ref().map(|(t, _)| t.as_str());
-                    let (fresh, lifetime) = naive_refresh(inner.clone(), current).await?;
-                    *token = Some((fresh, Instant::now() + lifetime / 2));
-                }
-                let (current, _) = token.as_ref().ok_or("no token")?;
-                let mut value = HeaderValue::from_str(&format!("Bearer {current}"))?;
-                value.set_sensitive(true);
-                value
-            };
-            request.headers_mut().insert(AUTHORIZATION, header);
-            inner.oneshot(request).await.map_err(Into::into)
-        })
     }
 }
 
@@ -310,13 +235,7 @@ async fn control_window() -> Vec<Sample> {
 /// One window through the naive cache: a token that is due.
 async fn naive_window() -> Vec<Sample> {
     let node = Node::default();
-    let service = NaiveAuth {
-        inner: node.clone(),
-        token: Arc::new(tokio::sync::Mutex::new(Some((
-            TOKEN.to_owned(),
-            Instant::now(),
-        )))),
-    };
+    let service = NaiveAuth::new(node.clone(), TOKEN, Instant::now());
     window(service, &node, true).await
 }
 

@@ -344,3 +344,29 @@ async fn debug_shows_the_generation_and_phase_but_never_the_token() {
     assert!(shown.contains("Fresh"), "{shown}");
     assert!(!shown.contains("t0ken"), "{shown}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn status_shows_a_handed_in_token_without_installing_it() {
+    let handed_in = grant(0, 100);
+    let state = TokenState::new(timing(1), Some(handed_in), None, true);
+    advance(secs(60)).await;
+    let status = state.status();
+    assert_eq!(status.generation, 1);
+    assert_eq!(status.phase, crate::status::TokenPhase::Due);
+    assert_eq!(
+        status.expires_in,
+        Some(secs(40)),
+        "counted from when it was handed in"
+    );
+    assert!(state.hot.is_empty(), "nothing installed");
+    let tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    assert_eq!(tasks, 0, "no timer started, no idle refresh scheduled");
+    assert!(
+        matches!(state.join().unwrap(), Joined::Usable),
+        "the first use installs it"
+    );
+    assert_eq!(due(&state), Some(true));
+    assert_eq!(state.status().generation, 1);
+}

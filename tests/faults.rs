@@ -223,12 +223,7 @@ async fn on_token_reports_tokens_failures_and_refusals() {
     send(&service, query()).await.unwrap();
     assert_eq!(
         *events.lock().unwrap(),
-        [
-            "failed 1",
-            "obtained 1 60s",
-            "revoked 1",
-            "obtained 2 60s"
-        ]
+        ["failed 1", "obtained 1 60s", "revoked 1", "obtained 2 60s"]
     );
 }
 

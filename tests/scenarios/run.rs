@@ -48,9 +48,12 @@ fn matches(expect: Expect, got: &Result<Response<Body>, BoxError>) -> bool {
         },
     };
     match (expect, error) {
-        (Rejected(x, s, v), Error::Rejected {
-            exchange, status, ..
-        }) => *exchange == x && status.as_u16() == s && error.vendor_code() == Some(v),
+        (
+            Rejected(x, s, v),
+            Error::Rejected {
+                exchange, status, ..
+            },
+        ) => *exchange == x && status.as_u16() == s && error.vendor_code() == Some(v),
         (Invalid(x, text), Error::InvalidResponse { exchange, reason }) => {
             *exchange == x && reason.contains(text)
         }

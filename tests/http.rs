@@ -4,10 +4,6 @@
 
 mod common;
 
-#[allow(dead_code)]
-#[path = "../examples/support/tls.rs"]
-mod tls;
-
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,7 +14,7 @@ use tokio::task::JoinSet;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 use tower_token_refresh::{Error, OcientAuth, TokenRefresh, TokenRefreshLayer};
 
-use tls::{https_client, HttpsClient};
+use common::https::{https_client, HttpsClient};
 
 /// How the mock is served, and so how the client reaches it.
 #[derive(Debug, Clone, Copy)]

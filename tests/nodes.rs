@@ -3,10 +3,6 @@
 
 mod common;
 
-#[allow(dead_code)]
-#[path = "../examples/support/tls.rs"]
-mod tls;
-
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -16,7 +12,7 @@ use ocient_mock::{Fault, MockOcient, MockServer};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_token_refresh::{Error, OcientAuth, TokenEvent, TokenRefresh, TokenRefreshLayer};
 
-use tls::{https_client, HttpsClient};
+use common::https::{https_client, HttpsClient};
 
 type Client = TokenRefresh<HttpsClient<Full<Bytes>>>;
 

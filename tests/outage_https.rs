@@ -4,10 +4,6 @@
 
 mod common;
 
-#[allow(dead_code)]
-#[path = "../examples/support/tls.rs"]
-mod tls;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +16,8 @@ use tokio::time::{sleep, Instant};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_token_refresh::{Error, OcientAuth, TokenEvent, TokenRefresh, TokenRefreshLayer};
 
+use common::https::{https_client, HttpsClient};
 use common::{millis, query_to, secs};
-use tls::{https_client, HttpsClient};
 
 type Api = TokenRefresh<HttpsClient<Full<Bytes>>>;
 

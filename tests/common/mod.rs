@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod capture;
+pub mod https;
 pub mod outage;
 
 use std::convert::Infallible;

@@ -2,9 +2,8 @@
 //! hundreds of short-lived tokens, with failing, hanging and refused token requests,
 //! random latency, revocations and callers that give up.
 //!
-//! `STRESS_SEED=<n> cargo test --all-features --test stress -- --nocapture` replays a run.
-
-mod common;
+//! `STRESS_SEED=<n> cargo test --all-features --test failures stress -- --nocapture` replays a
+//! run.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,7 +14,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{auth, query, send};
 use http::{Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
@@ -24,6 +22,8 @@ use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout, Instant};
 use tower::{BoxError, Layer, Service};
 use tower_token_refresh::{Error, TokenRefreshLayer};
+
+use crate::common::{auth, query, send};
 
 const DEFAULT_SEED: u64 = 0x5EED_0F70_CE00_u64;
 /// Requests to issue, at least.

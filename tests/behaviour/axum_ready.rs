@@ -4,20 +4,19 @@
 //! outage with no request in between. The test serves a router of its own, in-process, on
 //! tokio's paused clock.
 
-mod common;
-
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
-use common::{layered, switched, BASE};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use ocient_mock::{Fault, MockOcient};
 use tokio::time::{sleep, Instant};
 use tower::ServiceExt;
 use tower_token_refresh::{OcientAuth, TokenRefresh, TokenRefreshLayer};
+
+use crate::common::{layered, switched, BASE};
 
 /// The layer for a service behind a readiness probe, as the example builds it: with no
 /// traffic, only the layer itself can make `/ready` green again after an outage.

@@ -1,16 +1,16 @@
 //! The layer's numbered behaviours, each on tokio's paused clock over an in-process mock.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{auth, layered, query, secs, send, token_error, BASE};
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::StatusCode;
 use ocient_mock::{Fault, MockOcient};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, Instant};
 use tower_token_refresh::{Error, OcientAuth, TokenRefreshLayer};
+
+use crate::common;
+use crate::common::{auth, layered, query, secs, send, token_error, BASE};
 
 const MINUTE: Duration = Duration::from_secs(60);
 

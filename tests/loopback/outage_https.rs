@@ -2,8 +2,6 @@
 //! hyper-util's legacy Client over hyper-rustls, the layer. Real time, short tokens; the
 //! bounds asserted are what the crate promises (seconds), far above what a run takes.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +14,8 @@ use tokio::time::{sleep, Instant};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_token_refresh::{Error, OcientAuth, TokenEvent, TokenRefresh, TokenRefreshLayer};
 
-use common::https::{https_client, HttpsClient};
-use common::{millis, query_to, secs};
+use crate::common::https::{https_client, HttpsClient};
+use crate::common::{millis, query_to, secs};
 
 type Api = TokenRefresh<HttpsClient<Full<Bytes>>>;
 

@@ -1,14 +1,13 @@
 //! What users see of the layer's types in `Debug`: enough to tell them apart and see their
 //! state, and never a secret.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{auth, layered, query};
 use ocient_mock::MockOcient;
 use tower::Service;
 use tower_token_refresh::{Grant, OcientAuth, Secret, TokenRefreshLayer};
+
+use crate::common::{auth, layered, query};
 
 #[test]
 fn a_secret_and_a_grant_show_their_shape_but_not_the_token() {

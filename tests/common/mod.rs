@@ -4,6 +4,7 @@
 pub mod capture;
 pub mod https;
 pub mod outage;
+pub mod tally;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -1,5 +1,5 @@
-//! Secrets stay out of `Debug`, `Display`, errors and tracing output ("Failure behaviour"
-//! item 7), even when the server echoes them back.
+//! Secrets stay out of `Debug`, `Display`, errors and tracing output, even when the server
+//! echoes them back.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};

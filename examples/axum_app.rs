@@ -167,7 +167,7 @@ async fn main() -> Result<(), BoxError> {
 /// outage that outlived the token, until a token is usable again. Without it, `/ready`
 /// would stay 503 after such an outage, the orchestrator would send no request, and no
 /// request means no new token: a deadlock only a restart breaks.
-pub fn token_layer(auth: OcientAuth) -> TokenRefreshLayer {
+fn token_layer(auth: OcientAuth) -> TokenRefreshLayer {
     TokenRefreshLayer::new(auth).refresh_when_idle(true)
 }
 
@@ -178,7 +178,7 @@ async fn ready(State(app): State<App>) -> (StatusCode, String) {
 
 /// 200 while the token is usable; 503 with the reason otherwise. The status holds no
 /// secret, and the layer's errors never quote the password or a token.
-pub fn readiness(status: TokenStatus) -> (StatusCode, String) {
+fn readiness(status: TokenStatus) -> (StatusCode, String) {
     if status.is_usable() {
         return (StatusCode::OK, "ready\n".into());
     }

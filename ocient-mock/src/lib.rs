@@ -87,6 +87,8 @@
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
 mod body;
+#[cfg(feature = "tls")]
+mod client;
 mod fault;
 mod handler;
 mod ids;
@@ -103,6 +105,8 @@ mod tls;
 mod wire;
 
 pub use body::MockBody;
+#[cfg(feature = "tls")]
+pub use client::{https_client, HttpsClient};
 pub use fault::Fault;
 pub use handler::ResponseFuture;
 pub use loopback::{serve, LoopbackServer};

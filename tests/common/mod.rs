@@ -2,7 +2,9 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod capture;
+pub mod https;
 pub mod outage;
+pub mod tally;
 
 use std::convert::Infallible;
 use std::future::Future;

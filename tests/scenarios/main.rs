@@ -43,9 +43,9 @@ mod rows {
     pub mod valid;
 }
 
-#[test]
-fn table_has_every_row_once() {
-    let all: Vec<&table::Row> = [
+/// Every row of the table, in order.
+fn all_rows() -> Vec<&'static table::Row> {
+    [
         rows::no_token::ROWS,
         rows::valid::ROWS,
         rows::invalid::ROWS,
@@ -53,10 +53,43 @@ fn table_has_every_row_once() {
     ]
     .into_iter()
     .flatten()
-    .collect();
+    .collect()
+}
+
+#[test]
+fn table_has_every_row_once() {
+    let all = all_rows();
     assert!(all.len() >= 30, "the table has {} rows", all.len());
     let mut names = std::collections::HashSet::new();
     for row in all {
         assert!(names.insert(row.name), "two rows named {:?}", row.name);
     }
+}
+
+/// How many scenarios the README says the table holds: the `N` of its "a table of N
+/// scenarios", which must be said exactly once.
+fn scenarios_the_readme_claims() -> usize {
+    const README: &str = include_str!("../../README.md");
+    let words: Vec<&str> = README.split_whitespace().collect();
+    let claims: Vec<usize> = words
+        .windows(2)
+        .filter(|pair| pair[1].trim_end_matches(|c: char| !c.is_alphanumeric()) == "scenarios")
+        .filter_map(|pair| pair[0].replace(',', "").parse().ok())
+        .collect();
+    assert_eq!(
+        claims.len(),
+        1,
+        "the README should give the number of scenarios once: {claims:?}"
+    );
+    claims[0]
+}
+
+#[test]
+fn the_table_has_as_many_rows_as_the_readme_says() {
+    let claimed = scenarios_the_readme_claims();
+    assert_eq!(
+        all_rows().len(),
+        claimed,
+        "the README says {claimed} scenarios: update it, or the table"
+    );
 }

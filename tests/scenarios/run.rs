@@ -11,8 +11,9 @@ use tokio::time::{sleep, timeout, Instant};
 use tower::{BoxError, Layer, Service, ServiceExt};
 use tower_token_refresh::{Error, OcientAuth, TokenRefresh, TokenRefreshLayer};
 
+use crate::common::tally::{Body, TalliedMock};
 use crate::common::{auth, query, send, BASE};
-use crate::server::{fault, seed_token, Body, Server};
+use crate::server::{fault, seed_token};
 use crate::table::*;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -75,8 +76,8 @@ fn count_ok(count: Count, actual: u64) -> bool {
 
 struct Rig {
     mock: MockOcient,
-    server: Server,
-    service: TokenRefresh<Server>,
+    server: TalliedMock,
+    service: TokenRefresh<TalliedMock>,
 }
 
 impl Rig {
@@ -93,7 +94,7 @@ async fn rig(row: &Row) -> Result<Rig, String> {
     let mock = MockOcient::new()
         .token_lifetime(lifetime)
         .errors_in_band(row.in_band);
-    let server = Server::new(mock.clone());
+    let server = TalliedMock::new(mock.clone());
     let ocient = match row.auth {
         Auth::Credentials => auth(),
         Auth::InitialToken => OcientAuth::new(BASE.parse().unwrap())
@@ -142,7 +143,8 @@ fn tally(rig: &Rig) -> Tally {
     Tally {
         counters: rig.mock.counters(),
         expired: rig.server.expired.load(Ordering::Relaxed),
-        refused: rig.server.refused.load(Ordering::Relaxed),
+        refused: rig.server.revoked.load(Ordering::Relaxed)
+            + rig.server.other.load(Ordering::Relaxed),
     }
 }
 

@@ -1,19 +1,18 @@
 //! The refresh point's random spread: a fleet started together does not refresh together,
 //! and the spread never swallows the window a token has to be refreshed in.
 
-mod common;
-
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use common::{auth, layered, millis, query, secs, send, BASE};
 use http::{Request, Response};
 use http_body_util::Full;
 use ocient_mock::MockOcient;
 use tokio::time::{sleep, Instant};
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
+
+use crate::common::{auth, layered, millis, query, secs, send, BASE};
 
 // Refresh points are spread over a tenth of the lifetime, so a fleet started together
 // does not refresh together.

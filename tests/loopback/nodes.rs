@@ -1,12 +1,6 @@
 //! A cluster of several SQL nodes: token requests fail over from a node that is down or
 //! failing, never from one that says the credentials are wrong. Over real loopback HTTP.
 
-mod common;
-
-#[allow(dead_code)]
-#[path = "../examples/support/tls.rs"]
-mod tls;
-
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -16,7 +10,8 @@ use ocient_mock::{Fault, MockOcient, MockServer};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_token_refresh::{Error, OcientAuth, TokenEvent, TokenRefresh, TokenRefreshLayer};
 
-use tls::{https_client, HttpsClient};
+use crate::common;
+use crate::common::https::{https_client, HttpsClient};
 
 type Client = TokenRefresh<HttpsClient<Full<Bytes>>>;
 

@@ -2,12 +2,6 @@
 //! Client over hyper-rustls, the layer. Every scenario runs twice: `over_http::` and
 //! `over_https::`.
 
-mod common;
-
-#[allow(dead_code)]
-#[path = "../examples/support/tls.rs"]
-mod tls;
-
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,7 +12,8 @@ use tokio::task::JoinSet;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 use tower_token_refresh::{Error, OcientAuth, TokenRefresh, TokenRefreshLayer};
 
-use tls::{https_client, HttpsClient};
+use crate::common;
+use crate::common::https::{https_client, HttpsClient};
 
 /// How the mock is served, and so how the client reaches it.
 #[derive(Debug, Clone, Copy)]

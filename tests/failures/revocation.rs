@@ -1,13 +1,10 @@
 //! A token the server revokes: the 401 retires exactly the token it answered, and
 //! `RetryUnauthorized` makes the revocation invisible to callers.
 
-mod common;
-
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use common::{auth, millis, query, secs, send, Recorder};
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use ocient_mock::{Fault, MockOcient};
@@ -15,6 +12,8 @@ use tokio::task::JoinSet;
 use tokio::time::sleep;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_token_refresh::{RetryUnauthorized, TokenRefreshLayer};
+
+use crate::common::{auth, millis, query, secs, send, Recorder};
 
 // A 401 retires exactly the token the request carried; a late 401 for a token already
 // replaced retires nothing; the 401 itself reaches the caller.

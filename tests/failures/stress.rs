@@ -2,28 +2,21 @@
 //! hundreds of short-lived tokens, with failing, hanging and refused token requests,
 //! random latency, revocations and callers that give up.
 //!
-//! `STRESS_SEED=<n> cargo test --all-features --test stress -- --nocapture` replays a run.
+//! `STRESS_SEED=<n> cargo test --all-features --test failures stress -- --nocapture` replays a
+//! run.
 
-mod common;
-
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
-use common::{auth, query, send};
-use http::{Request, Response, StatusCode};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http::{Response, StatusCode};
 use ocient_mock::{Fault, MockOcient};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout, Instant};
-use tower::{BoxError, Layer, Service};
+use tower::{BoxError, Layer};
 use tower_token_refresh::{Error, TokenRefreshLayer};
+
+use crate::common::tally::{Body, TalliedMock};
+use crate::common::{auth, query, send};
 
 const DEFAULT_SEED: u64 = 0x5EED_0F70_CE00_u64;
 /// Requests to issue, at least.
@@ -76,63 +69,6 @@ fn seed() -> u64 {
             parsed.unwrap_or_else(|_| panic!("STRESS_SEED={text:?} is not a u64"))
         }
         Err(_) => DEFAULT_SEED,
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The inner service: the mock, with query refusals tallied by cause
-// ---------------------------------------------------------------------------
-
-type Body = BoxBody<Bytes, BoxError>;
-
-/// The in-process mock, reading each `/v1/execute` answer's `status.vendor_code`.
-#[derive(Clone)]
-struct Server {
-    mock: MockOcient,
-    /// -1208: the query carried an expired token. Must stay 0.
-    expired: Arc<AtomicU64>,
-    /// -1205: revoked or unknown token (legitimate for queries in flight at a revocation).
-    revoked: Arc<AtomicU64>,
-    /// Any other non-zero vendor code.
-    other: Arc<AtomicU64>,
-}
-
-impl Service<Request<Full<Bytes>>> for Server {
-    type Response = Response<Body>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request<Full<Bytes>>) -> Self::Future {
-        let is_query = request.uri().path().starts_with("/v1/execute/");
-        let this = self.clone();
-        Box::pin(async move {
-            let mut mock = this.mock.clone();
-            let response = match mock.call(request).await {
-                Ok(response) => response,
-                Err(never) => match never {},
-            };
-            if !is_query {
-                return Ok(response.map(BodyExt::boxed));
-            }
-            let (parts, body) = response.into_parts();
-            let bytes = body.collect().await?.to_bytes();
-            let answer: serde_json::Value = serde_json::from_slice(&bytes)?;
-            let tally = match answer["status"]["vendor_code"].as_i64() {
-                Some(0) => None,
-                Some(-1208) => Some(&this.expired),
-                Some(-1205) => Some(&this.revoked),
-                _ => Some(&this.other),
-            };
-            if let Some(tally) = tally {
-                tally.fetch_add(1, Ordering::Relaxed);
-            }
-            let body = Full::new(bytes).map_err(|never: Infallible| match never {});
-            Ok(Response::from_parts(parts, body.boxed()))
-        })
     }
 }
 
@@ -254,7 +190,7 @@ struct Knobs {
     lifetime_changes: u64,
 }
 
-async fn storm(seed: u64, mock: MockOcient, server: Server) -> (Knobs, Stats) {
+async fn storm(seed: u64, mock: MockOcient, server: TalliedMock) -> (Knobs, Stats) {
     let layer = TokenRefreshLayer::new(auth()).refresh_timeout(REFRESH_TIMEOUT);
     let service = layer.layer(server);
     let mut rng = Rng(seed);
@@ -325,12 +261,7 @@ async fn storm_of_requests_never_sends_an_expired_token() {
         .token_lifetime(Duration::from_secs(30))
         // Past this the mock forgets tokens, and an expired one would read -1205.
         .refresh_lifetime(Duration::from_secs(365 * 24 * 3600));
-    let server = Server {
-        mock: mock.clone(),
-        expired: Arc::default(),
-        revoked: Arc::default(),
-        other: Arc::default(),
-    };
+    let server = TalliedMock::new(mock.clone());
     let started = Instant::now();
     let (knobs, stats) = timeout(RUN_LIMIT, storm(seed, mock.clone(), server.clone()))
         .await

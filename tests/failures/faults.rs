@@ -1,15 +1,12 @@
 //! A token endpoint that fails, hangs or is left behind by its caller, and a hook that
 //! panics: each test names the behaviour it pins down.
 
-mod common;
-
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use common::{auth, layered, millis, query, secs, send, token_error};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use ocient_mock::{Fault, MockOcient};
@@ -17,6 +14,8 @@ use tokio::task::JoinSet;
 use tokio::time::{sleep, Instant};
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 use tower_token_refresh::{Error, TokenRefreshLayer};
+
+use crate::common::{auth, layered, millis, query, secs, send, token_error};
 
 const UNAVAILABLE: Fault = Fault::Status(StatusCode::SERVICE_UNAVAILABLE);
 

@@ -1,14 +1,10 @@
-//! Secrets stay out of `Debug`, `Display`, errors and tracing output ("Failure behaviour"
-//! item 7), even when the server echoes them back.
-
-mod common;
+//! Secrets stay out of `Debug`, `Display`, errors and tracing output, even when the server
+//! echoes them back.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use common::capture::Capture;
-use common::{layered, query, secs, send, BASE};
 use http::header::AUTHORIZATION;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
@@ -16,6 +12,9 @@ use ocient_mock::{Fault, MockOcient};
 use tokio::time::sleep;
 use tower::{service_fn, ServiceBuilder};
 use tower_token_refresh::{Error, OcientAuth, TokenEvent, TokenRefreshLayer};
+
+use crate::common::capture::Capture;
+use crate::common::{layered, query, secs, send, BASE};
 
 #[tokio::test(start_paused = true)]
 async fn secrets_never_show() {

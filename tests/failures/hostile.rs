@@ -1,8 +1,6 @@
 //! Hostile token answers: malformed, oversized or absurd grants are typed errors, send
 //! nothing, and leave the layer able to recover.
 
-mod common;
-
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -10,13 +8,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{auth, layered, millis, query, secs, send, token_error};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use ocient_mock::{Fault, MockOcient};
 use tokio::time::sleep;
 use tower::{service_fn, ServiceBuilder};
 use tower_token_refresh::{Error, TokenRefreshLayer};
+
+use crate::common::{auth, layered, millis, query, secs, send, token_error};
 
 // Hostile answers are typed errors, send nothing, and the layer recovers afterwards.
 #[tokio::test(start_paused = true)]

@@ -1,10 +1,10 @@
-//! The layer's numbered behaviours, each on tokio's paused clock over an in-process mock.
-
-mod common;
+//! What the layer does with the token on every request: puts it on, logs in once for
+//! concurrent callers, refreshes it in the background, never sends a dead one, logs in again
+//! when a refresh is refused, and reports a wrong password. On tokio's paused clock over an
+//! in-process mock.
 
 use std::time::Duration;
 
-use common::{auth, layered, query, secs, send, token_error, BASE};
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::StatusCode;
 use ocient_mock::{Fault, MockOcient};
@@ -12,13 +12,16 @@ use tokio::task::JoinSet;
 use tokio::time::{sleep, Instant};
 use tower_token_refresh::{Error, OcientAuth, TokenRefreshLayer};
 
+use crate::common;
+use crate::common::{auth, layered, query, secs, send, token_error, BASE};
+
 const MINUTE: Duration = Duration::from_secs(60);
 
 fn bearer_of(seen: &common::Seen) -> String {
     seen.headers[AUTHORIZATION].to_str().unwrap().to_owned()
 }
 
-// 1. Every request to the API's origin carries `Authorization: Bearer <token>`, sensitive.
+// Every request to the API's origin carries `Authorization: Bearer <token>`, sensitive.
 #[tokio::test(start_paused = true)]
 async fn requests_carry_a_sensitive_bearer_token() {
     let (service, recorder) = layered(MockOcient::new(), TokenRefreshLayer::new(auth()));
@@ -39,7 +42,7 @@ async fn requests_carry_a_sensitive_bearer_token() {
     assert_eq!(recorder.mock.counters().queries_ok, 3);
 }
 
-// 2. No token yet: one login, sent through the inner service, shared by concurrent callers.
+// No token yet: one login, sent through the inner service, shared by concurrent callers.
 #[tokio::test(start_paused = true)]
 async fn concurrent_first_requests_share_one_login() {
     let mock = MockOcient::new().latency(Duration::from_millis(200));
@@ -65,8 +68,8 @@ async fn concurrent_first_requests_share_one_login() {
     );
 }
 
-// 3. Once half the lifetime is left, the next request starts one background refresh and
-//    goes out at once with the current token.
+// Once half the lifetime is left, the next request starts one background refresh and goes
+// out at once with the current token.
 #[tokio::test(start_paused = true)]
 async fn refresh_runs_in_the_background_once_half_the_lifetime_is_left() {
     let mock = MockOcient::new().token_lifetime(secs(100));
@@ -124,7 +127,7 @@ async fn refresh_runs_in_the_background_once_half_the_lifetime_is_left() {
     );
 }
 
-// 3. `refresh_at` moves the refresh point.
+// `refresh_at` moves the refresh point.
 #[tokio::test(start_paused = true)]
 async fn refresh_at_moves_the_refresh_point() {
     let mock = MockOcient::new().token_lifetime(secs(100));
@@ -144,7 +147,7 @@ async fn refresh_at_moves_the_refresh_point() {
     );
 }
 
-// 3 and 4. A dead token: callers wait, all on one token request, driven by tokio's clock.
+// A dead token: callers wait, all on one token request; tokio's clock drives the expiry.
 #[tokio::test(start_paused = true)]
 async fn a_thousand_callers_at_an_expired_token_cause_one_token_request() {
     let mock = MockOcient::new().token_lifetime(MINUTE);
@@ -174,8 +177,8 @@ async fn a_thousand_callers_at_an_expired_token_cause_one_token_request() {
     assert_eq!(counters.queries_ok, 1001);
 }
 
-// 3. Inside the safety margin before expiry the token is dead to us, though not yet to the
-//    server: callers wait for a refresh of it, never send it.
+// Inside the safety margin before expiry the token is dead to us, though not yet to the
+// server: callers wait for a refresh of it, never send it.
 #[tokio::test(start_paused = true)]
 async fn a_token_about_to_expire_is_refreshed_not_sent() {
     let mock = MockOcient::new().token_lifetime(MINUTE);
@@ -190,7 +193,7 @@ async fn a_token_about_to_expire_is_refreshed_not_sent() {
     assert_eq!(counters.queries_bad_token, 0);
 }
 
-// 5. A refresh refused because the token is no good: log in again.
+// A refresh refused because the token is no good: log in again.
 #[tokio::test(start_paused = true)]
 async fn refused_refresh_falls_back_to_login() {
     for (status, vendor_code) in [
@@ -225,7 +228,7 @@ async fn refused_refresh_falls_back_to_login() {
     }
 }
 
-// 5. Without credentials a dead token is an error, promptly, and never sent.
+// Without credentials a dead token is an error, promptly, and never sent.
 #[tokio::test(start_paused = true)]
 async fn without_credentials_a_dead_token_fails_promptly() {
     let mock = MockOcient::new();
@@ -252,7 +255,7 @@ async fn without_credentials_a_dead_token_fails_promptly() {
     assert_eq!(recorder.seen_at("/v1/execute/retail_analytics").len(), 1);
 }
 
-// 5. An initial token is refreshed, without credentials, for as long as the server allows.
+// An initial token is refreshed, without credentials, for as long as the server allows.
 #[tokio::test(start_paused = true)]
 async fn an_initial_token_is_refreshed_without_credentials() {
     let mock = MockOcient::new().token_lifetime(MINUTE);
@@ -277,7 +280,7 @@ async fn an_initial_token_is_refreshed_without_credentials() {
     assert_eq!(counters.queries_bad_token, 0);
 }
 
-// 6. A wrong password is `Rejected` with vendor code -304, however the server says it.
+// A wrong password is `Rejected` with vendor code -304, however the server says it.
 #[tokio::test(start_paused = true)]
 async fn wrong_password_is_rejected_with_vendor_code_304() {
     for in_band in [false, true] {

@@ -2,12 +2,9 @@
 //! call, a waiting request holds no slot of it, the token goes only to the API's origins,
 //! and a runtime that goes away takes no stale token with it.
 
-mod common;
-
 use std::task::Poll;
 
 use bytes::Bytes;
-use common::{auth, layered, millis, query, query_to, secs, send, token_error, Recorder, BASE};
 use http::header::AUTHORIZATION;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
@@ -16,6 +13,11 @@ use tokio::task::JoinSet;
 use tokio::time::sleep;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_token_refresh::{Error, OcientAuth, TokenRefreshLayer};
+
+use crate::common;
+use crate::common::{
+    auth, layered, millis, query, query_to, secs, send, token_error, Recorder, BASE,
+};
 
 // The token goes only to the API's origin, origins added with `allow_origin`, and
 // origin-form requests.

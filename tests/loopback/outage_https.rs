@@ -2,12 +2,6 @@
 //! hyper-util's legacy Client over hyper-rustls, the layer. Real time, short tokens; the
 //! bounds asserted are what the crate promises (seconds), far above what a run takes.
 
-mod common;
-
-#[allow(dead_code)]
-#[path = "../examples/support/tls.rs"]
-mod tls;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +14,8 @@ use tokio::time::{sleep, Instant};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_token_refresh::{Error, OcientAuth, TokenEvent, TokenRefresh, TokenRefreshLayer};
 
-use common::{millis, query_to, secs};
-use tls::{https_client, HttpsClient};
+use crate::common::https::{https_client, HttpsClient};
+use crate::common::{millis, query_to, secs};
 
 type Api = TokenRefresh<HttpsClient<Full<Bytes>>>;
 

@@ -2,21 +2,20 @@
 //! traffic or with none, a server's `Retry-After`, and a new token asked for now. On tokio's
 //! paused clock, over the in-process mock behind a switch that closes its port.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use common::outage::Switch;
-use common::{
-    assert_nothing_left, auth, layered, millis, query, secs, send, switched, token_error, Recorder,
-    BASE,
-};
 use http::StatusCode;
 use ocient_mock::{Fault, MockOcient};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, Instant};
 use tower_token_refresh::{Error, OcientAuth, TokenRefresh, TokenRefreshLayer};
+
+use crate::common::outage::Switch;
+use crate::common::{
+    assert_nothing_left, auth, layered, millis, query, secs, send, switched, token_error, Recorder,
+    BASE,
+};
 
 type Service = TokenRefresh<Switch<Recorder>>;
 

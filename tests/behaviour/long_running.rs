@@ -2,18 +2,18 @@
 //! behind when the layer goes, a startup check, a status for health checks, and passwords
 //! that rotate. On tokio's paused clock, over the in-process mock.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{assert_nothing_left, auth, layered, query, secs, send, token_error, BASE};
 use http::StatusCode;
 use ocient_mock::{Fault, MockOcient};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, Instant};
 use tower_token_refresh::{Error, OcientAuth, TokenPhase, TokenRefreshLayer};
+
+use crate::common;
+use crate::common::{assert_nothing_left, auth, layered, query, secs, send, token_error, BASE};
 
 /// 60 s tokens, and token requests that take a second, so a request that waits for one
 /// shows on the clock.

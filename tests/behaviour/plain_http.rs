@@ -4,16 +4,16 @@
 //! Over the in-process mock behind a recorder, which counts every request that reaches the
 //! wrapped service.
 
-mod common;
-
 use bytes::Bytes;
-use common::{layered, query_to, secs, send, token_error};
 use http::header::AUTHORIZATION;
 use http::{Request, Uri};
 use ocient_mock::MockOcient;
 use tower_token_refresh::{
     Answer, Error, Grant, LoginFuture, OcientAuth, Secret, TokenEndpoint, TokenRefreshLayer,
 };
+
+use crate::common;
+use crate::common::{layered, query_to, secs, send, token_error};
 
 const PLAIN: &str = "http://sql-node.test:9090";
 

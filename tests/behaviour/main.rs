@@ -1,0 +1,23 @@
+//! What the layer does and promises, each on tokio's paused clock over the in-process mock:
+//!
+//! - `essentials`: the token on every request, one login for concurrent callers, the
+//!   background refresh, dead tokens, a refused refresh, a wrong password;
+//! - `contract`: the tower contract and where the token goes;
+//! - `plain_http`: nothing secret over plain http to another host;
+//! - `spread`: a fleet started together does not refresh together;
+//! - `long_running`: idle refresh, nothing left behind, `warm_up`, `status`, rotating
+//!   passwords; `axum_ready`: the readiness probe the axum example shows;
+//! - `debug`: what every public type shows in `Debug`; `secrets`: no secret in any output,
+//!   even when the server echoes one.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod axum_ready;
+mod contract;
+mod debug;
+mod essentials;
+mod long_running;
+mod plain_http;
+mod secrets;
+mod spread;

@@ -1,0 +1,18 @@
+//! When the token endpoint fails, on tokio's paused clock over the in-process mock:
+//!
+//! - `faults`: refreshes that fail, hang or lose their caller, and a hook that panics;
+//! - `hostile`: token answers that are malformed, oversized or absurd;
+//! - `revocation`: a 401 retires the token it answered, and `RetryUnauthorized` (feature
+//!   `retry`) hides the revocation from callers;
+//! - `recovery`: outages that outlive the token, `Retry-After`, `refresh_now`;
+//! - `stress`: a seeded storm of all of the above.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod faults;
+mod hostile;
+mod recovery;
+#[cfg(feature = "retry")]
+mod revocation;
+mod stress;

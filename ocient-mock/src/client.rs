@@ -13,7 +13,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 
-use crate::BoxError;
+use crate::body::BoxError;
 
 /// hyper-util's legacy `Client` over hyper-rustls, from [`https_client`].
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]

@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use ocient_mock::MockOcient;
 use tower::Service;
 use tower_token_refresh::{
-    Answer, Error, Exchange, Grant, OcientAuth, Secret, TokenEvent, TokenRefreshLayer,
+    Answer, Error, ErrorCode, Exchange, Grant, OcientAuth, Secret, TokenEvent, TokenRefreshLayer,
 };
 
 use crate::common::{auth, layered, query, secs, send, BASE};
@@ -144,15 +144,17 @@ fn ocient_auth_shows_its_nodes_user_and_database_but_no_password_userinfo_or_tok
 fn every_error_shows_its_fields() {
     let refused: Arc<dyn std::error::Error + Send + Sync> =
         Arc::new(std::io::Error::other("connection refused"));
-    let errors: [(Error, &[&str]); 7] = [
+    let errors: [(Error, &[&str]); 8] = [
         (
-            Error::Rejected {
-                exchange: Exchange::Login,
-                status: StatusCode::UNAUTHORIZED,
-                vendor_code: -304,
-                sql_state: "08004".into(),
-                reason: "bad password".into(),
-            },
+            Error::rejected(
+                Exchange::Login,
+                StatusCode::UNAUTHORIZED,
+                Some(ErrorCode::Ocient {
+                    vendor_code: -304,
+                    sql_state: "08004".into(),
+                }),
+                "bad password",
+            ),
             &[
                 "Rejected",
                 "exchange: Login",
@@ -160,6 +162,21 @@ fn every_error_shows_its_fields() {
                 "vendor_code: -304",
                 r#"sql_state: "08004""#,
                 r#"reason: "bad password""#,
+            ],
+        ),
+        (
+            Error::rejected(
+                Exchange::Refresh,
+                StatusCode::BAD_REQUEST,
+                Some(ErrorCode::Named("invalid_grant".into())),
+                "spent",
+            ),
+            &[
+                "Rejected",
+                "exchange: Refresh",
+                "status: 400",
+                r#"Named("invalid_grant")"#,
+                r#"reason: "spent""#,
             ],
         ),
         (
@@ -215,7 +232,7 @@ async fn a_credentials_error_hides_what_the_provider_said() {
     let shown = format!("{error:?}");
     assert_shows_but_hides(
         &shown,
-        &["Credentials", "ProviderError(<not shown>)"],
+        &["Provider", "ProviderError(<not shown>)"],
         "pa55",
     );
 }
@@ -266,8 +283,8 @@ fn token_events_show_what_happened_but_no_token() {
             &["FailedOver", "sql-node-1", "sql-node-2", "Timeout"],
         ),
         (
-            TokenEvent::Invalidated { generation: 2 },
-            &["Invalidated", "generation: 2"],
+            TokenEvent::Revoked { generation: 2 },
+            &["Revoked", "generation: 2"],
         ),
     ];
     for (event, fields) in &events {

@@ -230,11 +230,7 @@ async fn a_credentials_error_hides_what_the_provider_said() {
     let (service, _recorder) = layered(MockOcient::new(), TokenRefreshLayer::new(auth));
     let error = service.warm_up().await.unwrap_err();
     let shown = format!("{error:?}");
-    assert_shows_but_hides(
-        &shown,
-        &["Provider", "ProviderError(<not shown>)"],
-        "pa55",
-    );
+    assert_shows_but_hides(&shown, &["Provider", "ProviderError(<not shown>)"], "pa55");
 }
 
 #[test]

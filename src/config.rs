@@ -7,7 +7,6 @@ use http::Uri;
 
 use crate::endpoint::TokenEndpoint;
 use crate::error::Error;
-use crate::event::{self, Hook, TokenEvent};
 use crate::origin::Origin;
 use crate::revoker::{Revoker, Revokers};
 
@@ -19,8 +18,6 @@ pub(crate) struct Config {
     pub(crate) refresh_timeout: Duration,
     /// The user opted in to tokens over plain http to hosts that are not loopback.
     plain_http_allowed: bool,
-    /// Told of failovers between nodes.
-    hook: Option<Hook>,
     /// What responses revoke their token through.
     revokers: Revokers,
 }
@@ -42,7 +39,6 @@ impl Config {
         endpoint: Arc<dyn TokenEndpoint>,
         extra_origins: &[Origin],
         refresh_timeout: Duration,
-        hook: Option<Hook>,
         revokers: Revokers,
     ) -> Config {
         let nodes = endpoint.other_origins();
@@ -56,7 +52,6 @@ impl Config {
             endpoint,
             origins,
             refresh_timeout,
-            hook,
             revokers,
         }
     }
@@ -64,11 +59,6 @@ impl Config {
     /// The revoker for a request sent from `place` (see [`Revokers::pick`]).
     pub(crate) fn revoker(&self, place: usize) -> Arc<Revoker> {
         self.revokers.pick(place)
-    }
-
-    /// Tells the user's hook, if any.
-    pub(crate) fn report(&self, event: &TokenEvent<'_>) {
-        event::tell(self.hook.as_ref(), event);
     }
 
     /// Whether a request for `uri` carries the token: it names one of our origins, or none
@@ -147,13 +137,7 @@ mod tests {
         };
         let extra: Vec<Origin> = extra.iter().map(|uri| origin(uri)).collect();
         let revokers = Revokers::none();
-        Config::new(
-            Arc::new(endpoint),
-            &extra,
-            Duration::from_secs(1),
-            None,
-            revokers,
-        )
+        Config::new(Arc::new(endpoint), &extra, Duration::from_secs(1), revokers)
     }
 
     fn route(config: &Config, uri: &str) -> String {

@@ -148,8 +148,11 @@ pub trait TokenEndpoint: std::fmt::Debug + Send + Sync + 'static {
     /// Turns an answer into a grant, or into the error that explains why not.
     fn read_answer(&self, answer: Answer<'_>) -> Result<Grant, Error>;
 
-    /// Whether `error` says the token is revoked (expired, unknown, no longer taken by the server),
-    /// so refreshing it cannot help and only a new login can.
+    /// Whether `error` says the token is revoked (expired, unknown, no longer taken by the
+    /// server), so refreshing it cannot help and only a new login can.
+    ///
+    /// Such an error is a judgement, not an outage: the layer does not fail over to another
+    /// node for it, and waits the full backoff before asking again.
     fn is_revocation(&self, error: &Error) -> bool;
 
     /// A token obtained elsewhere, to use before logging in. Its lifetime counts from now.

@@ -52,7 +52,12 @@ impl fmt::Display for Exchange {
 pub enum Error {
     /// The endpoint answered, and said no: a non-2xx status, or an error code in a 2xx
     /// answer (as Ocient's `vendor_code` can be). Built with [`Error::rejected`].
-    #[error("{exchange} rejected: HTTP {status}{}: {reason}", code_text(code))]
+    #[error(
+        "{exchange} rejected: HTTP {status}{}{}",
+        code_text(code),
+        reason_text(reason)
+    )]
+    #[non_exhaustive]
     Rejected {
         /// Which request was rejected.
         exchange: Exchange,
@@ -60,8 +65,8 @@ pub enum Error {
         status: StatusCode,
         /// The protocol's own error code, when the answer carried one.
         code: Option<ErrorCode>,
-        /// The server's reason, printable and at most 256 characters, with any secret the
-        /// layer knows removed.
+        /// The server's reason, without control characters, with any secret the layer knows
+        /// removed, and at most 256 characters.
         reason: String,
     },
     /// The endpoint answered with something the layer cannot use.
@@ -150,16 +155,28 @@ fn code_text(code: &Option<ErrorCode>) -> String {
         .unwrap_or_default()
 }
 
+/// `: <reason>` when the server gave one, for a rejection's message.
+fn reason_text(reason: &str) -> String {
+    match reason {
+        "" => String::new(),
+        reason => format!(": {reason}"),
+    }
+}
+
 /// The longest `reason` (and named code) an error repeats from the server.
 const MAX_REASON: usize = 256;
 
-/// Server text as an error repeats it: no control characters (a log line stays one line),
-/// and short.
+/// Server text without control characters, so that a log line stays one line and a
+/// terminal takes no orders from it.
 fn printable(text: &str) -> String {
-    text.chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_REASON)
-        .collect()
+    text.chars().filter(|c| !c.is_control()).collect()
+}
+
+/// At most [`MAX_REASON`] characters of `text`.
+fn shorten(text: &mut String) {
+    if let Some((cut, _)) = text.char_indices().nth(MAX_REASON) {
+        text.truncate(cut);
+    }
 }
 
 /// A credentials provider's own error. Its `Display` is the provider's message; its `Debug`
@@ -193,23 +210,31 @@ impl std::error::Error for ProviderError {
 
 impl Error {
     /// A token request the endpoint answered and rejected. `reason` is the server's own
-    /// text: control characters are dropped and it is cut to 256 characters, so remove any
-    /// secret from it first. A [`ErrorCode::Named`] is cleaned the same way.
+    /// text (empty when it gave none), and the code's text is the server's too: control
+    /// characters are dropped from both here. The layer then removes the tokens it traded
+    /// in, should the server have echoed them, and cuts the text to 256 characters; remove
+    /// any other secret you know (a password) before.
     pub fn rejected(
         exchange: Exchange,
         status: StatusCode,
         code: Option<ErrorCode>,
-        reason: &str,
+        reason: impl AsRef<str>,
     ) -> Self {
         let code = code.map(|code| match code {
             ErrorCode::Named(name) => ErrorCode::Named(printable(&name)),
-            ocient => ocient,
+            ErrorCode::Ocient {
+                vendor_code,
+                sql_state,
+            } => ErrorCode::Ocient {
+                vendor_code,
+                sql_state: printable(&sql_state),
+            },
         });
         Error::Rejected {
             exchange,
             status,
             code,
-            reason: printable(reason),
+            reason: printable(reason.as_ref()),
         }
     }
 
@@ -252,113 +277,43 @@ impl Error {
 
     /// Removes `secret` from any text the server sent back, in case it echoed a token.
     pub(crate) fn without_secret(mut self, secret: &str) -> Self {
-        if let Error::Rejected { reason, .. } | Error::InvalidResponse { reason, .. } = &mut self {
-            if !secret.is_empty() && reason.contains(secret) {
-                *reason = reason.replace(secret, "<redacted>");
+        if secret.is_empty() {
+            return self;
+        }
+        for text in self.server_text() {
+            if text.contains(secret) {
+                *text = text.replace(secret, "<redacted>");
             }
         }
         self
     }
+
+    /// Cuts the text the server sent back to 256 characters: once the secrets are out, so
+    /// that no cut leaves part of one behind.
+    pub(crate) fn shortened(mut self) -> Self {
+        for text in self.server_text() {
+            shorten(text);
+        }
+        self
+    }
+
+    /// The text in this error that came from the server.
+    fn server_text(&mut self) -> Vec<&mut String> {
+        match self {
+            Error::Rejected { reason, code, .. } => {
+                let mut texts = vec![reason];
+                match code {
+                    Some(ErrorCode::Named(name)) => texts.push(name),
+                    Some(ErrorCode::Ocient { sql_state, .. }) => texts.push(sql_state),
+                    None => {}
+                }
+                texts
+            }
+            Error::InvalidResponse { reason, .. } => vec![reason],
+            _ => Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rejected(reason: &str) -> Error {
-        let code = ErrorCode::Ocient {
-            vendor_code: -1205,
-            sql_state: "08004".into(),
-        };
-        Error::rejected(
-            Exchange::Refresh,
-            StatusCode::UNAUTHORIZED,
-            Some(code),
-            reason,
-        )
-    }
-
-    #[test]
-    fn a_secret_the_server_echoed_is_redacted_everywhere_it_shows() {
-        for error in [
-            rejected("token t0k3n-abc is unknown, t0k3n-abc!"),
-            Error::invalid_response(Exchange::Refresh, "t0k3n-abc is unknown, t0k3n-abc!"),
-        ] {
-            let error = error.without_secret("t0k3n-abc");
-            let shown = format!("{error} {error:?}");
-            assert!(!shown.contains("t0k3n-abc"), "{shown}");
-            assert_eq!(shown.matches("<redacted>").count(), 4, "{shown}");
-        }
-    }
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("vault sealed: s3cr3t")]
-    struct Sealed(#[source] std::io::Error);
-
-    #[test]
-    fn a_provider_error_is_told_only_to_whoever_asks_for_it() {
-        let cause = std::io::Error::other("disk gone");
-        let error = Error::Provider {
-            source: ProviderError::new(Box::new(Sealed(cause))),
-        };
-        assert_eq!(error.to_string(), "the credentials provider failed");
-        let debug = format!("{error:?}");
-        assert!(debug.contains("ProviderError(<not shown>)"), "{debug}");
-        assert!(!debug.contains("s3cr3t"), "{debug}");
-        let provider = std::error::Error::source(&error).expect("the provider's error");
-        assert_eq!(provider.to_string(), "vault sealed: s3cr3t");
-        let cause = provider.source().expect("and what it says caused it");
-        assert_eq!(cause.to_string(), "disk gone");
-    }
-
-    #[test]
-    fn a_rejection_says_its_code_and_keeps_server_text_to_one_short_line() {
-        let named = Error::rejected(
-            Exchange::Refresh,
-            StatusCode::BAD_REQUEST,
-            Some(ErrorCode::Named("invalid_grant\n".into())),
-            &format!("spent\r\ntoken{}", "x".repeat(300)),
-        );
-        assert_eq!(
-            named.code(),
-            Some(&ErrorCode::Named("invalid_grant".into()))
-        );
-        assert_eq!(named.vendor_code(), None);
-        let Error::Rejected { reason, .. } = &named else {
-            unreachable!()
-        };
-        assert_eq!(reason.chars().count(), 256);
-        assert!(reason.starts_with("spenttokenxxx"), "{reason}");
-        assert!(
-            named.to_string().starts_with(
-                "token refresh rejected: HTTP 400 Bad Request, error invalid_grant: spent"
-            ),
-            "{named}"
-        );
-        let ocient = rejected("no");
-        assert_eq!(ocient.vendor_code(), Some(-1205));
-        assert_eq!(
-            ocient.to_string(),
-            "token refresh rejected: HTTP 401 Unauthorized, vendor_code -1205, sql_state 08004: no"
-        );
-        let bare = Error::rejected(Exchange::Login, StatusCode::FORBIDDEN, None, "");
-        assert_eq!((bare.code(), bare.vendor_code()), (None, None));
-        assert_eq!(bare.to_string(), "login rejected: HTTP 403 Forbidden: ");
-        assert_eq!(Error::MissingCredentials.code(), None);
-    }
-
-    #[test]
-    fn text_without_the_secret_is_left_alone() {
-        let error = rejected("token unknown").without_secret("t0k3n-abc");
-        assert!(error.to_string().ends_with(": token unknown"), "{error}");
-        // An empty secret is in every text: it redacts nothing.
-        let error = rejected("token unknown").without_secret("");
-        assert!(error.to_string().ends_with(": token unknown"), "{error}");
-        let timeout = Error::Timeout {
-            exchange: Exchange::Login,
-            after: Duration::from_secs(1),
-        };
-        let shown = timeout.to_string();
-        assert_eq!(timeout.without_secret("1").to_string(), shown);
-    }
-}
+mod tests;

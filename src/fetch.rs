@@ -18,7 +18,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use crate::config::Config;
 use crate::endpoint::Answer;
 use crate::error::{BoxError, Error, Exchange};
-use crate::event::TokenEvent;
+use crate::event::{self, Hook, TokenEvent};
 use crate::grant::Grant;
 use crate::inner::{HttpResponse, InnerService};
 use crate::retry_after::server_wait;
@@ -33,6 +33,8 @@ pub(crate) struct Fetcher<S, B> {
     config: Arc<Config>,
     /// What the last answer's `Retry-After` asked for, if anything.
     server_wait: Option<Duration>,
+    /// The user's hook, lent by the state for the attempt under way.
+    hook: Option<Hook>,
     _body: PhantomData<fn(B)>,
 }
 
@@ -43,6 +45,7 @@ impl<S: Clone, B> Clone for Fetcher<S, B> {
             service: self.service.clone(),
             config: Arc::clone(&self.config),
             server_wait: None,
+            hook: None,
             _body: PhantomData,
         }
     }
@@ -78,6 +81,7 @@ where
             service,
             config: Arc::clone(config),
             server_wait: None,
+            hook: None,
             _body: PhantomData,
         })
     }
@@ -113,12 +117,18 @@ where
     }
 
     /// Refreshes the current token; logs in when there is none, when it is past saving, or
-    /// when the server refuses to refresh it.
+    /// when the server rejects its refresh as revoked.
     async fn run(&mut self, plan: Plan) -> Result<Grant, Error> {
+        let Plan {
+            current,
+            login_first,
+            hook,
+        } = plan;
+        self.hook = hook;
         // Asked once per attempt; the future made to ask is dropped unpolled.
         let can_log_in = self.config.endpoint.login().is_some();
-        let current = match plan.current {
-            Some(current) if !(plan.login_first && can_log_in) => current,
+        let current = match current {
+            Some(current) if !(login_first && can_log_in) => current,
             _ => return self.exchange(None).await,
         };
         match self.exchange(Some(&current)).await {
@@ -149,21 +159,21 @@ where
                 to: &to,
                 error: &error,
             };
-            self.config.report(&event);
+            event::tell(self.hook.as_ref(), &event);
         }
     }
 
     /// Whether the server judged the credentials or the token (or the layer will not send
     /// them at all): trying again unasked would only count against the account.
     fn judged_us(&self, error: &Error) -> bool {
-        let refused = match error {
+        let judged = match error {
             Error::Rejected { status, .. } => {
                 *status == StatusCode::UNAUTHORIZED || *status == StatusCode::FORBIDDEN
             }
             Error::MissingCredentials | Error::InsecureTransport { .. } => true,
             _ => false,
         };
-        refused || self.config.endpoint.is_revocation(error)
+        judged || self.config.endpoint.is_revocation(error)
     }
 
     /// Whether `error` is the node's fault, so another node may do better. A node the
@@ -198,10 +208,12 @@ where
                 after: timeout,
             }),
         };
-        match current {
+        let outcome = match current {
             Some(current) => outcome.map_err(|e| without_secrets(e, current)),
             None => outcome,
-        }
+        };
+        // Cut only now: a secret across the cut would leave part of itself behind.
+        outcome.map_err(Error::shortened)
     }
 
     async fn send(

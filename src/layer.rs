@@ -158,7 +158,7 @@ impl TokenRefreshLayer {
     /// fleet against a cluster that recovers slowly; a server that needs more time says so
     /// with `Retry-After`, which the layer's own attempts honour (only
     /// [`refresh_now`](crate::TokenRefresh::refresh_now), and a token revoked while callers
-    /// wait, go ahead of it). A server that answers and refuses (a wrong password) gets the
+    /// wait, go ahead of it). A server that answers and rejects the login (a wrong password) gets the
     /// full backoff: asking again soon would not change its mind.
     #[must_use]
     pub fn retry_backoff_while_down(self, max: Duration) -> Self {
@@ -262,6 +262,14 @@ impl<S> Layer<S> for TokenRefreshLayer {
 
 impl fmt::Debug for TokenRefreshLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.settings.fmt(f)
+        let settings = &self.settings;
+        f.debug_struct("TokenRefreshLayer")
+            .field("endpoint", &settings.endpoint)
+            .field("timing", &settings.timing)
+            .field("refresh_timeout", &settings.refresh_timeout)
+            .field("extra_origins", &settings.extra_origins)
+            .field("on_token", &settings.hook.as_ref().map(|_| "<hook>"))
+            .field("refresh_when_idle", &settings.refresh_when_idle)
+            .finish()
     }
 }

@@ -45,14 +45,14 @@
 //!
 //! - **Grant**: what a login or refresh obtains: an access token, its lifetime, and for some
 //!   protocols a refresh token ([`Grant`]).
-//! - **Generation**: the number of a token, counting from 1, in [`TokenStatus`] and every
-//!   [`TokenEvent`]; a newer token has a higher one.
+//! - **Generation**: the number of a token, counting from 1, in [`TokenStatus`] and in the
+//!   [`TokenEvent`]s about a token; a newer token has a higher one.
 //! - **Phases** ([`TokenPhase`]): a token is **fresh** (sent), then **due** (sent, and a
 //!   refresh is under way) from its **refresh point**, then **dead** (no longer sent) from its
 //!   **dead point**, a safety margin before it **expires**. A token is **revoked** when the
-//!   server no longer takes it: a request carrying it was answered 401, or its refresh was
-//!   rejected as no good ([`TokenEndpoint::is_revocation`]). A revoked token is replaced by a
-//!   login.
+//!   server no longer takes it: a request carrying it was answered 401 (its phase says so),
+//!   or a refresh of it was rejected in a way [`TokenEndpoint::is_revocation`] recognises.
+//!   Only a new login replaces a revoked token, when the endpoint can log in.
 //! - **Exchange** ([`Exchange`]): one login or one refresh, sent through the wrapped service.
 //!   **Rejected** ([`Error::Rejected`]): the endpoint answered an exchange and said no, with
 //!   its status and the protocol's own [`ErrorCode`].

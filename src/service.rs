@@ -112,7 +112,7 @@ impl<S> TokenRefresh<S> {
     /// to try now. An attempt that was already sending credentials read before a rotation
     /// may so fail; calling again then starts one with the new ones. While it runs, a
     /// usable token is still sent, so no request waits. A valid token refreshes; a token
-    /// the server refuses leads to a login, as at any refresh.
+    /// the server rejects as revoked leads to a login, as at any refresh.
     pub fn refresh_now<B>(&self) -> impl Future<Output = Result<(), Error>> + Send + 'static
     where
         S: InnerService<B>,

@@ -1,7 +1,6 @@
 //! What a [`TokenRefreshLayer`](crate::TokenRefreshLayer) is configured with, and the one
 //! place that turns it into the state and configuration its services share.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,31 +32,18 @@ impl Settings {
     /// A new token state and configuration for these settings.
     pub(crate) fn share(&self) -> Shared {
         let initial = self.endpoint.initial_grant();
+        // The hook is kept by the state alone, which lends it to each attempt.
         let hook = self.hook.clone();
         let state = TokenState::new(self.timing, initial, hook, self.refresh_when_idle);
         let config = Config::new(
             Arc::clone(&self.endpoint),
             &self.extra_origins,
             self.refresh_timeout,
-            self.hook.clone(),
             Revokers::new(&state),
         );
         Shared {
             state,
             config: Arc::new(config),
         }
-    }
-}
-
-impl fmt::Debug for Settings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenRefreshLayer")
-            .field("endpoint", &self.endpoint)
-            .field("timing", &self.timing)
-            .field("refresh_timeout", &self.refresh_timeout)
-            .field("extra_origins", &self.extra_origins)
-            .field("on_token", &self.hook.as_ref().map(|_| "<hook>"))
-            .field("refresh_when_idle", &self.refresh_when_idle)
-            .finish()
     }
 }

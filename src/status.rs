@@ -17,8 +17,8 @@ pub enum TokenPhase {
     /// Past its dead point, a safety margin before its expiry (or past the expiry itself):
     /// no longer sent, requests wait for a new one.
     Dead,
-    /// Revoked: the server no longer takes it (a request carrying it was answered 401, or
-    /// its refresh was refused as no good). Requests wait for a new one.
+    /// Revoked: a request carrying it was answered 401. Requests wait for a new one, from a
+    /// new login where the endpoint can log in.
     Revoked,
 }
 

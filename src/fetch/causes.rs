@@ -1,4 +1,4 @@
-//! How a failed attempt is classed for the next one: an outage, a refusal, or an answer the
+//! How a failed attempt is classed for the next one: an outage, a rejection, or an answer the
 //! layer cannot use.
 
 use std::convert::Infallible;
@@ -36,11 +36,12 @@ fn cause(endpoint: OcientAuth, error: Error) -> Cause {
     let endpoint: Arc<dyn TokenEndpoint> = Arc::new(endpoint);
     let revokers = crate::revoker::Revokers::none();
     let timeout = Duration::from_secs(1);
-    let config = Arc::new(Config::new(endpoint, &[], timeout, None, revokers));
+    let config = Arc::new(Config::new(endpoint, &[], timeout, revokers));
     let fetcher = Fetcher::<Unused, Full<Bytes>> {
         service: Unused,
         config,
         server_wait: None,
+        hook: None,
         _body: PhantomData,
     };
     fetcher.setback(error).cause

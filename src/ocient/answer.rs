@@ -1,5 +1,5 @@
 //! Reading Ocient's login and token_refresh answers: the status object, the token, its
-//! lifetime, and which refusals mean the token itself is no good.
+//! lifetime, and which rejections say the token is revoked.
 
 use http::StatusCode;
 use serde::Deserialize;
@@ -80,7 +80,7 @@ pub(super) fn read(answer: Answer<'_>, scrub: impl Fn(&str) -> String) -> Result
         .map_err(|e| Error::invalid_response(exchange, e.to_string()))
 }
 
-/// Whether a refusal means the token itself is no good, so only a new login helps.
+/// Whether a rejection says the token is revoked, so only a new login helps.
 pub(super) fn is_revocation(error: &Error) -> bool {
     match error {
         Error::Rejected { status, .. } => {
@@ -135,7 +135,7 @@ mod tests {
         super::read(answer, str::to_owned)
     }
 
-    fn refused(status: u16, vendor_code: i64) -> Error {
+    fn rejected(status: u16, vendor_code: i64) -> Error {
         let body = format!(r#"{{"status":{{"vendor_code":{vendor_code}}}}}"#);
         read(status, &body).unwrap_err()
     }
@@ -143,16 +143,16 @@ mod tests {
     #[test]
     fn every_vendor_code_that_means_the_token_is_no_good_says_so() {
         for code in [-304, -733, -1204, -1205, -1206, -1207, -1208] {
-            assert!(is_revocation(&refused(200, code)), "{code} in band");
-            assert!(is_revocation(&refused(500, code)), "{code} with a 500");
+            assert!(is_revocation(&rejected(200, code)), "{code} in band");
+            assert!(is_revocation(&rejected(500, code)), "{code} with a 500");
         }
         for code in [-1, -1209, 304, 733, 1204, 0] {
             assert!(
-                !is_revocation(&refused(500, code)),
+                !is_revocation(&rejected(500, code)),
                 "{code} says nothing of the token"
             );
         }
-        assert!(is_revocation(&refused(401, -1)) && is_revocation(&refused(403, -1)));
+        assert!(is_revocation(&rejected(401, -1)) && is_revocation(&rejected(403, -1)));
     }
 
     #[test]

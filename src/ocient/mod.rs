@@ -108,7 +108,7 @@ impl OcientAuth {
 
     /// Another SQL node of the same cluster. Token requests go to the node that last
     /// answered and move to the next one on a transport error, a timeout or a 5xx (not on
-    /// a refusal: wrong credentials are wrong everywhere). The token goes to every listed
+    /// a rejection: wrong credentials are wrong everywhere). The token goes to every listed
     /// node's origin, and to no other.
     #[must_use]
     pub fn node(mut self, uri: Uri) -> Self {

@@ -4,6 +4,7 @@
 
 use std::mem;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -14,6 +15,15 @@ use super::token::{Phase, Token};
 use crate::error::Error;
 use crate::grant::Grant;
 use crate::status::{TokenPhase, TokenStatus};
+
+/// A token handed in by the user: installed at its first use, counting from when it was
+/// handed in, with the spread of its refresh point drawn once so that a status before
+/// then shows it as it will be.
+struct Initial {
+    grant: Grant,
+    given_at: Instant,
+    spread: f64,
+}
 
 /// The cold state. Never held across an `.await`.
 pub(super) struct Cold {
@@ -31,8 +41,8 @@ pub(super) struct Cold {
     /// The flight's task, if one flies (it holds a clone of the wrapped service), or the
     /// task that will start the next one.
     flight: Option<AbortHandle>,
-    /// A token handed in by the user, installed on first use, with when it was handed in.
-    initial: Option<(Grant, Instant)>,
+    /// A token handed in by the user, installed on first use.
+    initial: Option<Initial>,
     /// Why the last attempt failed, until one succeeds.
     last_error: Option<Error>,
     /// With `refresh_when_idle`: what the last flight fetched with, for the timer to start
@@ -42,16 +52,22 @@ pub(super) struct Cold {
 
 impl Cold {
     pub(super) fn new(timing: Timing, initial: Option<Grant>) -> Self {
+        let jitter = Jitter::new();
+        let initial = initial.map(|grant| Initial {
+            grant,
+            given_at: Instant::now(),
+            spread: jitter.next(),
+        });
         Cold {
+            initial,
             timing,
-            jitter: Jitter::new(),
+            jitter,
             failure: None,
             hurry: false,
             consecutive_failures: 0,
             generation: 0,
             timer: None,
             flight: None,
-            initial: initial.map(|grant| (grant, Instant::now())),
             last_error: None,
             idle_fetch: None,
         }
@@ -94,21 +110,21 @@ impl Cold {
         now
     }
 
-    /// The token handed in by the user, once, unless a token was installed already.
-    pub(super) fn take_initial(&mut self) -> Option<(Grant, Instant)> {
-        self.initial.take()
+    /// The token handed in by the user as the next generation's, once.
+    pub(super) fn initial_token(&mut self) -> Option<Token> {
+        let Initial {
+            grant,
+            given_at,
+            spread,
+        } = self.initial.take()?;
+        self.generation += 1;
+        Some(self.token(grant, given_at, self.generation, spread))
     }
 
     /// `grant`, obtained by a request sent at `sent_at`, as the next generation's token.
     pub(super) fn next_token(&mut self, grant: Grant, sent_at: Instant) -> Token {
         self.generation += 1;
         self.token(grant, sent_at, self.generation, self.jitter.next())
-    }
-
-    /// What the next generation's token would be, drawing no jitter (its refresh point is
-    /// the earliest the spread allows).
-    fn preview(&self, grant: Grant, sent_at: Instant) -> Token {
-        self.token(grant, sent_at, self.generation + 1, 0.0)
     }
 
     fn token(&self, grant: Grant, sent_at: Instant, generation: u64, spread: f64) -> Token {
@@ -118,7 +134,7 @@ impl Cold {
     /// The token made by [`next_token`](Self::next_token) is published, watched by
     /// `timer`: the previous token's timer stops, and the failures are over.
     pub(super) fn installed(&mut self, timer: Option<AbortHandle>) {
-        // Only now, with the new token published, retire the old one's timer: its drop
+        // Only now, with the new token published, stop the old one's timer: its drop
         // guard marks that old token dead, which must not be the current one.
         if let Some(old) = mem::replace(&mut self.timer, timer) {
             old.abort();
@@ -133,7 +149,7 @@ impl Cold {
     /// `alive_until` is the dead point of a token still good. While there is one, the
     /// flight retries on the full backoff, never later than that. Once there is none (the
     /// layer is down), the backoff after an outage stays short, and with `idle_refresh`
-    /// the flight keeps trying on its own through anything but a refusal. A server's
+    /// the flight keeps trying on its own through anything but a rejection. A server's
     /// `Retry-After` sets the earliest next attempt either way, capped at the largest
     /// backoff.
     pub(super) fn record_failure(
@@ -169,7 +185,7 @@ impl Cold {
             // Should the token die first, callers take this failure until then.
             self.failure = Some(Failure { error, retry_after });
         }
-        // While down, anything but a refusal is worth trying again unasked: a wrong password
+        // While down, anything but a rejection is worth trying again unasked: a wrong password
         // repeated on its own could lock the account, and waits for a request.
         let keep_trying = alive_until.is_some() || (idle_refresh && cause != Cause::Rejection);
         keep_trying.then_some(retry_after)
@@ -190,9 +206,10 @@ impl Cold {
         self.flight = task;
     }
 
-    /// Keeps `fetch` for refreshes that no request starts (`refresh_when_idle`).
-    pub(super) fn keep_fetcher(&mut self, fetch: Box<dyn Fetch>) {
-        self.idle_fetch = Some(fetch);
+    /// Keeps `fetch` for refreshes that no request starts (`refresh_when_idle`); returns
+    /// the one it replaces, for the caller to drop once the lock is released.
+    pub(super) fn keep_fetcher(&mut self, fetch: Box<dyn Fetch>) -> Option<Box<dyn Fetch>> {
+        self.idle_fetch.replace(fetch)
     }
 
     /// Another of the fetcher kept for idle refreshes, if one was kept.
@@ -200,12 +217,18 @@ impl Cold {
         self.idle_fetch.as_ref().map(|fetch| fetch.clone_box())
     }
 
-    pub(super) fn generation(&self) -> u64 {
-        self.generation
+    /// The failures in a row, and how long until the next attempt (at `retry_at`, or when
+    /// the held failure lets callers try again): for logs and the hook.
+    pub(super) fn failures_and_wait(&self, retry_at: Option<Instant>) -> (u32, Duration) {
+        let at = retry_at.or(self.retry_after());
+        let wait = at.map_or(Duration::ZERO, |at| {
+            at.saturating_duration_since(Instant::now())
+        });
+        (self.consecutive_failures, wait)
     }
 
-    pub(super) fn consecutive_failures(&self) -> u32 {
-        self.consecutive_failures
+    pub(super) fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Where the token is: `current`, or else a token handed in and not yet used, shown as
@@ -213,8 +236,10 @@ impl Cold {
     pub(super) fn status(&self, current: Option<Arc<Token>>, refreshing: bool) -> TokenStatus {
         let now = Instant::now();
         let current = current.or_else(|| {
-            let (grant, given_at) = self.initial.as_ref()?;
-            Some(Arc::new(self.preview(grant.clone(), *given_at)))
+            let initial = self.initial.as_ref()?;
+            let (grant, given_at) = (initial.grant.clone(), initial.given_at);
+            let preview = self.token(grant, given_at, self.generation + 1, initial.spread);
+            Some(Arc::new(preview))
         });
         let (generation, phase, expires_in) = match current {
             None => (self.generation, TokenPhase::Absent, None),

@@ -11,6 +11,7 @@ use tokio::task::AbortHandle;
 use tokio::time::{sleep_until, Instant};
 
 use crate::error::Error;
+use crate::event::Hook;
 use crate::grant::Grant;
 
 /// A boxed future: only on the cold path.
@@ -26,12 +27,23 @@ pub(crate) trait Fetch: Send + 'static {
 }
 
 /// What the next attempt should do, decided from the current token.
-#[derive(Debug)]
 pub(crate) struct Plan {
     /// The token to refresh, if there is one.
     pub(crate) current: Option<Grant>,
-    /// The current token is expired or was refused: a refresh would only be refused too.
+    /// The current token is expired or revoked: a refresh would only be rejected.
     pub(crate) login_first: bool,
+    /// The user's hook, lent to the attempt to report what happens on the way (a failover).
+    pub(crate) hook: Option<Hook>,
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan")
+            .field("current", &self.current)
+            .field("login_first", &self.login_first)
+            .field("hook", &self.hook.as_ref().map(|_| "<hook>"))
+            .finish()
+    }
 }
 
 /// A failed attempt, and what it says about the next one.
@@ -97,8 +109,12 @@ impl Settlement {
 
 /// What a flight reports to: the shared token state (or, in tests, a dummy).
 pub(crate) trait FlightControl: Send + Sync + 'static {
-    /// The flight is under way on `task`, fetching with another of `fetch`.
-    fn launched(&self, task: AbortHandle, fetch: Box<dyn Fetch>);
+    /// The flight is about to start, fetching with `fetch` (the control may keep another
+    /// of it, for later flights).
+    fn launching(&self, fetch: &dyn Fetch);
+
+    /// The flight is under way on `task`.
+    fn launched(&self, task: AbortHandle);
 
     /// What the next attempt should do.
     fn plan(&self) -> Plan;
@@ -146,12 +162,14 @@ impl<C: FlightControl> Flight<C> {
     /// Starts the flight on its own task, fetching with `fetch`, and tells the control.
     pub(crate) fn launch(self, fetch: Box<dyn Fetch>) {
         let control = self.control.upgrade();
-        let another = fetch.clone_box();
+        if let Some(control) = &control {
+            control.launching(fetch.as_ref());
+        }
         let runtime = self.runtime.clone();
         let span = tracing::debug_span!("token_flight");
         let task = runtime.spawn(tracing::Instrument::instrument(self.fly(fetch), span));
         if let Some(control) = control {
-            control.launched(task.abort_handle(), another);
+            control.launched(task.abort_handle());
         }
     }
 
@@ -231,7 +249,9 @@ mod tests {
     }
 
     impl FlightControl for Dummy {
-        fn launched(&self, _: AbortHandle, _: Box<dyn Fetch>) {
+        fn launching(&self, _: &dyn Fetch) {}
+
+        fn launched(&self, _: AbortHandle) {
             self.launched.fetch_add(1, Ordering::SeqCst);
         }
 
@@ -239,6 +259,7 @@ mod tests {
             Plan {
                 current: None,
                 login_first: true,
+                hook: None,
             }
         }
 

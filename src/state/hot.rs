@@ -101,7 +101,7 @@ impl Hot {
         self.generation.store(generation, Ordering::Release);
     }
 
-    /// The server refused the token of `generation`: if it is still the current one, it
+    /// The server no longer takes the token of `generation`: if it is still the current one, it
     /// is revoked (and the caller says so); an older one is long gone.
     pub(super) fn revoke(&self, generation: u64) -> bool {
         let current = self.current.load();

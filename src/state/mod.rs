@@ -5,6 +5,9 @@
 //! or reads the clock: a timer task moves each token's phase forward (see [`token`]).
 //! Everything else (starting a flight, recording a failure, waiting) is the cold path and
 //! takes a plain mutex that is never held across an `.await`.
+//!
+//! Each file owns its data: `hot.rs` the published token, `cold.rs` what the mutex guards,
+//! `flight.rs` the flight, `token.rs` a token's timeline; [`TokenState`], here, joins them.
 
 mod backoff;
 mod cold;
@@ -125,8 +128,10 @@ impl TokenState {
 
     /// Keeps `fetch` for refreshes that no request starts (`refresh_when_idle`).
     pub(crate) fn keep_fetcher(&self, fetch: Box<dyn Fetch>) {
-        self.lock().keep_fetcher(fetch);
+        let replaced = self.lock().keep_fetcher(fetch);
         self.hot.fetcher_kept();
+        // Dropped unlocked: it holds a clone of the user's service, whose drop may do anything.
+        drop(replaced);
     }
 
     /// Starts a background refresh unless one is under way. The caller does not wait.
@@ -211,8 +216,10 @@ impl TokenState {
     /// Where the token is now. Takes the cold lock briefly, which no request on the hot
     /// path ever waits for, and changes nothing.
     pub(crate) fn status(&self) -> TokenStatus {
+        let cold = self.lock();
+        // Read under the lock, as the flight settles: the token and this agree.
         let refreshing = self.refreshing.load(Ordering::Acquire);
-        self.lock().status(self.hot.current(), refreshing)
+        cold.status(self.hot.current(), refreshing)
     }
 
     /// Tells the user's hook; never called with the lock held, so the hook may use the layer.
@@ -220,14 +227,8 @@ impl TokenState {
         event::tell(self.hook.as_ref(), &event);
     }
 
-    fn report_failure(&self, error: &Error, consecutive_failures: u32, retry_in: Duration) {
-        let retry_in_ms = retry_in.as_millis() as u64;
-        tracing::warn!(%error, failures = consecutive_failures, retry_in_ms, "token request failed");
-        self.report(TokenEvent::Failed {
-            error,
-            consecutive_failures,
-            retry_in,
-        });
+    fn report_failure(&self, error: &Error, (consecutive_failures, retry_in): (u32, Duration)) {
+        event::failed(self.hook.as_ref(), error, consecutive_failures, retry_in);
     }
 
     fn lock(&self) -> MutexGuard<'_, Cold> {
@@ -239,8 +240,8 @@ impl TokenState {
 
     fn install_initial(&self, cold: &mut Cold) {
         if self.hot.is_empty() {
-            if let Some((grant, given_at)) = cold.take_initial() {
-                self.install(cold, grant, given_at);
+            if let Some(token) = cold.initial_token() {
+                self.publish(cold, token);
             }
         }
     }
@@ -256,7 +257,13 @@ impl TokenState {
 
     /// Makes `grant`, obtained by a request sent at `sent_at`, the current token.
     fn install(&self, cold: &mut Cold, grant: Grant, sent_at: Instant) {
-        let token = Arc::new(cold.next_token(grant, sent_at));
+        let token = cold.next_token(grant, sent_at);
+        self.publish(cold, token);
+    }
+
+    /// Makes `token`, the next generation's, the current token, and starts its timer.
+    fn publish(&self, cold: &mut Cold, token: Token) {
+        let token = Arc::new(token);
         let timer = token.watch(self.idle_refresh());
         self.hot.publish(token);
         cold.installed(timer);
@@ -306,13 +313,14 @@ impl TokenState {
 }
 
 impl FlightControl for TokenState {
-    fn launched(&self, task: AbortHandle, fetch: Box<dyn Fetch>) {
-        let mut cold = self.lock();
+    fn launching(&self, fetch: &dyn Fetch) {
         if self.refresh_when_idle {
-            cold.keep_fetcher(fetch);
-            self.hot.fetcher_kept();
+            self.keep_fetcher(fetch.clone_box());
         }
-        cold.set_flight(Some(task));
+    }
+
+    fn launched(&self, task: AbortHandle) {
+        self.lock().set_flight(Some(task));
     }
 
     fn plan(&self) -> Plan {
@@ -324,6 +332,7 @@ impl FlightControl for TokenState {
                 Some(t) => t.phase() == Phase::Revoked || now >= t.expires_at,
             },
             current: current.map(|t| t.grant.clone()),
+            hook: self.hook.clone(),
         }
     }
 
@@ -346,8 +355,8 @@ impl FlightControl for TokenState {
         if retry_at.is_none() {
             self.refreshing.store(false, Ordering::Release);
         }
-        let (generation, failures) = (cold.generation(), cold.consecutive_failures());
-        let retry_in = retry_in(retry_at.or(cold.retry_after()));
+        let generation = cold.generation();
+        let failures = cold.failures_and_wait(retry_at);
         // Logs and the hook only once the lock is released: a subscriber or a hook may well
         // send requests through this very layer.
         drop(cold);
@@ -357,7 +366,7 @@ impl FlightControl for TokenState {
                 tracing::debug!(generation, lifetime_secs, "new access token");
                 self.report(TokenEvent::Obtained { generation, grant });
             }
-            Err(error) => self.report_failure(error, failures, retry_in),
+            Err(error) => self.report_failure(error, failures),
         }
         retry_at
     }
@@ -376,10 +385,9 @@ impl FlightControl for TokenState {
             let next = cold.retry_after().and_then(|at| self.idle_retry_at(at));
             cold.set_flight(next);
         }
-        let failures = cold.consecutive_failures();
-        let retry_in = retry_in(cold.retry_after());
+        let failures = cold.failures_and_wait(None);
         drop(cold);
-        self.report_failure(&error, failures, retry_in);
+        self.report_failure(&error, failures);
     }
 
     fn wake_ups(&self) -> Arc<Notify> {
@@ -390,13 +398,6 @@ impl FlightControl for TokenState {
         let revoked = self.hot.is_revoked();
         self.lock().retry_now(revoked)
     }
-}
-
-/// How long until `at`, for logs and the hook.
-fn retry_in(at: Option<Instant>) -> Duration {
-    at.map_or(Duration::ZERO, |at| {
-        at.saturating_duration_since(Instant::now())
-    })
 }
 
 impl Drop for TokenState {

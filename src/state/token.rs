@@ -33,7 +33,8 @@ pub(crate) enum Phase {
     Due = 1,
     /// Too close to expiry to send: wait for a new one.
     Dead = 2,
-    /// The server refused it: wait for a new one, from a new login if possible.
+    /// Revoked (a request carrying it was answered 401): wait for a new one, from a new login
+    /// if possible.
     Revoked = 3,
 }
 

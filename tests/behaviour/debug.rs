@@ -240,6 +240,13 @@ fn an_invalid_secret_says_why_but_not_what() {
 }
 
 #[test]
+fn an_invalid_lifetime_says_why() {
+    let token = Secret::new("t0k3n").unwrap();
+    let error = Grant::from_expires_in(token, 1e-15).unwrap_err();
+    assert_eq!(format!("{error:?}"), "UnderOneSecond");
+}
+
+#[test]
 fn token_events_show_what_happened_but_no_token() {
     let grant = Grant::new(Secret::new("t0k3n").unwrap(), secs(60))
         .with_refresh_token(Secret::new("r3fresh").unwrap());

@@ -66,11 +66,10 @@ fn table_has_every_row_once() {
     }
 }
 
-/// How many scenarios the README says the table holds: the `N` of its "a table of N
+/// How many scenarios `doc` says the table holds: the `N` of its "a table of N
 /// scenarios", which must be said exactly once.
-fn scenarios_the_readme_claims() -> usize {
-    const README: &str = include_str!("../../README.md");
-    let words: Vec<&str> = README.split_whitespace().collect();
+fn scenarios_claimed(doc: &str) -> usize {
+    let words: Vec<&str> = doc.split_whitespace().collect();
     let claims: Vec<usize> = words
         .windows(2)
         .filter(|pair| pair[1].trim_end_matches(|c: char| !c.is_alphanumeric()) == "scenarios")
@@ -79,17 +78,22 @@ fn scenarios_the_readme_claims() -> usize {
     assert_eq!(
         claims.len(),
         1,
-        "the README should give the number of scenarios once: {claims:?}"
+        "the number of scenarios should be given once: {claims:?}"
     );
     claims[0]
 }
 
 #[test]
 fn the_table_has_as_many_rows_as_the_readme_says() {
-    let claimed = scenarios_the_readme_claims();
-    assert_eq!(
-        all_rows().len(),
-        claimed,
-        "the README says {claimed} scenarios: update it, or the table"
-    );
+    for (name, doc) in [
+        ("README.md", include_str!("../../README.md")),
+        ("BENCHMARKS.md", include_str!("../../BENCHMARKS.md")),
+    ] {
+        let claimed = scenarios_claimed(doc);
+        assert_eq!(
+            all_rows().len(),
+            claimed,
+            "{name} says {claimed} scenarios: update it, or the table"
+        );
+    }
 }

@@ -56,7 +56,7 @@ async fn while_down_after_an_outage_the_backoff_stops_at_its_short_cap() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn while_down_a_refusal_gets_the_full_backoff() {
+async fn while_down_a_rejection_gets_the_full_backoff() {
     let script = Script::of((0..5).map(|_| Step::Setback(Cause::Rejection, None)));
     let state = state(1);
     let waits = fail_while_down(&state, &script, 5).await;
@@ -108,7 +108,7 @@ async fn while_the_flight_keeps_trying_callers_are_turned_away_during_its_backof
 }
 
 #[tokio::test(start_paused = true)]
-async fn with_idle_refresh_a_refusal_ends_the_flight() {
+async fn with_idle_refresh_a_rejection_ends_the_flight() {
     let script = Script::of([Step::Setback(Cause::Rejection, None), Step::Grant(100)]);
     let state = idle_state();
     assert!(lead(&state, &script).wait().await.is_err());

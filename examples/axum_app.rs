@@ -219,9 +219,9 @@ async fn sql(State(app): State<App>, statement: String) -> Response {
     };
     let (parts, body) = response.into_parts();
     if parts.status == StatusCode::UNAUTHORIZED {
-        // The layer has retired that token; the next request goes out with a new one.
+        // The layer has revoked that token; the next request goes out with a new one.
         // Our caller did nothing wrong, so this is not a 401 for them.
-        return bad_gateway("the SQL node refused our token; try again".into());
+        return bad_gateway("the SQL node revoked our token; try again".into());
     }
     let answer = match Limited::new(body, MAX_ANSWER).collect().await {
         Ok(collected) => collected.to_bytes(),

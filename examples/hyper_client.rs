@@ -21,7 +21,7 @@
 //! ```
 //!
 //! - **Retry outside the token layer.** A 401 tells the token layer that the token the
-//!   request carried is no good (revoked, say), and it retires that token. The retry must
+//!   request carried is no good (revoked, say), and it revokes that token. The retry must
 //!   then pass through the token layer *again*, so it goes out with the new token; a retry
 //!   under the token layer would resend the old header and get the same 401.
 //! - **Timeout between them.** It bounds each attempt, so the retry gets its own full
@@ -36,7 +36,7 @@
 //!
 //! With no flags the example starts the embedded mock Ocient, runs a few queries, revokes
 //! every token on the server and shows that the next query still succeeds: it is answered
-//! 401, the layer retires the token, the retry policy sends it again and the layer logs in
+//! 401, the layer revokes the token, the retry policy sends it again and the layer logs in
 //! once more. It prints the server's counters and exits 0 within a second or so.
 
 use std::time::Duration;
@@ -114,7 +114,7 @@ where
     all_ok &= report(4, query(service, target).await);
     let during = server.mock().counters();
     if during.queries_bad_token > before.queries_bad_token && during.logins > before.logins {
-        println!("  (its first attempt was answered 401; the layer retired the revoked token,");
+        println!("  (its first attempt was answered 401; the layer revoked that token,");
         println!("   and the retry went through the layer again and out with a new one)");
     }
 

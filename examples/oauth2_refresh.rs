@@ -11,12 +11,12 @@
 //! `TokenRefreshLayer::new(OAuth2RefreshGrant { .. })` until the refresh token has rotated
 //! three times (about 3 s; at most 15 s), shows the spent first one refused, and exits 0.
 //!
-//! - The grant has no login: it starts from a refresh token obtained earlier (by an
-//!   authorization-code flow, say), with an access token that is already expired.
+//! - The grant has no `login`: it starts from a refresh token obtained earlier (by an
+//!   authorization-code flow, say), with an access token that is already expired; once that
+//!   refresh token is spent, nothing helps.
 //! - A refresh is a form `POST` with the client's credentials in HTTP Basic or in the body.
 //!   The answer's `refresh_token` replaces the one used; an answer without one keeps it
 //!   (RFC 6749 section 6 allows that), and `Answer::current` has it.
-//! - The grant has no `login`: with nothing to refresh, nothing helps.
 //! - An error answer (section 5.2) becomes `Error::Rejected` with the OAuth `error` as its
 //!   `ErrorCode::Named`; `invalid_grant` (the refresh token is expired, revoked or spent) is
 //!   the one that `is_revocation`.

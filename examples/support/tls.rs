@@ -1,7 +1,9 @@
 //! The HTTPS client the examples put the token layer on: hyper-util's legacy `Client` over
 //! hyper-rustls, with rustls's `ring` provider, trusting the operating system's roots plus
 //! any private CA (an on-premises cluster's, or the embedded mock's). The client itself is
-//! `ocient_mock::https_client`, which adds those CAs to the roots it is given.
+//! `ocient_mock::https_client`, which adds those CAs to the roots it is given; a service
+//! that does not depend on the mock builds the same with hyper-rustls's
+//! `HttpsConnectorBuilder`, as README's "HTTPS" section and `TokenRefreshLayer`'s docs show.
 //!
 //! The layer itself knows nothing of TLS: the connector is the wrapped client's business,
 //! and the layer's own login and refresh requests go through the same connector.

@@ -1,6 +1,6 @@
 //! What the layer does with the token on every request: puts it on, logs in once for
 //! concurrent callers, refreshes it in the background, never sends a dead one, logs in again
-//! when a refresh is refused, and reports a wrong password. On tokio's paused clock over an
+//! when a refresh is rejected as revoked, and reports a wrong password. On tokio's paused clock over an
 //! in-process mock.
 
 use std::time::Duration;
@@ -193,9 +193,9 @@ async fn a_token_about_to_expire_is_refreshed_not_sent() {
     assert_eq!(counters.queries_bad_token, 0);
 }
 
-// A refresh refused because the token is no good: log in again.
+// A refresh rejected because the token is revoked: log in again.
 #[tokio::test(start_paused = true)]
-async fn refused_refresh_falls_back_to_login() {
+async fn rejected_refresh_falls_back_to_login() {
     for (status, vendor_code) in [
         (StatusCode::UNAUTHORIZED, -1208),
         (StatusCode::FORBIDDEN, -1),
@@ -221,7 +221,7 @@ async fn refused_refresh_falls_back_to_login() {
         assert_eq!(
             (counters.logins, counters.refreshes),
             (2, 1),
-            "{status} / {vendor_code}: the refused refresh must lead to one new login"
+            "{status} / {vendor_code}: the rejected refresh must lead to one new login"
         );
         send(&service, query()).await.unwrap();
         assert_eq!(mock.counters().queries_bad_token, 0);

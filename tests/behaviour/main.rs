@@ -1,7 +1,7 @@
 //! What the layer does and promises, each on tokio's paused clock over the in-process mock:
 //!
 //! - `essentials`: the token on every request, one login for concurrent callers, the
-//!   background refresh, dead tokens, a refused refresh, a wrong password;
+//!   background refresh, dead tokens, a rejected refresh, a wrong password;
 //! - `contract`: the tower contract and where the token goes;
 //! - `plain_http`: nothing secret over plain http to another host;
 //! - `spread`: a fleet started together does not refresh together;

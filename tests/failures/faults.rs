@@ -189,9 +189,9 @@ async fn a_dropped_caller_cancels_neither_the_login_nor_the_waiters() {
     assert_eq!(mock.counters().logins, 1);
 }
 
-// The `on_token` hook hears of every new token, failure and refused token, in order.
+// The `on_token` hook hears of every new token, failure and revoked token, in order.
 #[tokio::test(start_paused = true)]
-async fn on_token_reports_tokens_failures_and_refusals() {
+async fn on_token_reports_tokens_failures_and_revocations() {
     use tower_token_refresh::TokenEvent;
     let events = Arc::new(Mutex::new(Vec::new()));
     let layer = TokenRefreshLayer::new(auth()).on_token({

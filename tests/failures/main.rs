@@ -2,7 +2,7 @@
 //!
 //! - `faults`: refreshes that fail, hang or lose their caller, and a hook that panics;
 //! - `hostile`: token answers that are malformed, oversized or absurd;
-//! - `revocation`: a 401 retires the token it answered, and `RetryUnauthorized` (feature
+//! - `revocation`: a 401 revokes the token it answered, and `RetryUnauthorized` (feature
 //!   `retry`) hides the revocation from callers;
 //! - `recovery`: outages that outlive the token, `Retry-After`, `refresh_now`;
 //! - `stress`: a seeded storm of all of the above.

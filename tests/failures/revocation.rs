@@ -1,4 +1,4 @@
-//! A token the server revokes: the 401 retires exactly the token it answered, and
+//! A token the server revokes: the 401 revokes exactly the token it answered, and
 //! `RetryUnauthorized` makes the revocation invisible to callers.
 
 use std::pin::Pin;
@@ -15,10 +15,10 @@ use tower_token_refresh::{RetryUnauthorized, TokenRefreshLayer};
 
 use crate::common::{auth, millis, query, secs, send, Recorder};
 
-// A 401 retires exactly the token the request carried; a late 401 for a token already
-// replaced retires nothing; the 401 itself reaches the caller.
+// A 401 revokes exactly the token the request carried; a late 401 for a token already
+// replaced revokes nothing; the 401 itself reaches the caller.
 #[tokio::test(start_paused = true)]
-async fn a_401_retires_exactly_the_token_it_carried() {
+async fn a_401_revokes_exactly_the_token_it_carried() {
     let mock = MockOcient::new();
     let slow = Recorder::new(mock.clone());
     let inner = ServiceBuilder::new()

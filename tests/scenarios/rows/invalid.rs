@@ -1,5 +1,5 @@
 //! A token the layer no longer sends: dead in the margin (callers wait for a refresh),
-//! expired (straight to a login) or revoked (a 401 retired it).
+//! expired (straight to a login) or revoked (by a 401).
 
 use crate::table::*;
 
@@ -101,7 +101,7 @@ rows! {
         refreshes: Is(1),
         ..DEFAULT
     },
-    // --- Revoked: a 401 retired the token. ---
+    // --- Revoked: a 401 revoked the token. ---
     row_54_revoked_logs_in: Row {
         name: "revoked: log in directly",
         start: Start::Revoked,
@@ -134,7 +134,7 @@ rows! {
         ..DEFAULT
     },
     row_57_late_401_keeps_new_token: Row {
-        name: "fresh, revoked: a 401 landing after the new token does not retire the new token",
+        name: "fresh, revoked: a 401 landing after the new token does not revoke the new token",
         start: Start::Fresh,
         steps: &[
             Revoke,
@@ -154,7 +154,7 @@ rows! {
         ..DEFAULT
     },
     row_58_recovered_refresh_waits_backoff: Row {
-        // Setup retired the token with a 401 while no flight ran. That revocation is
+        // Setup revoked the token with a 401 while no flight ran. That revocation is
         // handled by the login below; it must not also cut short a later flight's backoff.
         name: "revoked then recovered: a later refresh failure still waits out its backoff",
         start: Start::Revoked,

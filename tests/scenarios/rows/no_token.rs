@@ -145,7 +145,7 @@ rows! {
     },
     row_17_expires_in_1e300_clamped: Row {
         // The token is not one the mock issued, so the query is refused (-1205) and the
-        // 401 retires it: the next caller logs in again.
+        // 401 revokes it: the next caller logs in again.
         name: "no token: expires_in 1e300 is accepted (clamped), no overflow",
         faults: &[(F::Body(r#"{"access_token":"huge-1e300","expires_in":1e300}"#), 1)],
         steps: &[Call(Status(401), Ms(200)), Call(OK, Ms(200))],

@@ -36,16 +36,6 @@ pub(crate) struct Plan {
     pub(crate) hook: Option<Hook>,
 }
 
-impl std::fmt::Debug for Plan {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plan")
-            .field("current", &self.current)
-            .field("login_first", &self.login_first)
-            .field("hook", &self.hook.as_ref().map(|_| "<hook>"))
-            .finish()
-    }
-}
-
 /// A failed attempt, and what it says about the next one.
 #[derive(Debug)]
 pub(crate) struct Setback {

@@ -210,6 +210,10 @@ async fn refresh_now_ignores_the_backoff_callers_are_held_to() {
     flight
         .expect("no flight was under way")
         .launch(script.boxed());
+    assert!(
+        matches!(state.join(), Ok(Joined::Follow(_))),
+        "callers follow the new attempt, not the failure it supersedes"
+    );
     settlement.wait().await.unwrap();
     assert!(state.has_usable_token());
 }

@@ -90,10 +90,6 @@ impl Hot {
         self.current.load_full()
     }
 
-    pub(super) fn is_empty(&self) -> bool {
-        self.current.load().is_none()
-    }
-
     /// Makes `token` the one requests send.
     pub(super) fn publish(&self, token: Arc<Token>) {
         let generation = token.generation;

@@ -238,11 +238,11 @@ impl TokenState {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
+    /// Installs the token handed in by the user, at the first `join` or `refresh_now`:
+    /// before either, no flight can have published a token it would replace.
     fn install_initial(&self, cold: &mut Cold) {
-        if self.hot.is_empty() {
-            if let Some(token) = cold.initial_token() {
-                self.publish(cold, token);
-            }
+        if let Some(token) = cold.initial_token() {
+            self.publish(cold, token);
         }
     }
 

@@ -131,8 +131,9 @@ impl Cold {
         Token::new(grant, sent_at, generation, self.timing.refresh_at, spread)
     }
 
-    /// The token made by [`next_token`](Self::next_token) is published, watched by
-    /// `timer`: the previous token's timer stops, and the failures are over.
+    /// The token made by [`next_token`](Self::next_token) or
+    /// [`initial_token`](Self::initial_token) is published, watched by `timer`: the
+    /// previous token's timer stops, and the failures are over.
     pub(super) fn installed(&mut self, timer: Option<AbortHandle>) {
         // Only now, with the new token published, stop the old one's timer: its drop
         // guard marks that old token dead, which must not be the current one.

@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode, Uri};
@@ -29,6 +30,9 @@ pub struct Answer<'a> {
     /// For a refresh, the grant it trades in: a protocol whose server may leave out a new
     /// refresh token (OAuth 2.0) keeps the old one from here.
     pub current: Option<&'a Grant>,
+    /// How long the layer gives each token request, answer included (its refresh timeout):
+    /// a login that asks the server to hold its next request (a long poll) asks for less.
+    pub request_timeout: Duration,
 }
 
 impl std::fmt::Debug for Answer<'_> {
@@ -39,12 +43,14 @@ impl std::fmt::Debug for Answer<'_> {
             .field("headers", &self.headers.len())
             .field("body_len", &self.body.len())
             .field("current", &self.current)
+            .field("request_timeout", &self.request_timeout)
             .finish()
     }
 }
 
 impl<'a> Answer<'a> {
-    /// An answer to `exchange`.
+    /// An answer to `exchange`, to a request given the default 30 s (see
+    /// [`within`](Self::within)).
     pub fn new(
         exchange: Exchange,
         status: StatusCode,
@@ -57,7 +63,15 @@ impl<'a> Answer<'a> {
             headers,
             body,
             current: None,
+            request_timeout: Duration::from_secs(30),
         }
+    }
+
+    /// The answer to a request the layer gave `timeout`.
+    #[must_use]
+    pub fn within(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
     }
 
     /// The answer to a refresh of `current`.
@@ -70,6 +84,45 @@ impl<'a> Answer<'a> {
 
 /// A login request being built: see [`TokenEndpoint::login`].
 pub type LoginFuture<'a> = Pin<Box<dyn Future<Output = Result<Request<Bytes>, Error>> + Send + 'a>>;
+
+/// What the answer to a login request leads to: see [`TokenEndpoint::read_login_answer`].
+#[non_exhaustive]
+pub enum LoginStep<'a> {
+    /// The login is over: a grant, or why not.
+    Done(Result<Grant, Error>),
+    /// The login goes on: send the request `next` builds, and read its answer with `then`.
+    Continue {
+        /// The next request, built when polled (it may wait first, as a poll interval does).
+        next: LoginFuture<'a>,
+        /// Reads the answer to `next`.
+        then: LoginReader<'a>,
+    },
+}
+
+impl<'a> LoginStep<'a> {
+    /// The login goes on with the request `next` builds, whose answer `then` reads.
+    pub fn then<F>(next: LoginFuture<'a>, then: F) -> Self
+    where
+        F: FnOnce(Answer<'_>) -> LoginStep<'a> + Send + 'a,
+    {
+        LoginStep::Continue {
+            next,
+            then: Box::new(then),
+        }
+    }
+}
+
+impl std::fmt::Debug for LoginStep<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoginStep::Done(outcome) => f.debug_tuple("Done").field(&outcome.is_ok()).finish(),
+            LoginStep::Continue { .. } => f.write_str("Continue"),
+        }
+    }
+}
+
+/// Reads the answer to one request of a login that takes several: see [`LoginStep`].
+pub type LoginReader<'a> = Box<dyn FnOnce(Answer<'_>) -> LoginStep<'a> + Send + 'a>;
 
 /// Builds login and refresh requests for one token service and reads its answers.
 ///
@@ -140,6 +193,19 @@ pub trait TokenEndpoint: std::fmt::Debug + Send + Sync + 'static {
     /// created (an `async` block does).
     fn login(&self) -> Option<LoginFuture<'_>> {
         None
+    }
+
+    /// Reads the answer to the [`login`](Self::login) request. The default reads it as the
+    /// whole login, with [`read_answer`](Self::read_answer).
+    ///
+    /// A login that takes more than one request (a device grant, which polls until the
+    /// user approves) answers [`LoginStep::Continue`] with the next request and how to read
+    /// its answer, until it is [`LoginStep::Done`]. The layer sends each request through
+    /// the wrapped service, bounds each by its refresh timeout (a poll interval waited in
+    /// `next` counts), and takes the whole conversation as one login: callers wait for it
+    /// like for any login. The endpoint bounds the conversation itself.
+    fn read_login_answer(&self, answer: Answer<'_>) -> LoginStep<'_> {
+        LoginStep::Done(self.read_answer(answer))
     }
 
     /// The request that trades `current` for a fresh grant.

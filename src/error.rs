@@ -108,6 +108,14 @@ pub enum Error {
         #[source]
         source: ProviderError,
     },
+    /// A device grant (see `OcientAuth::device_grant`) ended without the user's approval.
+    #[error("device sign-in {ended}{}", reason_text(reason))]
+    DeviceGrant {
+        /// How it ended.
+        ended: DeviceGrantEnd,
+        /// The server's reason, cleaned like a rejection's (empty when it gave none).
+        reason: String,
+    },
     /// A token or the credentials would have gone over plain `http://` to a host that is
     /// not loopback, and nobody opted in: nothing was sent.
     #[error(
@@ -118,6 +126,25 @@ pub enum Error {
         /// The origin (scheme, host, port) the request was for.
         origin: String,
     },
+}
+
+/// How a device grant ended without a token: see [`Error::DeviceGrant`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeviceGrantEnd {
+    /// The user denied the sign-in, or the server ended it (cancelled, unknown code).
+    Denied,
+    /// The user did not approve within the time the layer gives them.
+    TimedOut,
+}
+
+impl fmt::Display for DeviceGrantEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DeviceGrantEnd::Denied => "denied",
+            DeviceGrantEnd::TimedOut => "not approved in time",
+        })
+    }
 }
 
 /// A token service's own code for why it said no, as [`Error::Rejected`] carries it.
@@ -168,7 +195,7 @@ const MAX_REASON: usize = 256;
 
 /// Server text without control characters, so that a log line stays one line and a
 /// terminal takes no orders from it.
-fn printable(text: &str) -> String {
+pub(crate) fn printable(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).collect()
 }
 
@@ -235,6 +262,14 @@ impl Error {
             status,
             code,
             reason: printable(reason.as_ref()),
+        }
+    }
+
+    /// A device grant that ended without approval; `reason` is the server's text, if any.
+    pub(crate) fn device_grant(ended: DeviceGrantEnd, reason: &str) -> Self {
+        Error::DeviceGrant {
+            ended,
+            reason: printable(reason),
         }
     }
 
@@ -309,7 +344,9 @@ impl Error {
                 }
                 texts
             }
-            Error::InvalidResponse { reason, .. } => vec![reason],
+            Error::InvalidResponse { reason, .. } | Error::DeviceGrant { reason, .. } => {
+                vec![reason]
+            }
             _ => Vec::new(),
         }
     }

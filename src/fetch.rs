@@ -16,7 +16,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::config::Config;
-use crate::endpoint::Answer;
+use crate::endpoint::{Answer, LoginReader, LoginStep};
 use crate::error::{BoxError, Error, Exchange};
 use crate::event::{self, Hook, TokenEvent};
 use crate::grant::Grant;
@@ -170,7 +170,9 @@ where
             Error::Rejected { status, .. } => {
                 *status == StatusCode::UNAUTHORIZED || *status == StatusCode::FORBIDDEN
             }
-            Error::MissingCredentials | Error::InsecureTransport { .. } => true,
+            Error::MissingCredentials
+            | Error::InsecureTransport { .. }
+            | Error::DeviceGrant { .. } => true,
             _ => false,
         };
         judged || self.config.endpoint.is_revocation(error)
@@ -182,46 +184,76 @@ where
         self.server_failed(error) || matches!(error, Error::InsecureTransport { .. })
     }
 
-    /// One attempt at one node, request building included, bounded by the timeout.
+    /// One attempt at one node: a refresh of `current`, or a login when it is `None`.
     async fn exchange_once(&mut self, current: Option<&Grant>) -> Result<Grant, Error> {
-        let exchange = match current {
-            Some(_) => Exchange::Refresh,
-            None => Exchange::Login,
-        };
         // Only the answer to this attempt speaks for the server now.
         self.server_wait = None;
-        let timeout = self.config.refresh_timeout;
-        let attempt = async {
-            let request = match current {
-                Some(current) => self.config.endpoint.refresh_request(current),
-                None => match self.config.endpoint.login() {
-                    Some(login) => login.await?,
-                    None => return Err(Error::MissingCredentials),
-                },
-            };
-            self.send(exchange, request, current).await
-        };
-        let outcome = match tokio::time::timeout(timeout, attempt).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout {
-                exchange,
-                after: timeout,
-            }),
-        };
         let outcome = match current {
-            Some(current) => outcome.map_err(|e| without_secrets(e, current)),
-            None => outcome,
+            Some(current) => self
+                .refresh(current)
+                .await
+                .map_err(|e| without_secrets(e, current)),
+            None => self.log_in().await,
         };
         // Cut only now: a secret across the cut would leave part of itself behind.
         outcome.map_err(Error::shortened)
     }
 
-    async fn send(
+    /// Trades `current` for a new grant: one request, bounded by the timeout.
+    async fn refresh(&mut self, current: &Grant) -> Result<Grant, Error> {
+        let config = Arc::clone(&self.config);
+        let exchange = Exchange::Refresh;
+        let request = config.endpoint.refresh_request(current);
+        bounded(exchange, config.refresh_timeout, async {
+            let (parts, body) = self.ask(exchange, request).await?;
+            let answer = Answer::new(exchange, parts.status, &parts.headers, &body)
+                .within(config.refresh_timeout)
+                .replacing(current);
+            config.endpoint.read_answer(answer)
+        })
+        .await
+    }
+
+    /// Logs in: the login request and, for a login that takes several, each that follows,
+    /// every one (request building included) bounded by the timeout.
+    async fn log_in(&mut self) -> Result<Grant, Error> {
+        let config = Arc::clone(&self.config);
+        let (exchange, timeout) = (Exchange::Login, config.refresh_timeout);
+        let Some(mut next) = config.endpoint.login() else {
+            return Err(Error::MissingCredentials);
+        };
+        let mut reader: Option<LoginReader<'_>> = None;
+        loop {
+            let step = bounded(exchange, timeout, async {
+                let request = next.await?;
+                let (parts, body) = self.ask(exchange, request).await?;
+                let answer =
+                    Answer::new(exchange, parts.status, &parts.headers, &body).within(timeout);
+                Ok(match reader.take() {
+                    Some(read) => read(answer),
+                    None => config.endpoint.read_login_answer(answer),
+                })
+            })
+            .await?;
+            match step {
+                LoginStep::Done(outcome) => return outcome,
+                LoginStep::Continue {
+                    next: request,
+                    then,
+                } => {
+                    next = request;
+                    reader = Some(then);
+                }
+            }
+        }
+    }
+
+    /// Sends `request` and reads the whole answer.
+    async fn ask(
         &mut self,
         exchange: Exchange,
         request: Request<Bytes>,
-        current: Option<&Grant>,
-    ) -> Result<Grant, Error> {
+    ) -> Result<(http::response::Parts, Bytes), Error> {
         // The path only: a base URI may carry user:password@.
         tracing::debug!(%exchange, path = request.uri().path(), "token request");
         if let Some(refusal) = self.config.refusal(request.uri()) {
@@ -239,13 +271,22 @@ where
         let (parts, body) = response.into_http().into_parts();
         self.server_wait = server_wait(parts.status, &parts.headers, SystemTime::now());
         let body = read_capped(exchange, &parts.headers, body).await?;
-        let answer = Answer::new(exchange, parts.status, &parts.headers, &body);
-        let answer = match current {
-            Some(current) => answer.replacing(current),
-            None => answer,
-        };
-        self.config.endpoint.read_answer(answer)
+        Ok((parts, body))
     }
+}
+
+/// `attempt`, or [`Error::Timeout`] once `timeout` has passed.
+async fn bounded<T>(
+    exchange: Exchange,
+    timeout: Duration,
+    attempt: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .unwrap_or(Err(Error::Timeout {
+            exchange,
+            after: timeout,
+        }))
 }
 
 /// Removes the secrets of `current` from text the server sent back, in case it echoed them.

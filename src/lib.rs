@@ -163,14 +163,14 @@ mod settings;
 mod state;
 mod status;
 
-pub use endpoint::{Answer, LoginFuture, TokenEndpoint};
-pub use error::{Error, ErrorCode, Exchange, ProviderError};
+pub use endpoint::{Answer, LoginFuture, LoginReader, LoginStep, TokenEndpoint};
+pub use error::{DeviceGrantEnd, Error, ErrorCode, Exchange, ProviderError};
 pub use event::TokenEvent;
 pub use future::ResponseFuture;
 pub use grant::{Grant, InvalidLifetime, InvalidSecret, Secret};
 pub use inner::{HttpResponse, InnerService};
 pub use layer::TokenRefreshLayer;
-pub use ocient::OcientAuth;
+pub use ocient::{DeviceCode, IdentityToken, OcientAuth};
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub use retry::RetryUnauthorized;

@@ -1,5 +1,7 @@
-//! Reading Ocient's login and token_refresh answers: the status object, the token, its
-//! lifetime, and which rejections say the token is revoked.
+//! Reading Ocient's token answers (login, token_refresh, single sign-on): the status
+//! object, the token, its lifetime, and which rejections say the token is revoked.
+
+use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
 use serde::Deserialize;
@@ -7,6 +9,23 @@ use serde::Deserialize;
 use crate::endpoint::Answer;
 use crate::error::{Error, ErrorCode, Exchange};
 use crate::grant::{Grant, Secret};
+
+use super::jwt;
+
+/// A token's lifetime when a single sign-on answer gives neither `expires_in` nor a JWT
+/// `exp`: short, so that a token which lives less is refreshed before it dies.
+pub(super) const UNSTATED_LIFETIME: Duration = Duration::from_secs(300);
+
+/// What a token answer must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Shape {
+    /// `/v1/login` and `/v1/token_refresh`: `access_token` and `expires_in`.
+    Login,
+    /// The single sign-on answers, which Ocient documents with less: the token in
+    /// `access_token` or else `id_token`, its lifetime in `expires_in`, else in the JWT's
+    /// `exp`, else [`UNSTATED_LIFETIME`].
+    SignIn,
+}
 
 /// Ocient vendor codes that mean "this token is no good": only a new login helps.
 ///
@@ -29,55 +48,99 @@ struct Status {
 #[derive(Deserialize)]
 struct TokenAnswer {
     access_token: Option<serde_json::Value>,
+    id_token: Option<serde_json::Value>,
     expires_in: Option<serde_json::Value>,
-    #[serde(default)]
-    status: Option<Status>,
 }
 
 /// Turns an answer into a grant, or into the error that explains why not; `scrub` cleans
 /// the server's own words of any secret before an error repeats them.
-pub(super) fn read(answer: Answer<'_>, scrub: impl Fn(&str) -> String) -> Result<Grant, Error> {
+pub(super) fn read(
+    answer: Answer<'_>,
+    shape: Shape,
+    scrub: impl Fn(&str) -> String,
+) -> Result<Grant, Error> {
     let exchange = answer.exchange;
-    let parsed = parse(answer.body);
-    let status = match &parsed {
-        Ok(TokenAnswer {
-            status: Some(status),
-            ..
-        }) => Some(status),
-        _ => None,
-    };
-    let vendor_code = status.map_or(0, |s| s.vendor_code);
-    if !answer.status.is_success() || vendor_code != 0 {
-        let code = ErrorCode::Ocient {
-            vendor_code,
-            sql_state: status.map(|s| sql_state(&s.sql_state)).unwrap_or_default(),
-        };
-        let reason = scrub(status.map_or("", |s| s.reason.as_str()));
-        return Err(Error::rejected(
-            exchange,
-            answer.status,
-            Some(code),
-            &reason,
-        ));
+    if let Some(rejection) = rejection(&answer, &scrub) {
+        return Err(rejection);
     }
+    let parsed = parse_object::<TokenAnswer>(answer.body);
     // serde's message can quote the body, and the body can hold a token: say where only.
     let parsed = parsed.map_err(|e| {
         let at = format!("line {} column {}", e.line(), e.column());
         Error::invalid_response(exchange, format!("not a token answer ({at})"))
     })?;
-    let token = access_token(exchange, parsed.access_token)?;
-    let expires_in = match parsed.expires_in {
-        Some(serde_json::Value::Number(n)) => n.as_f64().unwrap_or(0.0),
-        Some(_) => {
+    let (field, token) = match (parsed.access_token, parsed.id_token, shape) {
+        (None, Some(id_token), Shape::SignIn) => ("id_token", Some(id_token)),
+        (access_token, ..) => ("access_token", access_token),
+    };
+    let token = token_field(exchange, field, token)?;
+    let expires_in = match (parsed.expires_in, shape) {
+        (Some(serde_json::Value::Number(n)), _) => n.as_f64().unwrap_or(0.0),
+        (Some(_), _) => {
             return Err(Error::invalid_response(
                 exchange,
                 "expires_in is not a number",
             ))
         }
-        None => return Err(Error::invalid_response(exchange, "expires_in is missing")),
+        (None, Shape::Login) => {
+            return Err(Error::invalid_response(exchange, "expires_in is missing"))
+        }
+        (None, Shape::SignIn) => jwt::seconds_left(token.expose(), SystemTime::now())
+            .unwrap_or(UNSTATED_LIFETIME.as_secs_f64()),
     };
     Grant::from_expires_in(token, expires_in)
         .map_err(|e| Error::invalid_response(exchange, e.to_string()))
+}
+
+/// The rejection `answer` carries, if any: a non-2xx status, or a non-zero vendor code in
+/// its status object (in a 2xx answer too).
+pub(super) fn rejection(answer: &Answer<'_>, scrub: impl Fn(&str) -> String) -> Option<Error> {
+    let status = status_of(answer.body);
+    let vendor_code = status.as_ref().map_or(0, |s| s.vendor_code);
+    if answer.status.is_success() && vendor_code == 0 {
+        return None;
+    }
+    let code = ErrorCode::Ocient {
+        vendor_code,
+        sql_state: status
+            .as_ref()
+            .map(|s| sql_state(&s.sql_state))
+            .unwrap_or_default(),
+    };
+    let reason = scrub(status.as_ref().map_or("", |s| s.reason.as_str()));
+    Some(Error::rejected(
+        answer.exchange,
+        answer.status,
+        Some(code),
+        &reason,
+    ))
+}
+
+/// Whether `answer` says a device grant is still waiting for the user (not approved yet,
+/// or the server's wait ran out): a 408, a SQLSTATE of class HYT (timeout), or a reason
+/// that says pending or timed out. The server's words for this are not documented: these
+/// are the ones Ocient's status object and OAuth 2.0's device grant use.
+pub(super) fn is_pending(answer: &Answer<'_>) -> bool {
+    if answer.status == StatusCode::REQUEST_TIMEOUT {
+        return true;
+    }
+    let Some(status) = status_of(answer.body) else {
+        return false;
+    };
+    let reason = status.reason.to_ascii_lowercase();
+    status.sql_state.starts_with("HYT")
+        || ["pending", "slow_down", "timed out", "timeout"]
+            .iter()
+            .any(|word| reason.contains(word))
+}
+
+/// The status object of an answer, when it is a JSON object that carries one.
+fn status_of(body: &[u8]) -> Option<Status> {
+    #[derive(Deserialize)]
+    struct Carrier {
+        status: Option<Status>,
+    }
+    parse_object::<Carrier>(body).ok()?.status
 }
 
 /// Whether a rejection says the token is revoked, so only a new login helps.
@@ -94,8 +157,10 @@ pub(super) fn is_revocation(error: &Error) -> bool {
     }
 }
 
-/// A token answer must be a JSON object (serde would also take a list of its fields).
-fn parse(body: &[u8]) -> Result<TokenAnswer, serde_json::Error> {
+/// An answer must be a JSON object (serde would also take a list of its fields).
+pub(super) fn parse_object<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<T, serde_json::Error> {
     let value: serde_json::Value = serde_json::from_slice(body)?;
     if !value.is_object() {
         return Err(serde::de::Error::custom("not an object"));
@@ -112,15 +177,23 @@ fn sql_state(value: &str) -> String {
     }
 }
 
-fn access_token(exchange: Exchange, value: Option<serde_json::Value>) -> Result<Secret, Error> {
+/// The token in `field`, which must be a string fit for a header.
+fn token_field(
+    exchange: Exchange,
+    field: &str,
+    value: Option<serde_json::Value>,
+) -> Result<Secret, Error> {
     match value {
         Some(serde_json::Value::String(token)) => Secret::new(token)
-            .map_err(|e| Error::invalid_response(exchange, format!("access_token refused: {e}"))),
+            .map_err(|e| Error::invalid_response(exchange, format!("{field} refused: {e}"))),
         Some(_) => Err(Error::invalid_response(
             exchange,
-            "access_token is not a string",
+            format!("{field} is not a string"),
         )),
-        None => Err(Error::invalid_response(exchange, "access_token is missing")),
+        None => Err(Error::invalid_response(
+            exchange,
+            format!("{field} is missing"),
+        )),
     }
 }
 
@@ -132,7 +205,7 @@ mod tests {
         let headers = http::HeaderMap::new();
         let status = StatusCode::from_u16(status).unwrap();
         let answer = Answer::new(Exchange::Login, status, &headers, body.as_bytes());
-        super::read(answer, str::to_owned)
+        super::read(answer, Shape::Login, str::to_owned)
     }
 
     fn rejected(status: u16, vendor_code: i64) -> Error {

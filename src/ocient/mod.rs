@@ -1,7 +1,9 @@
-//! [`OcientAuth`]: the Ocient HTTP Query API's `/v1/login` and `/v1/token_refresh`.
+//! [`OcientAuth`]: signing in to the Ocient HTTP Query API (`/v1/login`, or single sign-on
+//! through `/v1/sso_token` or the device grant) and `/v1/token_refresh`.
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,14 +13,27 @@ use tokio::time::Instant;
 
 mod answer;
 mod credentials;
+mod device;
+mod jwt;
 mod nodes;
+mod provider;
+mod sso;
 
+use answer::Shape;
 use credentials::Credentials;
+use device::Prompt;
 use nodes::Nodes;
+use provider::Provider;
 
-use crate::endpoint::{Answer, LoginFuture, TokenEndpoint};
+pub use device::DeviceCode;
+pub use sso::IdentityToken;
+
+use crate::endpoint::{Answer, LoginFuture, LoginStep, TokenEndpoint};
 use crate::error::{BoxError, Error};
 use crate::grant::{Grant, Secret};
+
+/// How long the user has to approve a device grant, unless told otherwise.
+const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How to log in to an Ocient SQL node and refresh its access tokens.
 ///
@@ -42,10 +57,33 @@ use crate::grant::{Grant, Secret};
 #[derive(Clone)]
 pub struct OcientAuth {
     nodes: Nodes,
-    credentials: Option<Credentials>,
+    sign_in: Option<SignIn>,
     database: Option<String>,
     initial: Option<InitialToken>,
     plain_http: bool,
+    approval_timeout: Duration,
+}
+
+/// How the layer signs in when it needs a new token.
+#[derive(Clone)]
+enum SignIn {
+    /// `/v1/login` with a username and password.
+    Password(Credentials),
+    /// `/v1/sso_token` with an identity provider's token.
+    SsoToken(Provider<IdentityToken>),
+    /// `/v1/sso_device_grant`, then `/v1/sso_device_grant_verify` until the user approves.
+    DeviceGrant(Prompt),
+}
+
+impl SignIn {
+    /// What `Debug` calls it.
+    fn name(&self) -> &'static str {
+        match self {
+            SignIn::Password(_) => "password",
+            SignIn::SsoToken(_) => "sso_token",
+            SignIn::DeviceGrant(_) => "device_grant",
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -61,20 +99,21 @@ impl OcientAuth {
     pub fn new(base: Uri) -> Self {
         OcientAuth {
             nodes: Nodes::new(base),
-            credentials: None,
+            sign_in: None,
             database: None,
             initial: None,
             plain_http: false,
+            approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
         }
     }
 
     /// Logs in as `username` with `password`, at first and whenever the token is no good.
     #[must_use]
     pub fn credentials(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
-        self.credentials = Some(Credentials::Fixed {
+        self.sign_in = Some(SignIn::Password(Credentials::Fixed {
             username: username.into(),
             password: password.into(),
-        });
+        }));
         self
     }
 
@@ -102,7 +141,93 @@ impl OcientAuth {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(String, String), BoxError>> + Send + 'static,
     {
-        self.credentials = Some(Credentials::provided(provider));
+        self.sign_in = Some(SignIn::Password(Credentials::Provided(Provider::new(
+            provider,
+        ))));
+        self
+    }
+
+    /// Signs in through an OpenID Connect identity provider: exchanges the token `provider`
+    /// gives (an ID token or an access token) at `/v1/sso_token` for an Ocient token, then
+    /// refreshes that through `/v1/token_refresh`, and exchanges anew only when the server
+    /// no longer refreshes it (its refresh lifetime is spent, or it was revoked).
+    ///
+    /// The provider is asked at **each** exchange, never per request: a token file that a
+    /// workload-identity system rotates, or a new client-credentials grant, is picked up
+    /// without a restart.
+    ///
+    /// ```
+    /// use tower_token_refresh::{IdentityToken, OcientAuth};
+    ///
+    /// let auth = OcientAuth::new("https://sql-node".parse().unwrap())
+    ///     .database("retail_analytics")
+    ///     .sso_token_from(|| async {
+    ///         let token = tokio::fs::read_to_string("/var/run/secrets/tokens/oidc").await?;
+    ///         Ok(IdentityToken::id_token(token))
+    ///     });
+    /// # let _ = auth;
+    /// ```
+    ///
+    /// The identity provider's token is a credential like a password: it goes only to the
+    /// listed nodes, over HTTPS unless [`allow_plain_http`](Self::allow_plain_http), and
+    /// never into `Debug`, an error or a log line. A provider's error fails that exchange
+    /// with [`Error::Provider`](crate::Error::Provider), which backs off like a rejected
+    /// login; the provider is bounded by the refresh timeout like the rest of the exchange.
+    ///
+    /// Ocient documents the answer loosely; the layer takes the Ocient token from
+    /// `access_token`, or else `id_token`, and its lifetime from `expires_in`, or else the
+    /// token's own `exp` claim (read, not verified: only for scheduling), or else assumes
+    /// five minutes.
+    #[must_use]
+    pub fn sso_token_from<F, Fut>(mut self, provider: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<IdentityToken, BoxError>> + Send + 'static,
+    {
+        self.sign_in = Some(SignIn::SsoToken(Provider::new(provider)));
+        self
+    }
+
+    /// Signs in by device grant, for a tool on a machine without a browser: the layer asks
+    /// the node for a code, hands it to `prompt` (which shows the user where to go and what
+    /// to enter), and polls until the user approves, is refused, or the
+    /// [`approval_timeout`](Self::approval_timeout) passes. The token is then refreshed
+    /// through `/v1/token_refresh`; a new device grant starts only when nothing else can
+    /// help (no token yet, or the server no longer refreshes it).
+    ///
+    /// ```no_run
+    /// use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
+    /// use tower::ServiceExt;
+    /// # async fn cli(client: impl tower::Service<http::Request<http_body_util::Full<bytes::Bytes>>, Response = http::Response<http_body_util::Full<bytes::Bytes>>, Error = std::convert::Infallible, Future: Send> + Clone + Send + 'static) -> Result<(), tower::BoxError> {
+    ///
+    /// let auth = OcientAuth::new("https://sql-node".parse()?).device_grant(|code| {
+    ///     eprintln!("To sign in, open {} and enter {}", code.verification_uri, code.user_code);
+    /// });
+    /// let service = tower::ServiceBuilder::new()
+    ///     .layer(TokenRefreshLayer::new(auth))
+    ///     .service(client);
+    /// // Sign in before the first query: the prompt shows now, and this waits for approval.
+    /// service.warm_up().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Callers wait for the approval like for any login, and share one device grant. A
+    /// refusal fails it with [`Error::DeviceGrant`](crate::Error::DeviceGrant), as does no
+    /// approval in time; either backs off like a rejected login, so the user is not asked
+    /// again at once. `prompt` is called once per device grant, from the layer's task: it
+    /// should print or hand off the code, not block.
+    #[must_use]
+    pub fn device_grant(mut self, prompt: impl Fn(&DeviceCode) + Send + Sync + 'static) -> Self {
+        self.sign_in = Some(SignIn::DeviceGrant(Arc::new(prompt)));
+        self
+    }
+
+    /// How long the user has to approve a [`device_grant`](Self::device_grant): five
+    /// minutes unless set. Each poll asks the node to wait for the approval for at most
+    /// what is left of this, and less than the refresh timeout.
+    #[must_use]
+    pub fn approval_timeout(mut self, timeout: Duration) -> Self {
+        self.approval_timeout = timeout;
         self
     }
 
@@ -153,6 +278,31 @@ impl OcientAuth {
         at(self.nodes.current(), path)
     }
 
+    fn sso_request(&self, token: &IdentityToken) -> Request<Bytes> {
+        let mut body = serde_json::Map::new();
+        body.insert(token.field().into(), token.expose().into());
+        // The document requires `database` here, unlike elsewhere.
+        let database = self.database.as_deref().unwrap_or("system");
+        body.insert("database".into(), database.into());
+        self.json_post("/v1/sso_token", body.into())
+    }
+
+    fn device_grant_request(&self) -> Request<Bytes> {
+        let mut body = serde_json::Map::new();
+        self.database_field(&mut body);
+        self.json_post("/v1/sso_device_grant", body.into())
+    }
+
+    /// A poll for the approval of `user_code`, which the node may hold `server_wait`
+    /// seconds (a string, as the document types it).
+    fn device_verify_request(&self, user_code: &str, server_wait: u64) -> Request<Bytes> {
+        let mut body = serde_json::Map::new();
+        body.insert("user_code".into(), user_code.into());
+        body.insert("timeout".into(), server_wait.to_string().into());
+        self.database_field(&mut body);
+        self.json_post("/v1/sso_device_grant_verify", body.into())
+    }
+
     fn login_with(&self, username: &str, password: &str) -> Request<Bytes> {
         let mut body = serde_json::Map::new();
         body.insert("username".into(), username.into());
@@ -181,9 +331,13 @@ impl OcientAuth {
     /// [`Error::rejected`] shortens it: a cut could leave part of a secret unrecognised).
     fn scrub(&self, text: &str) -> String {
         let mut text = text.to_owned();
-        let password = self.credentials.as_ref().and_then(Credentials::password);
+        let signed_in_with = match &self.sign_in {
+            Some(SignIn::Password(credentials)) => credentials.password(),
+            Some(SignIn::SsoToken(provider)) => provider.last_secret(),
+            Some(SignIn::DeviceGrant(_)) | None => None,
+        };
         let initial = self.initial.as_ref().map(|i| i.token.clone());
-        for secret in [password, initial].iter().flatten() {
+        for secret in [signed_in_with, initial].iter().flatten() {
             if !secret.is_empty() && text.contains(secret) {
                 text = text.replace(secret, "<redacted>");
             }
@@ -199,9 +353,13 @@ impl fmt::Debug for OcientAuth {
             .chain(self.nodes.others())
             .map(without_userinfo)
             .collect();
-        let shown = self.credentials.as_ref().map(Credentials::shown);
+        let shown = match &self.sign_in {
+            Some(SignIn::Password(credentials)) => Some(credentials.shown()),
+            _ => None,
+        };
         f.debug_struct("OcientAuth")
             .field("nodes", &nodes)
+            .field("sign_in", &self.sign_in.as_ref().map(SignIn::name))
             .field("username", &shown.map(|(user, _)| user))
             .field("password", &shown.map(|(_, password)| password))
             .field("database", &self.database)
@@ -240,11 +398,26 @@ impl TokenEndpoint for OcientAuth {
     }
 
     fn login(&self) -> Option<LoginFuture<'_>> {
-        let credentials = self.credentials.as_ref()?;
-        Some(Box::pin(async move {
-            let (username, password) = credentials.get().await?;
-            Ok(self.login_with(&username, &password))
-        }))
+        Some(match self.sign_in.as_ref()? {
+            SignIn::Password(credentials) => Box::pin(async move {
+                let (username, password) = credentials.get().await?;
+                Ok(self.login_with(&username, &password))
+            }),
+            SignIn::SsoToken(provider) => Box::pin(async move {
+                let token = provider.get(IdentityToken::expose).await?;
+                Ok(self.sso_request(&token))
+            }),
+            SignIn::DeviceGrant(_) => Box::pin(async move { Ok(self.device_grant_request()) }),
+        })
+    }
+
+    fn read_login_answer(&self, answer: Answer<'_>) -> LoginStep<'_> {
+        match &self.sign_in {
+            Some(SignIn::DeviceGrant(prompt)) => {
+                device::started(self, prompt, self.approval_timeout, answer)
+            }
+            _ => LoginStep::Done(self.read_answer(answer)),
+        }
     }
 
     fn refresh_request(&self, current: &Grant) -> Request<Bytes> {
@@ -258,7 +431,11 @@ impl TokenEndpoint for OcientAuth {
     }
 
     fn read_answer(&self, answer: Answer<'_>) -> Result<Grant, Error> {
-        answer::read(answer, |text| self.scrub(text))
+        let shape = match (&self.sign_in, answer.exchange) {
+            (Some(SignIn::SsoToken(_)), crate::Exchange::Login) => Shape::SignIn,
+            _ => Shape::Login,
+        };
+        answer::read(answer, shape, |text| self.scrub(text))
     }
 
     fn is_revocation(&self, error: &Error) -> bool {

@@ -89,6 +89,7 @@
 mod body;
 #[cfg(feature = "tls")]
 mod client;
+mod execute;
 mod fault;
 mod handler;
 mod ids;

@@ -7,6 +7,14 @@
 //! [`MockOcient::serve`]; both run the same handler, so answers and
 //! [`Counters`] are identical either way.
 //!
+//! A query gets one row, `SELECT 1`'s, in the `format` it asks for:
+//! `"array"`, the documented default (`"data": [[1]]`), or `"collection"`,
+//! rows as objects keyed by column name (`"data": [{"c1": 1}]`, the shape of
+//! the OpenAPI document's example). The format comes from the JSON body's
+//! `format`, or else from a `?format=` query parameter, which is where a
+//! GET (no body) and a `text/plain` POST (the body is the bare statement)
+//! carry it. The token is checked before the body is read.
+//!
 //! [`serve`] puts any other tower service on a loopback port the same way,
 //! for a test that needs a second server beside the mock (an OAuth
 //! authorization server, the app under test).
@@ -71,6 +79,7 @@
 //! | refresh past the refresh lifetime | 401 | -733 | `42502` |
 //! | `Content-Type` is not `application/json` | 415 | -1 | `22000` |
 //! | malformed JSON or unreadable body | 400 | -1 | `22000` |
+//! | execute `format` neither `array` nor `collection` | 400 | -1 | `22000` |
 //! | body over 64 KiB | 413 | -1 | `22000` |
 //! | wrong method on a known path | 405 | -1 | `42000` |
 //! | unknown path | 404 | -1 | `42000` |
@@ -89,6 +98,7 @@
 mod body;
 #[cfg(feature = "tls")]
 mod client;
+mod execute;
 mod fault;
 mod handler;
 mod ids;

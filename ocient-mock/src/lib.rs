@@ -89,6 +89,7 @@
 mod body;
 #[cfg(feature = "tls")]
 mod client;
+mod device;
 mod fault;
 mod handler;
 mod ids;
@@ -97,6 +98,7 @@ mod loopback;
 mod mock;
 mod mock_server;
 mod proxy;
+mod sso;
 mod state;
 #[cfg(test)]
 mod test_support;
@@ -107,12 +109,14 @@ mod wire;
 pub use body::MockBody;
 #[cfg(feature = "tls")]
 pub use client::{https_client, HttpsClient};
+pub use device::DeviceApproval;
 pub use fault::Fault;
 pub use handler::ResponseFuture;
 pub use loopback::{serve, LoopbackServer};
 pub use mock::MockOcient;
 pub use mock_server::MockServer;
 pub use proxy::FaultProxy;
+pub use sso::SsoAnswer;
 pub use state::Counters;
 #[cfg(feature = "tls")]
 pub use tls::serve_tls;

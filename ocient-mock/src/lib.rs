@@ -92,7 +92,13 @@ mod client;
 mod device;
 mod fault;
 mod handler;
+#[cfg(feature = "sso")]
+mod idp;
 mod ids;
+#[cfg(feature = "sso")]
+mod jwks;
+#[cfg(feature = "sso")]
+mod jwt;
 mod knobs;
 mod loopback;
 mod mock;
@@ -112,6 +118,10 @@ pub use client::{https_client, HttpsClient};
 pub use device::DeviceApproval;
 pub use fault::Fault;
 pub use handler::ResponseFuture;
+#[cfg(feature = "sso")]
+pub use idp::TestIdentityProvider;
+#[cfg(feature = "sso")]
+pub use jwks::{JwksError, TrustedIssuer};
 pub use loopback::{serve, LoopbackServer};
 pub use mock::MockOcient;
 pub use mock_server::MockServer;

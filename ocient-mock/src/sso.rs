@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::body::{BoxError, MockBody};
+#[cfg(feature = "sso")]
+use crate::jwks::TrustedIssuer;
 use crate::mock::MockOcient;
 use crate::state::{TokenShape, DEFAULT_DATABASE};
 use crate::wire::{json, read_json, require_json, ApiStatus, Failure, Issued};
@@ -84,6 +86,8 @@ impl SsoAnswer {
 #[derive(Default)]
 pub(crate) struct SsoConfig {
     tokens: HashSet<String>,
+    #[cfg(feature = "sso")]
+    issuers: Vec<TrustedIssuer>,
 }
 
 impl SsoConfig {
@@ -92,15 +96,22 @@ impl SsoConfig {
         if self.tokens.contains(token) {
             return Ok(FIXED_TOKEN_USER.to_owned());
         }
+        // With no issuer trusted, a JWT is as unknown as any other string.
+        #[cfg(feature = "sso")]
+        if !self.issuers.is_empty() {
+            return crate::jwt::subject(&self.issuers, token, std::time::SystemTime::now());
+        }
         Err(ApiStatus::TOKEN_INVALID)
     }
 }
 
 impl fmt::Debug for SsoConfig {
-    /// How many fixed tokens, never which.
+    /// How many fixed tokens, never which; the issuers trusted.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut debug = f.debug_struct("SsoConfig");
         debug.field("tokens", &self.tokens.len());
+        #[cfg(feature = "sso")]
+        debug.field("issuers", &self.issuers);
         debug.finish()
     }
 }
@@ -165,6 +176,24 @@ impl MockOcient {
     /// Changes how `/v1/sso_token` answers from now on.
     pub fn set_sso_answer(&self, answer: SsoAnswer) {
         self.lock().knobs.sso_answer = answer;
+    }
+
+    /// `/v1/sso_token` also accepts JWTs this issuer signed: a signature
+    /// that verifies against one of its keys, `iss` equal to its issuer,
+    /// `aud` holding its audience if it has one, an `exp` still ahead and no
+    /// `nbf` still to come. The JWT's `sub` is the user signed in. Trusting
+    /// an issuer of the same name again replaces its keys, as a key rotation
+    /// would.
+    #[cfg(feature = "sso")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sso")))]
+    #[must_use]
+    pub fn trust_issuer(self, issuer: TrustedIssuer) -> Self {
+        {
+            let issuers = &mut self.lock().sso.issuers;
+            issuers.retain(|known| known.issuer() != issuer.issuer());
+            issuers.push(issuer);
+        }
+        self
     }
 
     pub(crate) async fn sso_exchange<B>(

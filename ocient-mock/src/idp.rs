@@ -21,8 +21,10 @@ const DEFAULT_AUDIENCE: &str = "ocient";
 ///
 /// [`issue`](TestIdentityProvider::issue) makes the ID or access token a
 /// real provider would hand a client; [`trusted_issuer`](TestIdentityProvider::trusted_issuer)
-/// is what a [`MockOcient`](crate::MockOcient) needs to accept it. Cheap to
-/// clone: clones sign with the same key.
+/// is what a [`MockOcient`](crate::MockOcient) needs to accept it.
+/// [`TestIdentityProvider::serve`] puts one on a loopback port with a token
+/// endpoint, for a client that fetches its own tokens. Cheap to clone: clones
+/// sign with the same key.
 ///
 /// # Example
 ///

@@ -94,6 +94,8 @@ mod fault;
 mod handler;
 #[cfg(feature = "sso")]
 mod idp;
+#[cfg(feature = "sso")]
+mod idp_server;
 mod ids;
 #[cfg(feature = "sso")]
 mod jwks;
@@ -120,6 +122,8 @@ pub use fault::Fault;
 pub use handler::ResponseFuture;
 #[cfg(feature = "sso")]
 pub use idp::TestIdentityProvider;
+#[cfg(feature = "sso")]
+pub use idp_server::IdentityProviderServer;
 #[cfg(feature = "sso")]
 pub use jwks::{JwksError, TrustedIssuer};
 pub use loopback::{serve, LoopbackServer};

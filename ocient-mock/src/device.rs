@@ -17,7 +17,7 @@ use crate::body::{BoxError, MockBody};
 use crate::ids::user_code;
 use crate::mock::MockOcient;
 use crate::state::{TokenShape, DEFAULT_DATABASE};
-use crate::wire::{json, read_json, require_json, ApiStatus, Failure};
+use crate::wire::{json, read_json, require_json, ApiStatus, Failure, Issued};
 
 /// Where the user would go to enter the code; nothing is served there.
 const VERIFICATION_URI: &str = "https://idp.example/device";
@@ -177,12 +177,24 @@ struct PollRequest {
     timeout: Option<Value>,
 }
 
+/// A login's answer without `expires_in`, as the OpenAPI document shows it.
 #[derive(Serialize)]
 struct DeviceToken {
     access_token: String,
     username: String,
     database: String,
     status: ApiStatus,
+}
+
+impl From<Issued> for DeviceToken {
+    fn from(issued: Issued) -> Self {
+        Self {
+            access_token: issued.access_token,
+            username: issued.username,
+            database: issued.database,
+            status: APPROVED,
+        }
+    }
 }
 
 impl MockOcient {
@@ -243,26 +255,18 @@ impl MockOcient {
         require_json(headers)?;
         let request: PollRequest = read_json(body).await?.ok_or_else(Failure::malformed_json)?;
         let deadline = Instant::now() + timeout_of(request.timeout.as_ref())?;
-        let (poll, granted_for) =
-            self.lock()
-                .devices
-                .poll(&request.user_code)
-                .ok_or_else(|| {
-                    Failure::protocol(StatusCode::BAD_REQUEST, "22000", "unknown user_code")
-                })?;
+        let counted = self.lock().devices.poll(&request.user_code);
+        let (poll, granted_for) = counted.ok_or_else(|| {
+            Failure::protocol(StatusCode::BAD_REQUEST, "22000", "unknown user_code")
+        })?;
         let verdict = self.decision(poll, deadline).await;
         let mut state = self.lock();
         let (http, status) = match verdict {
             Verdict::Approved => {
+                let user = DEVICE_USER.to_owned();
                 let database = request.database.unwrap_or(granted_for);
-                let shape = TokenShape::Jwt;
-                let issued = state.sign_in(DEVICE_USER.to_owned(), database, shape, Instant::now());
-                return Ok(DeviceToken {
-                    access_token: issued.access_token,
-                    username: issued.username,
-                    database: issued.database,
-                    status: APPROVED,
-                });
+                let issued = state.sign_in(user, database, TokenShape::Jwt, Instant::now());
+                return Ok(DeviceToken::from(issued));
             }
             Verdict::NotYet => (StatusCode::BAD_REQUEST, NOT_YET),
             Verdict::Denied => (StatusCode::FORBIDDEN, DENIED),

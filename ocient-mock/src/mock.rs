@@ -59,7 +59,8 @@ impl MockOcient {
     }
 
     /// `true`: authentication failures are HTTP 200 with the non-zero
-    /// `vendor_code`, instead of HTTP 401.
+    /// `vendor_code`, instead of HTTP 401; so are a device grant poll's
+    /// refusals, instead of HTTP 400, 403 or 408.
     #[must_use]
     pub fn errors_in_band(self, yes: bool) -> Self {
         self.lock().knobs.errors_in_band = yes;

@@ -1,4 +1,4 @@
-//! [`Fault`]: failures a test injects into login and token refresh answers.
+//! [`Fault`]: failures a test injects into token request answers.
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, RETRY_AFTER};
@@ -7,7 +7,8 @@ use http::{HeaderValue, Response, StatusCode};
 use crate::body::MockBody;
 use crate::wire::{respond_with, ApiStatus, Failure};
 
-/// A failure injected into the next login or token refresh requests with
+/// A failure injected into the next token requests (logins, token
+/// refreshes, SSO exchanges, device grants) with
 /// [`MockOcient::fail_token_requests`](crate::MockOcient::fail_token_requests).
 #[non_exhaustive]
 #[derive(Debug, Clone)]

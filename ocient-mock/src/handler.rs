@@ -27,6 +27,7 @@ pub struct ResponseFuture {
 
 enum Route {
     Token(TokenRoute),
+    DevicePoll,
     Execute,
     WrongMethod,
     NotFound,
@@ -37,6 +38,11 @@ impl Route {
         let (route, allowed) = match path {
             "/v1/login" => (Self::Token(TokenRoute::Login), method == Method::POST),
             "/v1/token_refresh" => (Self::Token(TokenRoute::Refresh), method == Method::POST),
+            "/v1/sso_token" => (Self::Token(TokenRoute::SsoExchange), method == Method::POST),
+            "/v1/sso_device_grant" => {
+                (Self::Token(TokenRoute::DeviceGrant), method == Method::POST)
+            }
+            "/v1/sso_device_grant_verify" => (Self::DevicePoll, method == Method::POST),
             _ if is_execute(path) => (
                 Self::Execute,
                 method == Method::GET || method == Method::POST,
@@ -65,6 +71,7 @@ impl MockOcient {
         let (parts, body) = request.into_parts();
         let response = match Route::of(&parts.method, parts.uri.path()) {
             Route::Token(endpoint) => self.token_request(endpoint, &parts.headers, body).await,
+            Route::DevicePoll => self.device_poll(&parts.headers, body).await,
             Route::Execute => self.execute(&parts.headers),
             Route::WrongMethod => Failure::protocol(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -111,12 +118,15 @@ impl MockOcient {
             );
             return fault.into_response().await;
         }
+        let answered = |issued| json(StatusCode::OK, &issued);
         let outcome = match endpoint {
-            TokenRoute::Login => self.login(headers, body).await,
-            TokenRoute::Refresh => self.refresh(headers, body).await,
+            TokenRoute::Login => self.login(headers, body).await.map(answered),
+            TokenRoute::Refresh => self.refresh(headers, body).await.map(answered),
+            TokenRoute::SsoExchange => self.sso_exchange(headers, body).await,
+            TokenRoute::DeviceGrant => self.device_grant(headers, body).await,
         };
         match outcome {
-            Ok(issued) => json(StatusCode::OK, &issued),
+            Ok(response) => response,
             Err(failure) => {
                 self.lock().counters.failed_token_requests += 1;
                 failure.into_response()

@@ -1,7 +1,10 @@
 //! The settings a test turns on a [`MockOcient`](crate::mock::MockOcient):
-//! token lifetimes, latency and how failures are answered.
+//! token lifetimes, latency, how failures are answered and what shape an
+//! SSO exchange's answer takes.
 
 use std::time::Duration;
+
+use crate::sso::SsoAnswer;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Knobs {
@@ -11,6 +14,7 @@ pub(crate) struct Knobs {
     pub(crate) errors_in_band: bool,
     pub(crate) refresh_expired_tokens: bool,
     pub(crate) old_token_survives_refresh: bool,
+    pub(crate) sso_answer: SsoAnswer,
 }
 
 impl Default for Knobs {
@@ -22,6 +26,7 @@ impl Default for Knobs {
             errors_in_band: false,
             refresh_expired_tokens: false,
             old_token_survives_refresh: true,
+            sso_answer: SsoAnswer::LikeLogin,
         }
     }
 }

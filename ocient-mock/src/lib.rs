@@ -7,6 +7,16 @@
 //! [`MockOcient::serve`]; both run the same handler, so answers and
 //! [`Counters`] are identical either way.
 //!
+//! It signs users in with Ocient's single sign-on too. `POST /v1/sso_token`
+//! trades an identity provider's ID or access token for an Ocient token:
+//! fixed strings from [`MockOcient::sso_tokens`], or, with the `sso`
+//! feature, JWTs a `TrustedIssuer` signed; [`SsoAnswer`] picks the answer's
+//! shape. The device grant, `POST /v1/sso_device_grant` then
+//! `POST /v1/sso_device_grant_verify`, answers as the test's
+//! [`DeviceApproval`] says, holding a pending poll on tokio's clock. Tokens
+//! handed out either way are refreshed, queried with and revoked like a
+//! login's.
+//!
 //! [`serve`] puts any other tower service on a loopback port the same way,
 //! for a test that needs a second server beside the mock (an OAuth
 //! authorization server, the app under test).
@@ -29,8 +39,23 @@
 //! ocient-mock = { version = "0.1", features = ["tls"] }
 //! ```
 //!
+//! With the `sso` feature (off by default), `TrustedIssuer` reads an
+//! identity provider's JSON Web Key Set and `MockOcient::trust_issuer`
+//! accepts the JWTs it signs: RS256 or ES256, verified with ring, its `iss`,
+//! `aud`, `exp` and `nbf` checked. `TestIdentityProvider` is such a provider
+//! for tests without one: it signs ES256 tokens in process, or
+//! `TestIdentityProvider::serve` puts it on a loopback port with a client
+//! credentials token endpoint, its key set and its discovery document.
+//!
+//! ```toml
+//! [dev-dependencies]
+//! ocient-mock = { version = "0.1", features = ["sso"] }
+//! ```
+//!
 //! All time is read from [`tokio::time::Instant`], so a test on a paused
-//! clock (`tokio::time::pause` / `advance`) drives token expiry and latency.
+//! clock (`tokio::time::pause` / `advance`) drives token expiry, latency and
+//! device grant polls. JWTs carry wall-clock Unix times, so their `exp` is
+//! read from, and written with, the system clock.
 //!
 //! ```rust
 //! use std::time::Duration;
@@ -47,7 +72,8 @@
 //!             .await?;
 //!         println!("Ocient mock listening on {}", server.uri());
 //!
-//!         // The next login or token refresh is answered with a 503.
+//!         // The next token request (a login, refresh, SSO exchange or
+//!         // device grant) is answered with a 503.
 //!         server
 //!             .mock()
 //!             .fail_token_requests(Fault::Status(http::StatusCode::SERVICE_UNAVAILABLE), 1);
@@ -69,14 +95,25 @@
 //! | unknown, malformed or revoked token | 401 | -1205 | `08004` |
 //! | expired token | 401 | -1208 | `08004` |
 //! | refresh past the refresh lifetime | 401 | -733 | `42502` |
+//! | SSO: identity-provider token unknown or malformed; JWT for another audience, not yet valid or missing `iss`, `sub` or `exp` | 401 | -1205 | `08004` |
+//! | SSO: JWT signature does not verify, or its `alg` is not RS256 or ES256 | 401 | -1206 | `08004` |
+//! | SSO: JWT from an issuer not trusted | 401 | -1207 | `08004` |
+//! | SSO: JWT expired | 401 | -1208 | `08004` |
+//! | SSO: both `id_token` and `access_token`, or neither | 400 | -1 | `22000` |
+//! | device poll: unknown `user_code`, `timeout` not 1 to 600 seconds | 400 | -1 | `22000` |
+//! | device poll before the one [`DeviceApproval::ApproveAtPoll`] approves | 400 | -1 | `HYT00` |
+//! | device poll, the user denied ([`DeviceApproval::Deny`]) | 403 | -1 | `28000` |
+//! | device poll still pending at its `timeout` | 408 | -1 | `HYT00` |
 //! | `Content-Type` is not `application/json` | 415 | -1 | `22000` |
 //! | malformed JSON or unreadable body | 400 | -1 | `22000` |
 //! | body over 64 KiB | 413 | -1 | `22000` |
 //! | wrong method on a known path | 405 | -1 | `42000` |
 //! | unknown path | 404 | -1 | `42000` |
 //!
-//! With [`MockOcient::errors_in_band`] the 401 answers become HTTP 200
-//! carrying the same status object; protocol errors keep their HTTP status.
+//! With [`MockOcient::errors_in_band`] the 401 answers, and the device
+//! poll's `HYT00` and `28000` refusals, become HTTP 200 carrying the same
+//! status object; protocol errors (`22000`, `42000`) keep their HTTP status.
+//! A refused identity-provider token is never echoed in the answer.
 //! A token refresh checks, in this order: the token is known (-1205), its
 //! refresh lifetime (-733), then its expiry (-1208, unless
 //! [`MockOcient::refresh_expired_tokens`]).
@@ -89,14 +126,24 @@
 mod body;
 #[cfg(feature = "tls")]
 mod client;
+mod device;
 mod fault;
 mod handler;
+#[cfg(feature = "sso")]
+mod idp;
+#[cfg(feature = "sso")]
+mod idp_server;
 mod ids;
+#[cfg(feature = "sso")]
+mod jwks;
+#[cfg(feature = "sso")]
+mod jwt;
 mod knobs;
 mod loopback;
 mod mock;
 mod mock_server;
 mod proxy;
+mod sso;
 mod state;
 #[cfg(test)]
 mod test_support;
@@ -107,12 +154,20 @@ mod wire;
 pub use body::MockBody;
 #[cfg(feature = "tls")]
 pub use client::{https_client, HttpsClient};
+pub use device::DeviceApproval;
 pub use fault::Fault;
 pub use handler::ResponseFuture;
+#[cfg(feature = "sso")]
+pub use idp::TestIdentityProvider;
+#[cfg(feature = "sso")]
+pub use idp_server::IdentityProviderServer;
+#[cfg(feature = "sso")]
+pub use jwks::{JwksError, TrustedIssuer};
 pub use loopback::{serve, LoopbackServer};
 pub use mock::MockOcient;
 pub use mock_server::MockServer;
 pub use proxy::FaultProxy;
+pub use sso::SsoAnswer;
 pub use state::Counters;
 #[cfg(feature = "tls")]
 pub use tls::serve_tls;
@@ -132,6 +187,15 @@ mod tests {
         assert_send_sync::<FaultProxy>();
         assert_send_sync::<MockBody>();
         assert_send_sync::<Fault>();
+        assert_send_sync::<SsoAnswer>();
+        assert_send_sync::<DeviceApproval>();
+        #[cfg(feature = "sso")]
+        {
+            assert_send_sync::<TrustedIssuer>();
+            assert_send_sync::<JwksError>();
+            assert_send_sync::<TestIdentityProvider>();
+            assert_send_sync::<IdentityProviderServer>();
+        }
         assert_send::<ResponseFuture>();
         assert_unpin::<MockBody>();
     }

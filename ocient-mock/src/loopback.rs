@@ -85,14 +85,41 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    serve_over(service, |stream| std::future::ready(Ok(stream)), None).await
+    serve_on(bind_loopback().await?, service)
 }
 
-/// [`serve`] with each accepted stream first passed through `handshake` (the
-/// identity for plain HTTP, a TLS handshake for HTTPS) on its connection's
-/// task. A failed handshake ends only that connection. `ca_certificate_pem`
-/// is the CA a TLS server's certificate chains to, `None` for plain HTTP.
-pub(crate) async fn serve_over<S, B, H, F, Io>(
+/// [`serve`] on a listener bound already: for a server that names its own
+/// address in what it serves, as an identity provider does in its tokens.
+/// Must be called on a Tokio runtime.
+pub(crate) fn serve_on<S, B>(listener: TcpListener, service: S) -> io::Result<LoopbackServer>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    serve_over(
+        listener,
+        service,
+        |stream| std::future::ready(Ok(stream)),
+        None,
+    )
+}
+
+/// `127.0.0.1` on a free port.
+pub(crate) async fn bind_loopback() -> io::Result<TcpListener> {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await
+}
+
+/// [`serve_on`] with each accepted stream first passed through `handshake`
+/// (the identity for plain HTTP, a TLS handshake for HTTPS) on its
+/// connection's task. A failed handshake ends only that connection.
+/// `ca_certificate_pem` is the CA a TLS server's certificate chains to,
+/// `None` for plain HTTP.
+pub(crate) fn serve_over<S, B, H, F, Io>(
+    listener: TcpListener,
     service: S,
     handshake: H,
     ca_certificate_pem: Option<String>,
@@ -108,7 +135,6 @@ where
     F: Future<Output = io::Result<Io>> + Send + 'static,
     Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
     let addr = listener.local_addr()?;
     let service = TowerToHyperService::new(service);
     let serve_connection = move |stream: TcpStream| {

@@ -49,7 +49,8 @@ impl MockOcient {
         self
     }
 
-    /// Delay before answering a login or token refresh. It is a
+    /// Delay before answering a token request: a login, token refresh, SSO
+    /// exchange or device grant (not a device grant poll). It is a
     /// `tokio::time::sleep`, so a paused clock drives it.
     #[must_use]
     pub fn latency(self, latency: Duration) -> Self {
@@ -58,7 +59,8 @@ impl MockOcient {
     }
 
     /// `true`: authentication failures are HTTP 200 with the non-zero
-    /// `vendor_code`, instead of HTTP 401.
+    /// `vendor_code`, instead of HTTP 401; so are a device grant poll's
+    /// refusals, instead of HTTP 400, 403 or 408.
     #[must_use]
     pub fn errors_in_band(self, yes: bool) -> Self {
         self.lock().knobs.errors_in_band = yes;
@@ -93,15 +95,15 @@ impl MockOcient {
         self.lock().users.insert(username.into(), password.into());
     }
 
-    /// Changes the latency of login and token refresh requests that arrive
-    /// from now on.
+    /// Changes the latency of token requests that arrive from now on.
     pub fn set_latency(&self, latency: Duration) {
         self.lock().knobs.latency = latency;
     }
 
-    /// The next `times` login or token refresh requests get `fault` instead
-    /// of normal handling. Faults queue up behind ones already set; each
-    /// request still counts as a login or refresh, and as a failure.
+    /// The next `times` token requests (logins, token refreshes, SSO
+    /// exchanges and device grants, not device grant polls) get `fault`
+    /// instead of normal handling. Faults queue up behind ones already set;
+    /// each request still counts as what it asked for, and as a failure.
     pub fn fail_token_requests(&self, fault: Fault, times: usize) {
         if times > 0 {
             self.lock().faults.push_back((fault, times));
@@ -124,7 +126,8 @@ impl MockOcient {
     }
 
     /// How many tokens have been issued; the last one is
-    /// `mock.<generation>.<random>`.
+    /// `mock.<generation>.<random>`, or a JWT-shaped token whose payload's
+    /// `jti` is that.
     pub fn current_generation(&self) -> u64 {
         self.lock().generation
     }
@@ -157,6 +160,8 @@ impl fmt::Debug for MockOcient {
             .field("generation", &state.generation)
             .field("live_tokens", &state.live_tokens())
             .field("pending_faults", &pending_faults)
+            .field("sso", &state.sso)
+            .field("devices", &state.devices)
             .field("counters", &state.counters)
             .finish()
     }

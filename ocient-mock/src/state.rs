@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::device::Devices;
 use crate::fault::Fault;
-use crate::ids::access_token;
+use crate::ids::{access_token, jwt_shaped};
 use crate::knobs::Knobs;
+use crate::sso::SsoConfig;
 use crate::wire::{ApiStatus, Issued, LoginRequest};
 
-const DEFAULT_DATABASE: &str = "system";
+pub(crate) const DEFAULT_DATABASE: &str = "system";
 /// Below this many stored tokens, dead ones are not worth a sweep.
 const PRUNE_FLOOR: usize = 1024;
 
@@ -23,7 +25,15 @@ pub struct Counters {
     pub logins: u64,
     /// Token refresh requests received, good or bad.
     pub refreshes: u64,
-    /// Login and refresh requests answered with a failure, injected faults included.
+    /// SSO token exchanges (`/v1/sso_token`) received, good or bad.
+    pub sso_exchanges: u64,
+    /// Device grants (`/v1/sso_device_grant`) received, good or bad.
+    pub device_grants: u64,
+    /// Device grant polls (`/v1/sso_device_grant_verify`) received, whatever
+    /// they were answered. A poll is not a token request.
+    pub device_polls: u64,
+    /// Token requests ([`token_requests`](Counters::token_requests))
+    /// answered with a failure, injected faults included.
     pub failed_token_requests: u64,
     /// Execute requests with a valid token.
     pub queries_ok: u64,
@@ -34,9 +44,13 @@ pub struct Counters {
 }
 
 impl Counters {
-    /// Logins plus refreshes.
+    /// The requests injected faults apply to: logins, refreshes, SSO
+    /// exchanges and device grants. Device polls are not among them.
     pub fn token_requests(&self) -> u64 {
-        self.logins.saturating_add(self.refreshes)
+        self.logins
+            .saturating_add(self.refreshes)
+            .saturating_add(self.sso_exchanges)
+            .saturating_add(self.device_grants)
     }
 }
 
@@ -71,12 +85,27 @@ pub(crate) struct State {
     /// rather than copies so a huge `times` costs nothing.
     pub(crate) faults: VecDeque<(Fault, usize)>,
     pub(crate) counters: Counters,
+    /// The identity-provider tokens `/v1/sso_token` accepts.
+    pub(crate) sso: SsoConfig,
+    pub(crate) devices: Devices,
 }
 
+/// The requests that count as token requests: faults and latency apply to them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TokenRoute {
     Login,
     Refresh,
+    SsoExchange,
+    DeviceGrant,
+}
+
+/// What an issued token looks like; the server tracks both kinds alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenShape {
+    /// `mock.<generation>.<random>`.
+    Opaque,
+    /// Three base64url parts whose payload carries `sub` and `exp`.
+    Jwt,
 }
 
 impl State {
@@ -89,6 +118,8 @@ impl State {
             prune_at: PRUNE_FLOOR,
             faults: VecDeque::new(),
             counters: Counters::default(),
+            sso: SsoConfig::default(),
+            devices: Devices::default(),
         }
     }
 
@@ -97,6 +128,8 @@ impl State {
         match endpoint {
             TokenRoute::Login => self.counters.logins += 1,
             TokenRoute::Refresh => self.counters.refreshes += 1,
+            TokenRoute::SsoExchange => self.counters.sso_exchanges += 1,
+            TokenRoute::DeviceGrant => self.counters.device_grants += 1,
         }
         let fault = self.next_fault()?;
         self.counters.failed_token_requests += 1;
@@ -116,11 +149,23 @@ impl State {
         if self.users.get(&creds.username) != Some(&creds.password) {
             return Err(ApiStatus::BAD_CREDENTIALS);
         }
-        let refresh_until = now.checked_add(self.knobs.refresh_lifetime);
         let database = creds
             .database
             .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
-        Ok(self.issue(creds.username, database, refresh_until, now))
+        Ok(self.sign_in(creds.username, database, TokenShape::Opaque, now))
+    }
+
+    /// A token for someone already authenticated (by password or single
+    /// sign-on): its refresh lifetime starts now.
+    pub(crate) fn sign_in(
+        &mut self,
+        username: String,
+        database: String,
+        shape: TokenShape,
+        now: Instant,
+    ) -> Issued {
+        let refresh_until = now.checked_add(self.knobs.refresh_lifetime);
+        self.issue(username, database, shape, refresh_until, now)
     }
 
     /// The refresh deadline is checked before expiry: past it, no setting
@@ -144,7 +189,7 @@ impl State {
         if !self.knobs.old_token_survives_refresh {
             self.sessions.remove(token);
         }
-        Ok(self.issue(username, database, refresh_until, now))
+        Ok(self.issue(username, database, TokenShape::Opaque, refresh_until, now))
     }
 
     pub(crate) fn live_tokens(&self) -> usize {
@@ -167,13 +212,17 @@ impl State {
         &mut self,
         username: String,
         database: String,
+        shape: TokenShape,
         refresh_until: Option<Instant>,
         now: Instant,
     ) -> Issued {
         self.prune(now);
         self.generation += 1;
-        let access_token = access_token(self.generation);
         let lifetime = self.knobs.token_lifetime;
+        let access_token = match shape {
+            TokenShape::Opaque => access_token(self.generation),
+            TokenShape::Jwt => jwt_shaped(self.generation, &username, &database, lifetime),
+        };
         let session = Session {
             username: username.clone(),
             database: database.clone(),

@@ -4,6 +4,8 @@ use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
@@ -45,6 +47,22 @@ pub(crate) fn refresh_request(token: &str) -> Request<Full<Bytes>> {
 
 pub(crate) fn execute_request(token: Option<&str>) -> Request<Full<Bytes>> {
     request(Method::POST, "/v1/execute/system", token, "SELECT 1")
+}
+
+pub(crate) fn sso_request(body: &Value) -> Request<Full<Bytes>> {
+    request(Method::POST, "/v1/sso_token", None, &body.to_string())
+}
+
+/// An SSO token exchange with this body.
+pub(crate) async fn exchange(mock: &MockOcient, body: Value) -> (StatusCode, Value) {
+    send(mock, sso_request(&body)).await
+}
+
+/// The payload of a JWT-shaped token, not checked.
+pub(crate) fn jwt_claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("three parts");
+    let bytes = URL_SAFE_NO_PAD.decode(payload).expect("base64url payload");
+    serde_json::from_slice(&bytes).expect("JSON payload")
 }
 
 pub(crate) async fn call(mock: &MockOcient, request: Request<Full<Bytes>>) -> Response<MockBody> {

@@ -18,7 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 
 use crate::body::BoxError;
-use crate::loopback::{serve_over, LoopbackServer};
+use crate::loopback::{bind_loopback, serve_over, LoopbackServer};
 
 /// The names the server certificate is good for: how a client on this
 /// machine may reach a loopback port.
@@ -98,11 +98,11 @@ where
     let (config, ca_certificate_pem) = server_config()?;
     let acceptor = TlsAcceptor::from(Arc::new(config));
     serve_over(
+        bind_loopback().await?,
         service,
         move |stream| acceptor.accept(stream),
         Some(ca_certificate_pem),
     )
-    .await
 }
 
 /// A rustls server configuration (ring, ALPN `http/1.1`) for a server

@@ -39,6 +39,10 @@ impl ApiStatus {
     pub(crate) const NO_SESSION: Self = Self::new(-1204, "08003", "no session");
     pub(crate) const TOKEN_INVALID: Self = Self::new(-1205, "08004", "security token invalid");
     pub(crate) const TOKEN_EXPIRED: Self = Self::new(-1208, "08004", "security token expired");
+    pub(crate) const SIGNATURE_MISMATCH: Self =
+        Self::new(-1206, "08004", "token signature mismatch");
+    pub(crate) const UNKNOWN_ISSUER: Self =
+        Self::new(-1207, "08004", "token signed by an unknown issuer");
     pub(crate) const REFRESH_EXPIRED: Self =
         Self::new(-733, "42502", "session expired, refresh necessary");
     pub(crate) const INJECTED: Self = Self::new(-1, "58000", "injected failure");
@@ -49,6 +53,8 @@ impl ApiStatus {
             Self::NO_SESSION,
             Self::TOKEN_INVALID,
             Self::TOKEN_EXPIRED,
+            Self::SIGNATURE_MISMATCH,
+            Self::UNKNOWN_ISSUER,
             Self::REFRESH_EXPIRED,
         ]
         .iter()

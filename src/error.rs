@@ -99,7 +99,8 @@ pub enum Error {
     /// The layer was used outside a Tokio runtime, where it cannot run its refresh task.
     #[error("the token refresh layer needs a Tokio runtime")]
     NoRuntime,
-    /// The credentials provider (see `OcientAuth::credentials_from`) failed. Its error is
+    /// The credentials provider (see `OcientAuth::credentials_from`, and
+    /// `OcientAuth::sso_token_from` for an identity provider's token) failed. Its error is
     /// the [`source`](std::error::Error::source): left out of this error's message and of
     /// every `Debug`, in case it quotes a secret, and there for whoever asks for it.
     #[error("the credentials provider failed")]

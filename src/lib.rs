@@ -54,6 +54,8 @@
 //!   or a refresh of it was rejected in a way [`TokenEndpoint::is_revocation`] recognises.
 //!   Only a new login replaces a revoked token, when the endpoint can log in.
 //! - **Exchange** ([`Exchange`]): one login or one refresh, sent through the wrapped service.
+//!   A login may take several requests (a device grant polls until the user approves: see
+//!   [`LoginStep`]); it is still one exchange.
 //!   **Rejected** ([`Error::Rejected`]): the endpoint answered an exchange and said no, with
 //!   its status and the protocol's own [`ErrorCode`].
 //! - **Flight**: the one attempt at a new token that every waiting caller shares, with its
@@ -62,8 +64,13 @@
 //!   reached or could not answer.
 //! - **Insecure**: a token or credentials bound for plain `http://` on a host that is not
 //!   loopback; the layer sends nothing ([`Error::InsecureTransport`]).
-//! - **Provider**: a closure the layer asks for credentials at each login
-//!   ([`OcientAuth::credentials_from`]); its failure is [`Error::Provider`].
+//! - **Provider**: a closure the layer asks for credentials at each login: a username and
+//!   password ([`OcientAuth::credentials_from`]) or an identity provider's token
+//!   ([`OcientAuth::sso_token_from`]); its failure is [`Error::Provider`].
+//! - **Single sign-on**: a login through an OpenID Connect identity provider rather than a
+//!   password: by **token exchange** ([`OcientAuth::sso_token_from`]) or by **device grant**
+//!   ([`OcientAuth::device_grant`]), which the user **approves** or **denies**
+//!   ([`Error::DeviceGrant`]).
 //!
 //! # How it works
 //!

@@ -1,4 +1,5 @@
-//! The request handler: routing, and answering login, token refresh and execute.
+//! The request handler: routing, and answering login and token refresh
+//! (`execute.rs` answers queries).
 
 use std::convert::Infallible;
 use std::fmt;
@@ -12,12 +13,10 @@ use tokio::time::Instant;
 
 use crate::body::BoxError;
 use crate::body::MockBody;
-use crate::ids::query_id;
 use crate::mock::MockOcient;
 use crate::state::TokenRoute;
 use crate::wire::{
-    bearer, json, read_json, require_json, ApiStatus, Failure, Issued, LoginRequest, QueryAnswer,
-    RefreshRequest,
+    bearer, json, read_json, require_json, Failure, Issued, LoginRequest, RefreshRequest,
 };
 
 /// The future returned by [`MockOcient`]'s `Service::call`.
@@ -72,7 +71,7 @@ impl MockOcient {
         let response = match Route::of(&parts.method, parts.uri.path()) {
             Route::Token(endpoint) => self.token_request(endpoint, &parts.headers, body).await,
             Route::DevicePoll => self.device_poll(&parts.headers, body).await,
-            Route::Execute => self.execute(&parts.headers),
+            Route::Execute => self.execute(&parts, body).await,
             Route::WrongMethod => Failure::protocol(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "42000",
@@ -161,31 +160,6 @@ impl MockOcient {
         bearer(headers)
             .and_then(|token| state.refresh(token, request.database, now))
             .map_err(|status| Failure::auth(status, in_band))
-    }
-
-    fn execute(&self, headers: &HeaderMap) -> Response<MockBody> {
-        let now = Instant::now();
-        let mut state = self.lock();
-        let verdict = bearer(headers).and_then(|token| state.check(token, now));
-        let counter = match verdict {
-            Ok(()) => &mut state.counters.queries_ok,
-            Err(ApiStatus::NO_SESSION) => &mut state.counters.queries_no_token,
-            Err(_) => &mut state.counters.queries_bad_token,
-        };
-        *counter += 1;
-        let in_band = state.knobs.errors_in_band;
-        drop(state);
-        match verdict {
-            Ok(()) => json(
-                StatusCode::OK,
-                &QueryAnswer {
-                    query_id: query_id(),
-                    status: ApiStatus::QUERY_OK,
-                    data: [[1]],
-                },
-            ),
-            Err(status) => Failure::auth(status, in_band).into_response(),
-        }
     }
 }
 

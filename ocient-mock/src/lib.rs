@@ -7,6 +7,14 @@
 //! [`MockOcient::serve`]; both run the same handler, so answers and
 //! [`Counters`] are identical either way.
 //!
+//! A query gets one row, `SELECT 1`'s, in the `format` it asks for:
+//! `"array"`, the documented default (`"data": [[1]]`), or `"collection"`,
+//! rows as objects keyed by column name (`"data": [{"c1": 1}]`, the shape of
+//! the OpenAPI document's example). The format comes from the JSON body's
+//! `format`, or else from a `?format=` query parameter, which is where a
+//! GET (no body) and a `text/plain` POST (the body is the bare statement)
+//! carry it. The token is checked before the body is read.
+//!
 //! It signs users in with Ocient's single sign-on too. `POST /v1/sso_token`
 //! trades an identity provider's ID or access token for an Ocient token:
 //! fixed strings from [`MockOcient::sso_tokens`], or, with the `sso`
@@ -106,6 +114,7 @@
 //! | device poll still pending at its `timeout` | 408 | -1 | `HYT00` |
 //! | `Content-Type` is not `application/json` | 415 | -1 | `22000` |
 //! | malformed JSON or unreadable body | 400 | -1 | `22000` |
+//! | execute `format` neither `array` nor `collection` | 400 | -1 | `22000` |
 //! | body over 64 KiB | 413 | -1 | `22000` |
 //! | wrong method on a known path | 405 | -1 | `42000` |
 //! | unknown path | 404 | -1 | `42000` |
@@ -127,6 +136,7 @@ mod body;
 #[cfg(feature = "tls")]
 mod client;
 mod device;
+mod execute;
 mod fault;
 mod handler;
 #[cfg(feature = "sso")]

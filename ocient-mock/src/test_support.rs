@@ -45,8 +45,14 @@ pub(crate) fn refresh_request(token: &str) -> Request<Full<Bytes>> {
     request(Method::POST, "/v1/token_refresh", Some(token), "")
 }
 
+/// The body Ocient documents, which the mock reads for its `format`.
 pub(crate) fn execute_request(token: Option<&str>) -> Request<Full<Bytes>> {
-    request(Method::POST, "/v1/execute/system", token, "SELECT 1")
+    request(
+        Method::POST,
+        "/v1/execute/system",
+        token,
+        r#"{"statement": "SELECT 1"}"#,
+    )
 }
 
 pub(crate) fn sso_request(body: &Value) -> Request<Full<Bytes>> {

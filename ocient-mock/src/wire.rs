@@ -81,7 +81,8 @@ pub(crate) struct Issued {
 pub(crate) struct QueryAnswer {
     pub(crate) query_id: String,
     pub(crate) status: ApiStatus,
-    pub(crate) data: [[u8; 1]; 1],
+    /// Rows as arrays or as objects, as the query's `format` asked.
+    pub(crate) data: serde_json::Value,
 }
 
 #[derive(Deserialize)]
@@ -156,13 +157,17 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, ApiStatus> {
     }
 }
 
-pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), Failure> {
-    let is_json = headers
+/// Whether `Content-Type` names `mime`, whatever its parameters and case.
+pub(crate) fn has_media_type(headers: &HeaderMap, mime: &str) -> bool {
+    headers
         .get(CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
-    if is_json {
+        .is_some_and(|named| named.trim().eq_ignore_ascii_case(mime))
+}
+
+pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), Failure> {
+    if has_media_type(headers, "application/json") {
         Ok(())
     } else {
         Err(Failure::protocol(

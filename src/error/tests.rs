@@ -20,6 +20,7 @@ fn a_secret_the_server_echoed_is_redacted_everywhere_it_shows() {
     for error in [
         rejected("token t0k3n-abc is unknown, t0k3n-abc!"),
         Error::invalid_response(Exchange::Refresh, "t0k3n-abc is unknown, t0k3n-abc!"),
+        Error::device_grant(DeviceGrantEnd::Denied, "t0k3n-abc is unknown, t0k3n-abc!"),
     ] {
         let error = error.without_secret("t0k3n-abc");
         let shown = format!("{error} {error:?}");
@@ -121,4 +122,20 @@ fn a_secret_across_the_cut_or_in_a_code_never_shows() {
     };
     let error = Error::rejected(Exchange::Login, status, Some(odd_state), "");
     assert!(error.to_string().ends_with("sql_state 0[2J8"), "{error}");
+}
+
+#[test]
+fn a_device_grant_says_how_it_ended_in_the_servers_words_cleaned_and_cut() {
+    let denied = Error::device_grant(DeviceGrantEnd::Denied, "access_denied\u{1b}[2J: no");
+    assert_eq!(
+        denied.to_string(),
+        "device sign-in denied: access_denied[2J: no"
+    );
+    let timed_out = Error::device_grant(DeviceGrantEnd::TimedOut, "");
+    assert_eq!(timed_out.to_string(), "device sign-in not approved in time");
+    let long = Error::device_grant(DeviceGrantEnd::Denied, &"x".repeat(1000)).shortened();
+    assert_eq!(
+        long.to_string().len(),
+        "device sign-in denied: ".len() + MAX_REASON
+    );
 }

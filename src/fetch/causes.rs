@@ -84,6 +84,9 @@ fn a_judgement_of_the_credentials_or_the_token_is_a_rejection() {
         rejected(500, -1208),
         Error::MissingCredentials,
         plain_http,
+        // The user's answer to a device grant: asking again at once would only prompt again.
+        Error::device_grant(crate::DeviceGrantEnd::Denied, "access_denied"),
+        Error::device_grant(crate::DeviceGrantEnd::TimedOut, ""),
     ] {
         assert_eq!(cause(node(), error.clone()), Cause::Rejection, "{error}");
     }

@@ -7,6 +7,7 @@
 //! - `spread`: a fleet started together does not refresh together;
 //! - `long_running`: idle refresh, nothing left behind, `warm_up`, `status`, rotating
 //!   passwords; `axum_ready`: the readiness probe the axum example shows;
+//! - `sso` and `device_grant`: single sign-on, by token exchange and by device grant;
 //! - `debug`: what every public type shows in `Debug`; `secrets`: no secret in any output,
 //!   even when the server echoes one.
 
@@ -16,8 +17,10 @@ mod common;
 mod axum_ready;
 mod contract;
 mod debug;
+mod device_grant;
 mod essentials;
 mod long_running;
 mod plain_http;
 mod secrets;
 mod spread;
+mod sso;

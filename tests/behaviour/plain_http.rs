@@ -9,7 +9,8 @@ use http::header::AUTHORIZATION;
 use http::{Request, Uri};
 use ocient_mock::MockOcient;
 use tower_token_refresh::{
-    Answer, Error, Grant, LoginFuture, OcientAuth, Secret, TokenEndpoint, TokenRefreshLayer,
+    Answer, Error, Grant, IdentityToken, LoginFuture, OcientAuth, Secret, TokenEndpoint,
+    TokenRefreshLayer,
 };
 
 use crate::common;
@@ -44,6 +45,21 @@ async fn a_login_over_plain_http_to_another_host_is_refused_and_nothing_is_sent(
     let error = send(&service, query(PLAIN)).await.unwrap_err();
     assert_refused(&error, PLAIN);
     assert!(recorder.seen().is_empty(), "{:?}", recorder.seen());
+}
+
+/// The identity provider's token is a credential too: neither single sign-on path sends
+/// anything over plain http to another host.
+#[tokio::test(start_paused = true)]
+async fn single_sign_on_over_plain_http_to_another_host_is_refused_and_nothing_is_sent() {
+    let sso = OcientAuth::new(PLAIN.parse().unwrap())
+        .sso_token_from(|| std::future::ready(Ok(IdentityToken::id_token("idp-t0ken"))));
+    let device = OcientAuth::new(PLAIN.parse().unwrap()).device_grant(|_| {});
+    for auth in [sso, device] {
+        let (service, recorder) = layered(MockOcient::new(), TokenRefreshLayer::new(auth));
+        let error = send(&service, query(PLAIN)).await.unwrap_err();
+        assert_refused(&error, PLAIN);
+        assert!(recorder.seen().is_empty(), "{:?}", recorder.seen());
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -190,3 +190,36 @@ fn answer_debug_hides_the_body() {
         "{shown}"
     );
 }
+
+mod device;
+mod sso;
+
+/// `body` as a login answer with `status`, read by `read`.
+fn answered<T>(status: u16, body: &str, read: impl FnOnce(Answer<'_>) -> T) -> T {
+    let headers = http::HeaderMap::new();
+    let status = StatusCode::from_u16(status).unwrap();
+    read(Answer::new(
+        Exchange::Login,
+        status,
+        &headers,
+        body.as_bytes(),
+    ))
+}
+
+/// A JWT (unsigned: the layer never verifies one) whose `exp` is `seconds` from now.
+fn jwt_expiring_in(seconds: u64) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = format!(r#"{{"sub":"jdoe","exp":{}}}"#, now + seconds);
+    let encode = |text: &str| URL_SAFE_NO_PAD.encode(text);
+    format!("{}.{}.c2ln", encode(r#"{"alg":"HS256"}"#), encode(&claims))
+}
+
+/// The JSON body of `request`.
+fn body_of(request: &Request<Bytes>) -> serde_json::Value {
+    serde_json::from_slice(request.body()).unwrap()
+}

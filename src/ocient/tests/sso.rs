@@ -1,0 +1,156 @@
+//! Single sign-on by token exchange: the request, the answer shapes Ocient leaves open, the
+//! identity provider's token as a secret.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use super::*;
+
+fn sso(token: IdentityToken) -> OcientAuth {
+    OcientAuth::new("https://sql-node".parse().unwrap())
+        .sso_token_from(move || std::future::ready(Ok(token.clone())))
+}
+
+#[tokio::test]
+async fn an_id_token_and_an_access_token_each_go_in_their_own_field() {
+    let request = login(&sso(IdentityToken::id_token("idp.id.token\n"))).await;
+    assert_eq!(request.uri(), "https://sql-node/v1/sso_token");
+    assert_eq!(
+        request.headers()[http::header::CONTENT_TYPE],
+        "application/json"
+    );
+    assert_eq!(
+        body_of(&request),
+        serde_json::json!({"id_token": "idp.id.token", "database": "system"}),
+        "trimmed, and the database the document requires"
+    );
+    let request = login(&sso(IdentityToken::access_token("idp-access")).database("sales")).await;
+    assert_eq!(
+        body_of(&request),
+        serde_json::json!({"access_token": "idp-access", "database": "sales"})
+    );
+}
+
+#[tokio::test]
+async fn the_provider_is_asked_at_each_exchange() {
+    let asked = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&asked);
+    let auth = OcientAuth::new("https://sql-node".parse().unwrap()).sso_token_from(move || {
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        std::future::ready(Ok(IdentityToken::id_token(format!("idp-{n}"))))
+    });
+    assert!(
+        auth.login().is_some(),
+        "asking whether it can log in asks nobody"
+    );
+    assert_eq!(asked.load(Ordering::SeqCst), 0);
+    assert_eq!(body_of(&login(&auth).await)["id_token"], "idp-1");
+    assert_eq!(body_of(&login(&auth).await)["id_token"], "idp-2");
+}
+
+fn read_sso(status: u16, body: &str) -> Result<Grant, Error> {
+    let auth = sso(IdentityToken::id_token("idp"));
+    answered(status, body, |answer| auth.read_answer(answer))
+}
+
+fn lifetime(body: &str) -> Duration {
+    read_sso(200, body).unwrap().lifetime()
+}
+
+#[test]
+fn an_answer_like_logins_is_read_like_logins() {
+    let body = r#"{"access_token":"ocient-tok","expires_in":1800,"status":{"vendor_code":0}}"#;
+    let grant = read_sso(200, body).unwrap();
+    assert_eq!(grant.access_token().expose(), "ocient-tok");
+    assert_eq!(grant.lifetime(), Duration::from_secs(1800));
+}
+
+#[test]
+fn an_id_token_only_answer_lives_until_its_exp() {
+    let token = jwt_expiring_in(600);
+    let grant = read_sso(
+        200,
+        &format!(r#"{{"id_token":"{token}","database":"sales"}}"#),
+    )
+    .unwrap();
+    assert_eq!(grant.access_token().expose(), token);
+    let lifetime = grant.lifetime().as_secs_f64();
+    assert!((598.0..=600.0).contains(&lifetime), "{lifetime}");
+}
+
+#[test]
+fn expires_in_wins_over_exp_and_exp_over_the_default() {
+    let token = jwt_expiring_in(600);
+    let both = format!(r#"{{"access_token":"{token}","expires_in":90}}"#);
+    assert_eq!(lifetime(&both), Duration::from_secs(90));
+    let opaque = r#"{"id_token":"mock.1.0123456789abcdef","database":"sales"}"#;
+    assert_eq!(lifetime(opaque), answer::UNSTATED_LIFETIME);
+    let access_first = r#"{"access_token":"a.b","id_token":"i.d"}"#;
+    assert_eq!(
+        read_sso(200, access_first).unwrap().access_token().expose(),
+        "a.b"
+    );
+}
+
+#[test]
+fn a_token_dead_on_arrival_or_missing_is_an_invalid_answer() {
+    let past = {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        format!(
+            "e30.{}.c2ln",
+            URL_SAFE_NO_PAD.encode(r#"{"exp":1000000000}"#)
+        )
+    };
+    for body in [
+        format!(r#"{{"id_token":"{past}"}}"#),
+        r#"{"database":"sales"}"#.to_owned(),
+        r#"{"id_token":42}"#.to_owned(),
+    ] {
+        let error = read_sso(200, &body).unwrap_err();
+        assert!(
+            matches!(error, Error::InvalidResponse { .. }),
+            "{body}: {error}"
+        );
+    }
+}
+
+#[test]
+fn a_refresh_answer_still_needs_expires_in() {
+    let auth = sso(IdentityToken::id_token("idp"));
+    let headers = http::HeaderMap::new();
+    let body = format!(r#"{{"access_token":"{}"}}"#, jwt_expiring_in(600));
+    let answer = Answer::new(Exchange::Refresh, StatusCode::OK, &headers, body.as_bytes());
+    let error = auth.read_answer(answer).unwrap_err();
+    assert!(
+        error.to_string().contains("expires_in is missing"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn the_identity_token_is_a_secret_everywhere() {
+    let auth = sso(IdentityToken::access_token("idp-s3cret"));
+    assert!(!format!("{auth:?}").contains("idp-s3cret"));
+    assert!(format!("{auth:?}").contains(r#"sign_in: Some("sso_token")"#));
+    let token = IdentityToken::id_token("idp-s3cret");
+    assert_eq!(format!("{token:?}"), "IdentityToken(id_token: <redacted>)");
+    login(&auth).await;
+    let echo = r#"{"status":{"vendor_code":-1205,"sql_state":"08004","reason":"bad idp-s3cret"}}"#;
+    let error = answered(401, echo, |answer| auth.read_answer(answer)).unwrap_err();
+    let shown = format!("{error} {error:?}");
+    assert!(!shown.contains("idp-s3cret"), "{shown}");
+    assert_eq!(error.vendor_code(), Some(-1205));
+    assert!(
+        auth.is_revocation(&error),
+        "a token the node refuses needs a new one"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_provider_is_a_provider_error() {
+    let auth = OcientAuth::new("https://sql-node".parse().unwrap())
+        .sso_token_from(|| async { Err("token file missing".into()) });
+    let error = auth.login().expect("a login").await.unwrap_err();
+    assert!(matches!(error, Error::Provider { .. }), "{error}");
+}

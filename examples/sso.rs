@@ -4,8 +4,8 @@
 //! ```text
 //! cargo run --example sso                        # a built-in identity provider, the embedded mock
 //! cargo run --example sso -- --tls               # the same, the mock over HTTPS
-//! cargo run --example sso -- --idp http://127.0.0.1:PORT
-//!                                                # an identity provider of your own: see interop/
+//! IDP_CLIENT_SECRET=... cargo run --example sso -- --idp http://127.0.0.1:PORT \
+//!     --client-id tower-token-refresh            # another identity provider: see interop/
 //! ```
 //!
 //! The provider handed to `OcientAuth::sso_token_from` runs a client-credentials grant
@@ -35,12 +35,33 @@ use tower_token_refresh::{IdentityToken, OcientAuth, TokenEvent, TokenRefreshLay
 
 use support::tls::{https_client, HttpsClient};
 
-const USAGE: &str = "usage: sso [--idp http://IDENTITY-PROVIDER] [--tls]";
+const USAGE: &str = "usage: sso [--idp http://IDENTITY-PROVIDER [--client-id ID] \
+     [--audience AUD], the secret in IDP_CLIENT_SECRET] [--tls]";
 const RUN_FOR: Duration = Duration::from_secs(8);
+/// Where the client secret comes from, out of shell history and the process list.
+const SECRET_VARIABLE: &str = "IDP_CLIENT_SECRET";
+
+/// The identity provider to get tokens from, and who the example is there.
+struct Flags {
+    /// `None`: the built-in one, which takes any client.
+    idp: Option<Uri>,
+    client_id: String,
+    /// The audience asked for, and the one the mock Ocient wants in a token.
+    audience: String,
+    tls: bool,
+}
+
+/// The client as the identity provider knows it.
+#[derive(Clone)]
+struct Client {
+    id: String,
+    secret: String,
+    audience: String,
+}
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let (idp_flag, tls) = match flags(std::env::args().skip(1)) {
+    let flags = match flags(std::env::args().skip(1)) {
         Ok(flags) => flags,
         Err(message) => {
             eprintln!("{message}\n{USAGE}");
@@ -48,7 +69,7 @@ async fn main() -> Result<(), BoxError> {
         }
     };
     // The built-in identity provider lives as long as `_built_in`.
-    let (idp, _built_in) = match idp_flag {
+    let (idp, _built_in) = match flags.idp.clone() {
         Some(url) => (url, None),
         None => {
             let server = TestIdentityProvider::serve().await?;
@@ -74,8 +95,8 @@ async fn main() -> Result<(), BoxError> {
     let mock = MockOcient::new()
         .token_lifetime(Duration::from_secs(2))
         .refresh_lifetime(Duration::from_secs(5))
-        .trust_issuer(TrustedIssuer::new(issuer, &jwks)?);
-    let server = if tls {
+        .trust_issuer(TrustedIssuer::new(issuer, &jwks)?.audience(&flags.audience));
+    let server = if flags.tls {
         mock.serve_tls().await?
     } else {
         mock.serve().await?
@@ -88,6 +109,7 @@ async fn main() -> Result<(), BoxError> {
         .sso_token_from(client_credentials(
             http.clone(),
             token_endpoint.parse()?,
+            client(&flags),
             Arc::clone(&grants),
         ));
     let layer = TokenRefreshLayer::new(auth).on_token(|event: &TokenEvent<'_>| match event {
@@ -150,6 +172,7 @@ async fn main() -> Result<(), BoxError> {
 fn client_credentials(
     http: HttpsClient<Full<Bytes>>,
     token_endpoint: Uri,
+    client: Client,
     grants: Arc<AtomicU64>,
 ) -> impl Fn() -> std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<IdentityToken, BoxError>> + Send>,
@@ -157,14 +180,18 @@ fn client_credentials(
        + Sync
        + 'static {
     move || {
-        let (http, token_endpoint, grants) =
-            (http.clone(), token_endpoint.clone(), Arc::clone(&grants));
+        let (http, token_endpoint, client, grants) = (
+            http.clone(),
+            token_endpoint.clone(),
+            client.clone(),
+            Arc::clone(&grants),
+        );
         Box::pin(async move {
             let form = form_urlencoded::Serializer::new(String::new())
                 .append_pair("grant_type", "client_credentials")
-                .append_pair("client_id", "ocient-sso-example")
-                .append_pair("client_secret", "example-secret")
-                .append_pair("scope", "openid")
+                .append_pair("client_id", &client.id)
+                .append_pair("client_secret", &client.secret)
+                .append_pair("aud", &client.audience)
                 .finish();
             let request = Request::post(token_endpoint)
                 .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -203,19 +230,34 @@ fn slash(uri: &Uri) -> String {
     format!("{}/", uri.to_string().trim_end_matches('/'))
 }
 
-fn flags(args: impl IntoIterator<Item = String>) -> Result<(Option<Uri>, bool), String> {
-    let (mut idp, mut tls) = (None, false);
+fn flags(args: impl IntoIterator<Item = String>) -> Result<Flags, String> {
+    let mut flags = Flags {
+        idp: None,
+        client_id: "tower-token-refresh".into(),
+        audience: "ocient".into(),
+        tls: false,
+    };
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
-            "--idp" => {
-                let url = args.next().ok_or("--idp needs a value")?;
-                idp = Some(url.parse().map_err(|e| format!("--idp: {e}"))?);
-            }
-            "--tls" => tls = true,
+            "--idp" => flags.idp = Some(value()?.parse().map_err(|e| format!("--idp: {e}"))?),
+            "--client-id" => flags.client_id = value()?,
+            "--audience" => flags.audience = value()?,
+            "--tls" => flags.tls = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown flag {other}")),
         }
     }
-    Ok((idp, tls))
+    Ok(flags)
+}
+
+/// Who the example is at the identity provider. The built-in one takes any client; the
+/// secret `interop/idp.mjs` expects unless told otherwise stands in for a missing one.
+fn client(flags: &Flags) -> Client {
+    Client {
+        id: flags.client_id.clone(),
+        secret: std::env::var(SECRET_VARIABLE).unwrap_or_else(|_| "interop-secret".into()),
+        audience: flags.audience.clone(),
+    }
 }

@@ -283,6 +283,29 @@ mod tests {
         assert!(endpoint.initial_grant().is_none());
     }
 
+    #[test]
+    fn by_default_a_login_answer_is_the_whole_login() {
+        let endpoint = AsyncLoginOnly(Uri::from_static("https://sql-node"));
+        let headers = HeaderMap::new();
+        let answer = Answer::new(Exchange::Login, StatusCode::OK, &headers, b"t0ken");
+        assert_eq!(answer.request_timeout, std::time::Duration::from_secs(30));
+        let answer = answer.within(std::time::Duration::from_secs(7));
+        assert_eq!(answer.request_timeout, std::time::Duration::from_secs(7));
+        let step = endpoint.read_login_answer(answer);
+        assert_eq!(
+            format!("{step:?}"),
+            "Done(true)",
+            "its Debug shows no token"
+        );
+        let LoginStep::Done(Ok(grant)) = step else {
+            panic!("read as the whole login");
+        };
+        assert_eq!(grant.access_token().expose(), "t0ken");
+        let next = Box::pin(std::future::ready(Err(Error::MissingCredentials)));
+        let more = LoginStep::then(next, |_| LoginStep::Done(Err(Error::MissingCredentials)));
+        assert_eq!(format!("{more:?}"), "Continue");
+    }
+
     /// Logs in asynchronously and implements nothing optional: the way rotating
     /// credentials are written.
     #[derive(Debug)]

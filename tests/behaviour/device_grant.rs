@@ -7,11 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use http::StatusCode;
 use ocient_mock::{DeviceApproval, MockOcient};
-use tokio::task::JoinSet;
 use tokio::time::{sleep, Instant};
 use tower_token_refresh::{DeviceCode, DeviceGrantEnd, Error, OcientAuth, TokenRefreshLayer};
 
-use crate::common::{layered, query, secs, send, token_error, BASE};
+use crate::common::{all_ok_at_once, layered, query, secs, send, token_error, BASE};
 
 /// A device-grant login whose prompts land in the returned list.
 fn device() -> (OcientAuth, Arc<Mutex<Vec<DeviceCode>>>) {
@@ -71,14 +70,7 @@ async fn concurrent_callers_wait_for_one_device_grant() {
     let mock = MockOcient::new().device_approval(DeviceApproval::ApproveAtPoll(2));
     let (auth, prompts) = device();
     let (service, _) = layered(mock.clone(), TokenRefreshLayer::new(auth));
-    let mut callers = JoinSet::new();
-    for _ in 0..100 {
-        let service = service.clone();
-        callers.spawn(async move { send(&service, query()).await.map(|r| r.status()) });
-    }
-    while let Some(status) = callers.join_next().await {
-        assert_eq!(status.unwrap().unwrap(), StatusCode::OK);
-    }
+    all_ok_at_once(&service, 100).await;
     assert_eq!(mock.counters().device_grants, 1);
     assert_eq!(prompts.lock().unwrap().len(), 1);
 }

@@ -8,12 +8,11 @@ use std::time::Duration;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::StatusCode;
 use ocient_mock::{Fault, MockOcient};
-use tokio::task::JoinSet;
 use tokio::time::{sleep, Instant};
 use tower_token_refresh::{Error, OcientAuth, TokenRefreshLayer};
 
 use crate::common;
-use crate::common::{auth, layered, query, secs, send, token_error, BASE};
+use crate::common::{all_ok_at_once, auth, layered, query, secs, send, token_error, BASE};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -47,14 +46,7 @@ async fn requests_carry_a_sensitive_bearer_token() {
 async fn concurrent_first_requests_share_one_login() {
     let mock = MockOcient::new().latency(Duration::from_millis(200));
     let (service, recorder) = layered(mock.clone(), TokenRefreshLayer::new(auth()));
-    let mut callers = JoinSet::new();
-    for _ in 0..100 {
-        let service = service.clone();
-        callers.spawn(async move { send(&service, query()).await.map(|r| r.status()) });
-    }
-    while let Some(status) = callers.join_next().await {
-        assert_eq!(status.unwrap().unwrap(), StatusCode::OK);
-    }
+    all_ok_at_once(&service, 100).await;
     let counters = mock.counters();
     assert_eq!((counters.logins, counters.refreshes), (1, 0));
     assert_eq!(counters.queries_ok, 100);
@@ -156,14 +148,7 @@ async fn a_thousand_callers_at_an_expired_token_cause_one_token_request() {
     sleep(secs(70)).await;
     mock.set_latency(Duration::from_millis(20));
 
-    let mut callers = JoinSet::new();
-    for _ in 0..1000 {
-        let service = service.clone();
-        callers.spawn(async move { send(&service, query()).await.map(|r| r.status()) });
-    }
-    while let Some(status) = callers.join_next().await {
-        assert_eq!(status.unwrap().unwrap(), StatusCode::OK);
-    }
+    all_ok_at_once(&service, 1000).await;
     let counters = mock.counters();
     assert_eq!(
         counters.token_requests(),

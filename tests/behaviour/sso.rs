@@ -9,12 +9,11 @@ use std::time::Duration;
 
 use http::StatusCode;
 use ocient_mock::{MockOcient, SsoAnswer};
-use tokio::task::JoinSet;
 use tokio::time::sleep;
 use tower_token_refresh::{Error, IdentityToken, OcientAuth, TokenEvent, TokenRefreshLayer};
 
 use crate::common::capture::Capture;
-use crate::common::{layered, query, secs, send, token_error, BASE};
+use crate::common::{all_ok_at_once, layered, query, secs, send, token_error, BASE};
 
 /// A provider handing out `idp-1`, `idp-2`, ... as `kind`, counting how often it is asked.
 fn provider(kind: fn(String) -> IdentityToken) -> (OcientAuth, Arc<AtomicU32>) {
@@ -77,14 +76,7 @@ async fn a_thousand_callers_at_start_share_one_provider_call_and_one_exchange() 
         .latency(Duration::from_millis(200));
     let (auth, asked) = provider(access_token);
     let (service, _) = layered(mock.clone(), TokenRefreshLayer::new(auth));
-    let mut callers = JoinSet::new();
-    for _ in 0..1000 {
-        let service = service.clone();
-        callers.spawn(async move { send(&service, query()).await.map(|r| r.status()) });
-    }
-    while let Some(status) = callers.join_next().await {
-        assert_eq!(status.unwrap().unwrap(), StatusCode::OK);
-    }
+    all_ok_at_once(&service, 1000).await;
     assert_eq!(asked.load(Ordering::SeqCst), 1);
     let counters = mock.counters();
     assert_eq!((counters.sso_exchanges, counters.queries_ok), (1, 1000));

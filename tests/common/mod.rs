@@ -160,6 +160,27 @@ pub async fn assert_nothing_left<T>(
     assert_eq!(token_requests(), after, "and no token request");
 }
 
+/// `callers` queries sent through `service` at once, each on a task of its own; every one
+/// must be answered 200.
+pub async fn all_ok_at_once<S>(service: &S, callers: usize)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<MockBody>, Error = BoxError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..callers {
+        let service = service.clone();
+        tasks.spawn(async move { send(&service, query()).await.map(|r| r.status()) });
+    }
+    while let Some(status) = tasks.join_next().await {
+        assert_eq!(status.unwrap().unwrap(), http::StatusCode::OK);
+    }
+}
+
 /// The `Error` a failed call carries, which must be the crate's own.
 pub fn token_error(error: &BoxError) -> &tower_token_refresh::Error {
     error

@@ -111,6 +111,7 @@ pub enum Error {
     },
     /// A device grant (see `OcientAuth::device_grant`) ended without the user's approval.
     #[error("device sign-in {ended}{}", reason_text(reason))]
+    #[non_exhaustive]
     DeviceGrant {
         /// How it ended.
         ended: DeviceGrantEnd,

@@ -16,7 +16,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::config::Config;
-use crate::endpoint::{Answer, LoginReader, LoginStep};
+use crate::endpoint::{Answer, Continuation, Reader};
 use crate::error::{BoxError, Error, Exchange};
 use crate::event::{self, Hook, TokenEvent};
 use crate::grant::Grant;
@@ -204,11 +204,10 @@ where
         let config = Arc::clone(&self.config);
         let exchange = Exchange::Refresh;
         let request = config.endpoint.refresh_request(current);
-        bounded(exchange, config.refresh_timeout, async {
-            let (parts, body) = self.ask(exchange, request).await?;
-            let answer = Answer::new(exchange, parts.status, &parts.headers, &body)
-                .within(config.refresh_timeout)
-                .replacing(current);
+        let timeout = config.refresh_timeout;
+        bounded(exchange, timeout, async {
+            let sent = self.ask(exchange, request).await?;
+            let answer = answer_to(exchange, timeout, &sent).replacing(current);
             config.endpoint.read_answer(answer)
         })
         .await
@@ -219,31 +218,37 @@ where
     async fn log_in(&mut self) -> Result<Grant, Error> {
         let config = Arc::clone(&self.config);
         let (exchange, timeout) = (Exchange::Login, config.refresh_timeout);
-        let Some(mut next) = config.endpoint.login() else {
+        // Nothing is asked of a provider (or an identity provider) for a login that could
+        // not be sent anyway.
+        if let Some(refusal) = config.refusal(config.endpoint.origin()) {
+            return Err(refusal);
+        }
+        let Some(first) = config.endpoint.login() else {
             return Err(Error::MissingCredentials);
         };
-        let mut reader: Option<LoginReader<'_>> = None;
+        let (mut next, mut wait) = (first, Duration::ZERO);
+        // Reads what came of `next`; the first answer is the endpoint's to read.
+        let mut reader: Option<Reader<'_>> = None;
         loop {
-            let step = bounded(exchange, timeout, async {
+            tokio::time::sleep(wait).await;
+            let sent = bounded(exchange, timeout, async {
                 let request = next.await?;
-                let (parts, body) = self.ask(exchange, request).await?;
-                let answer =
-                    Answer::new(exchange, parts.status, &parts.headers, &body).within(timeout);
-                Ok(match reader.take() {
-                    Some(read) => read(answer),
-                    None => config.endpoint.read_login_answer(answer),
-                })
+                self.ask(exchange, request).await
             })
-            .await?;
-            match step {
-                LoginStep::Done(outcome) => return outcome,
-                LoginStep::Continue {
-                    next: request,
-                    then,
-                } => {
-                    next = request;
-                    reader = Some(then);
-                }
+            .await;
+            let answer = |sent| answer_to(exchange, timeout, sent);
+            let step = match (reader.take(), &sent) {
+                (Some(read), _) => read(sent.as_ref().map(answer).map_err(Error::clone)),
+                (None, Ok(sent)) => config.endpoint.read_login_answer(answer(sent)),
+                (None, Err(error)) => return Err(error.clone()),
+            };
+            match step.into_parts() {
+                Ok(outcome) => return outcome,
+                Err(Continuation {
+                    wait: then_wait,
+                    next: then_next,
+                    read,
+                }) => (next, wait, reader) = (then_next, then_wait, Some(read)),
             }
         }
     }
@@ -273,6 +278,15 @@ where
         let body = read_capped(exchange, &parts.headers, body).await?;
         Ok((parts, body))
     }
+}
+
+/// The answer to a request of `exchange` the layer gave `timeout`, as it came back.
+fn answer_to(
+    exchange: Exchange,
+    timeout: Duration,
+    (parts, body): &(http::response::Parts, Bytes),
+) -> Answer<'_> {
+    Answer::new(exchange, parts.status, &parts.headers, body).within(timeout)
 }
 
 /// `attempt`, or [`Error::Timeout`] once `timeout` has passed.

@@ -17,7 +17,7 @@ use crate::state::Timing;
 use crate::status::TokenStatus;
 
 /// How long a login or refresh may take, answer body included, unless set otherwise.
-const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Ocient's advice: refresh once half the lifetime is left.
 const DEFAULT_REFRESH_AT: f64 = 0.5;
 const DEFAULT_FIRST_BACKOFF: Duration = Duration::from_secs(1);

@@ -170,7 +170,7 @@ mod settings;
 mod state;
 mod status;
 
-pub use endpoint::{Answer, LoginFuture, LoginReader, LoginStep, TokenEndpoint};
+pub use endpoint::{Answer, LoginFuture, LoginStep, TokenEndpoint};
 pub use error::{DeviceGrantEnd, Error, ErrorCode, Exchange, ProviderError};
 pub use event::TokenEvent;
 pub use future::ResponseFuture;

@@ -35,7 +35,7 @@ const TOKEN_NO_GOOD: [i64; 7] = [-304, -733, -1204, -1205, -1206, -1207, -1208];
 
 /// The status object every Ocient answer carries.
 #[derive(Deserialize, Default)]
-struct Status {
+pub(super) struct Status {
     #[serde(default)]
     reason: String,
     #[serde(default)]
@@ -50,6 +50,8 @@ struct TokenAnswer {
     access_token: Option<serde_json::Value>,
     id_token: Option<serde_json::Value>,
     expires_in: Option<serde_json::Value>,
+    #[serde(default)]
+    status: Option<Status>,
 }
 
 /// Turns an answer into a grant, or into the error that explains why not; `scrub` cleans
@@ -60,10 +62,13 @@ pub(super) fn read(
     scrub: impl Fn(&str) -> String,
 ) -> Result<Grant, Error> {
     let exchange = answer.exchange;
-    if let Some(rejection) = rejection(&answer, &scrub) {
+    let parsed = parse_object::<TokenAnswer>(answer.body);
+    // A status object that does not parse leaves the answer unparsed: no token is taken
+    // from a 2xx whose status cannot be read.
+    let status = parsed.as_ref().ok().and_then(|p| p.status.as_ref());
+    if let Some(rejection) = rejection_by(&answer, status, &scrub) {
         return Err(rejection);
     }
-    let parsed = parse_object::<TokenAnswer>(answer.body);
     // serde's message can quote the body, and the body can hold a token: say where only.
     let parsed = parsed.map_err(|e| {
         let at = format!("line {} column {}", e.line(), e.column());
@@ -85,29 +90,50 @@ pub(super) fn read(
         (None, Shape::Login) => {
             return Err(Error::invalid_response(exchange, "expires_in is missing"))
         }
-        (None, Shape::SignIn) => jwt::seconds_left(token.expose(), SystemTime::now())
-            .unwrap_or(UNSTATED_LIFETIME.as_secs_f64()),
+        (None, Shape::SignIn) => sign_in_lifetime(token.expose()),
     };
     Grant::from_expires_in(token, expires_in)
         .map_err(|e| Error::invalid_response(exchange, e.to_string()))
 }
 
+/// The seconds a sign-in token lives by its JWT `exp`, or [`UNSTATED_LIFETIME`] when it
+/// says nothing, or when `exp` has passed by this machine's clock: the server just issued
+/// the token, so the clocks disagree, and a token that is really dead is revoked at its
+/// first 401.
+fn sign_in_lifetime(token: &str) -> f64 {
+    match jwt::seconds_left(token, SystemTime::now()) {
+        Some(left) if left >= 1.0 => left,
+        Some(left) => {
+            tracing::warn!(
+                seconds = left,
+                "the token's exp has passed by this clock; assuming the default lifetime"
+            );
+            UNSTATED_LIFETIME.as_secs_f64()
+        }
+        None => UNSTATED_LIFETIME.as_secs_f64(),
+    }
+}
+
 /// The rejection `answer` carries, if any: a non-2xx status, or a non-zero vendor code in
 /// its status object (in a 2xx answer too).
 pub(super) fn rejection(answer: &Answer<'_>, scrub: impl Fn(&str) -> String) -> Option<Error> {
-    let status = status_of(answer.body);
-    let vendor_code = status.as_ref().map_or(0, |s| s.vendor_code);
+    rejection_by(answer, status_of(answer.body).as_ref(), scrub)
+}
+
+fn rejection_by(
+    answer: &Answer<'_>,
+    status: Option<&Status>,
+    scrub: impl Fn(&str) -> String,
+) -> Option<Error> {
+    let vendor_code = status.map_or(0, |s| s.vendor_code);
     if answer.status.is_success() && vendor_code == 0 {
         return None;
     }
     let code = ErrorCode::Ocient {
         vendor_code,
-        sql_state: status
-            .as_ref()
-            .map(|s| sql_state(&s.sql_state))
-            .unwrap_or_default(),
+        sql_state: status.map(|s| sql_state(&s.sql_state)).unwrap_or_default(),
     };
-    let reason = scrub(status.as_ref().map_or("", |s| s.reason.as_str()));
+    let reason = scrub(status.map_or("", |s| s.reason.as_str()));
     Some(Error::rejected(
         answer.exchange,
         answer.status,
@@ -116,22 +142,38 @@ pub(super) fn rejection(answer: &Answer<'_>, scrub: impl Fn(&str) -> String) -> 
     ))
 }
 
-/// Whether `answer` says a device grant is still waiting for the user (not approved yet,
-/// or the server's wait ran out): a 408, a SQLSTATE of class HYT (timeout), or a reason
-/// that says pending or timed out. The server's words for this are not documented: these
-/// are the ones Ocient's status object and OAuth 2.0's device grant use.
-pub(super) fn is_pending(answer: &Answer<'_>) -> bool {
-    if answer.status == StatusCode::REQUEST_TIMEOUT {
-        return true;
-    }
-    let Some(status) = status_of(answer.body) else {
-        return false;
+/// A device grant still waiting for the user: not approved yet, or the server's wait for
+/// the approval ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Pending {
+    /// The server asks to be polled less often (OAuth 2.0's `slow_down`).
+    pub(super) slow_down: bool,
+}
+
+/// Whether `answer`, to a poll for a device grant's approval, says the user has not decided
+/// yet: it carries no token, its status is a 2xx or 4xx, and it is a 408, or its SQLSTATE
+/// is of class HYT (timeout), or its reason says pending, slow_down or timed out. The server's
+/// words for this are not documented: these are the ones Ocient's status object and OAuth
+/// 2.0's device grant use. A 5xx is the server failing, whatever it says.
+pub(super) fn pending(answer: &Answer<'_>) -> Option<Pending> {
+    let Ok(parsed) = parse_object::<TokenAnswer>(answer.body) else {
+        return (answer.status == StatusCode::REQUEST_TIMEOUT)
+            .then_some(Pending { slow_down: false });
     };
+    let has_token = parsed.access_token.is_some() || parsed.id_token.is_some();
+    if has_token || answer.status.is_server_error() {
+        return None;
+    }
+    let status = parsed.status.unwrap_or_default();
     let reason = status.reason.to_ascii_lowercase();
-    status.sql_state.starts_with("HYT")
-        || ["pending", "slow_down", "timed out", "timeout"]
+    let slow_down = reason.contains("slow_down");
+    let waiting = answer.status == StatusCode::REQUEST_TIMEOUT
+        || status.sql_state.starts_with("HYT")
+        || slow_down
+        || ["pending", "timed out", "timeout"]
             .iter()
-            .any(|word| reason.contains(word))
+            .any(|word| reason.contains(word));
+    waiting.then_some(Pending { slow_down })
 }
 
 /// The status object of an answer, when it is a JSON object that carries one.
@@ -267,6 +309,16 @@ mod tests {
                 "{expires_in}: {error}"
             );
         }
+    }
+
+    // A malformed status object hides whether the node said no: no token is taken.
+    #[test]
+    fn a_status_that_does_not_parse_is_no_token_answer() {
+        let body = r#"{"access_token":"t","expires_in":60,"status":{"vendor_code":"-1205"}}"#;
+        assert!(matches!(
+            read(200, body),
+            Err(Error::InvalidResponse { .. })
+        ));
     }
 
     // Found by fuzzing: serde takes a struct from a list of its fields.

@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::StatusCode;
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -13,6 +14,7 @@ use super::answer::{self, Shape};
 use super::OcientAuth;
 use crate::endpoint::{Answer, LoginStep};
 use crate::error::{printable, DeviceGrantEnd, Error};
+use crate::grant::Grant;
 
 /// How often to ask when the server answers at once that the user has not approved yet
 /// (OAuth 2.0's device grant suggests 5 s).
@@ -37,6 +39,17 @@ pub struct DeviceCode {
     pub user_code: String,
 }
 
+impl DeviceCode {
+    /// A code to enter at `verification_uri`: for testing a prompt.
+    pub fn new(verification_uri: impl Into<String>, user_code: impl Into<String>) -> Self {
+        DeviceCode {
+            verification_uri: verification_uri.into(),
+            verification_uri_complete: None,
+            user_code: user_code.into(),
+        }
+    }
+}
+
 impl fmt::Debug for DeviceCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeviceCode")
@@ -46,7 +59,7 @@ impl fmt::Debug for DeviceCode {
     }
 }
 
-/// The prompt, as the layer keeps it.
+/// The user's prompt, shared by every clone of the `OcientAuth`.
 pub(super) type Prompt = Arc<dyn Fn(&DeviceCode) + Send + Sync>;
 
 /// A device grant just started: its answer holds the code for the user. Prompts the user,
@@ -59,15 +72,16 @@ pub(super) fn started<'a>(
 ) -> LoginStep<'a> {
     let code = match device_code(auth, &answer) {
         Ok(code) => code,
-        Err(error) => return LoginStep::Done(Err(error)),
+        Err(error) => return LoginStep::done(Err(error)),
     };
-    tracing::info!(uri = %code.verification_uri, "device sign-in waiting for approval");
+    tracing::debug!("device sign-in waiting for the user's approval");
     prompt(&code);
     let poll = Poll {
         auth,
         user_code: code.user_code,
         deadline: Instant::now() + approval_timeout,
         approval_timeout,
+        interval: POLL_INTERVAL,
     };
     poll.after(Duration::ZERO, answer.request_timeout)
 }
@@ -78,28 +92,27 @@ struct Poll<'a> {
     user_code: String,
     deadline: Instant,
     approval_timeout: Duration,
+    /// The least time between two polls: longer each time the server asks to slow down.
+    interval: Duration,
 }
 
 impl<'a> Poll<'a> {
     /// The next poll, sent `wait` from now, for a request the layer gives `request_timeout`.
     fn after(self, wait: Duration, request_timeout: Duration) -> LoginStep<'a> {
-        // The wait counts against the request's time, so it takes at most half of it.
-        let wait = wait.min(request_timeout / 2);
         let server_wait = self.server_wait(request_timeout, wait);
         let (auth, user_code) = (self.auth, self.user_code.clone());
-        let next = Box::pin(async move {
-            tokio::time::sleep(wait).await;
-            Ok(auth.device_verify_request(&user_code, server_wait))
-        });
+        let next = Box::pin(async move { Ok(auth.device_verify_request(&user_code, server_wait)) });
         let sent_at = Instant::now() + wait;
-        LoginStep::then(next, move |answer| self.read(answer, sent_at))
+        LoginStep::then(next, move |sent| self.read(sent, sent_at, request_timeout)).after(wait)
     }
 
     /// The seconds the server may hold a poll: what is left of the approval time, and less
-    /// than the layer gives the request, so that the server's answer comes back in time.
+    /// than the layer gives the request, so that the server's answer comes back in time
+    /// (with a refresh timeout under two seconds, the one second the server takes at the
+    /// least may be too long: that poll times out, and the next one is sent).
     fn server_wait(&self, request_timeout: Duration, wait: Duration) -> u64 {
         let margin = (request_timeout / 4).max(Duration::from_secs(1));
-        let for_the_server = request_timeout.saturating_sub(wait + margin);
+        let for_the_server = request_timeout.saturating_sub(margin);
         let left = self
             .deadline
             .saturating_duration_since(Instant::now() + wait);
@@ -107,47 +120,71 @@ impl<'a> Poll<'a> {
         seconds.clamp(1, MAX_SERVER_WAIT)
     }
 
-    /// The answer to a poll sent at `sent_at`: a grant, the end, or another poll.
-    fn read(self, answer: Answer<'_>, sent_at: Instant) -> LoginStep<'a> {
-        let scrub = |text: &str| self.auth.scrub(text);
-        if !answer::is_pending(&answer) || has_token(&answer) {
-            return LoginStep::Done(answer::read(answer, Shape::SignIn, scrub).map_err(denied));
-        }
+    /// What came of a poll sent at `sent_at`: a grant, the end, or another poll.
+    fn read(
+        mut self,
+        sent: Result<Answer<'_>, Error>,
+        sent_at: Instant,
+        request_timeout: Duration,
+    ) -> LoginStep<'a> {
+        // Why to ask again, if the approval may still come.
+        let again = match sent {
+            Ok(answer) => match answer::pending(&answer) {
+                Some(pending) => {
+                    if pending.slow_down {
+                        self.interval += POLL_INTERVAL;
+                    }
+                    None
+                }
+                None => match self.verdict(answer) {
+                    Err(error) if self.server_failed(&error) => Some(error),
+                    outcome => return LoginStep::done(outcome),
+                },
+            },
+            // The code stays good while the server is away: a new device grant would ask
+            // the user again.
+            Err(error) if self.server_failed(&error) => Some(error),
+            Err(error) => return LoginStep::done(Err(error)),
+        };
         if Instant::now() >= self.deadline {
             let reason = format!("no approval within {:?}", self.approval_timeout);
-            return LoginStep::Done(Err(Error::device_grant(DeviceGrantEnd::TimedOut, &reason)));
+            let timed_out = Error::device_grant(DeviceGrantEnd::TimedOut, &reason);
+            return LoginStep::done(Err(again.unwrap_or(timed_out)));
         }
-        tracing::debug!("device sign-in not approved yet; asking again");
+        if let Some(error) = again {
+            tracing::debug!(%error, "device sign-in poll failed; asking again");
+        }
         // A server that held the poll has waited already; one that answered at once is
         // asked again after the interval.
-        let wait = POLL_INTERVAL.saturating_sub(sent_at.elapsed());
-        let request_timeout = answer.request_timeout;
+        let wait = self.interval.saturating_sub(sent_at.elapsed());
         self.after(wait, request_timeout)
     }
-}
 
-/// A rejected poll ends the device grant as denied, unless the server failed (a 5xx, a
-/// 429): that stays a rejection, which another attempt or node may get past.
-fn denied(error: Error) -> Error {
-    match &error {
-        Error::Rejected { status, reason, .. }
-            if !status.is_server_error() && status.as_u16() != 429 =>
-        {
-            Error::device_grant(DeviceGrantEnd::Denied, reason)
+    /// The grant an answer carries, or why there is none: a rejection by a server that
+    /// failed stays one (another poll may get past it); any other ends the device grant.
+    fn verdict(&self, answer: Answer<'_>) -> Result<Grant, Error> {
+        let scrub = |text: &str| self.auth.scrub(text);
+        answer::read(answer, Shape::SignIn, scrub).map_err(|error| match &error {
+            // A node that has no device grant (404) denies nobody.
+            Error::Rejected { reason, status, .. }
+                if !self.server_failed(&error) && *status != StatusCode::NOT_FOUND =>
+            {
+                Error::device_grant(DeviceGrantEnd::Denied, reason)
+            }
+            _ => error,
+        })
+    }
+
+    /// Whether the server could not answer: unreachable, too slow, a 5xx or a 429.
+    fn server_failed(&self, error: &Error) -> bool {
+        match error {
+            Error::Transport { .. } | Error::Timeout { .. } => true,
+            Error::Rejected { status, .. } => {
+                status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
+            }
+            _ => false,
         }
-        _ => error,
     }
-}
-
-/// Whether the answer carries a token, so that it is no "not yet" whatever it says.
-fn has_token(answer: &Answer<'_>) -> bool {
-    #[derive(Deserialize)]
-    struct Token {
-        access_token: Option<serde_json::Value>,
-        id_token: Option<serde_json::Value>,
-    }
-    answer::parse_object::<Token>(answer.body)
-        .is_ok_and(|t| t.access_token.is_some() || t.id_token.is_some())
 }
 
 /// The longest verification URI or user code taken from the server.
@@ -160,6 +197,9 @@ fn device_code(auth: &OcientAuth, answer: &Answer<'_>) -> Result<DeviceCode, Err
     }
     #[derive(Deserialize)]
     struct Started {
+        // Parsed so that a status object that does not parse leaves no code to take.
+        #[allow(dead_code)]
+        status: Option<answer::Status>,
         verification_uri: Option<String>,
         verification_uri_complete: Option<String>,
         user_code: Option<String>,
@@ -174,9 +214,9 @@ fn device_code(auth: &OcientAuth, answer: &Answer<'_>) -> Result<DeviceCode, Err
     };
     let user_code = field(started.user_code).ok_or_else(|| invalid("user_code is missing"))?;
     let verification_uri_complete = field(started.verification_uri_complete);
-    let verification_uri = field(started.verification_uri)
-        .or_else(|| verification_uri_complete.clone())
-        .ok_or_else(|| invalid("verification_uri is missing"))?;
+    // Not taken from `verification_uri_complete`, which holds the user code.
+    let verification_uri =
+        field(started.verification_uri).ok_or_else(|| invalid("verification_uri is missing"))?;
     Ok(DeviceCode {
         verification_uri,
         verification_uri_complete,

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderValue, Method, Request, Uri};
+use http::header::AUTHORIZATION;
+use http::{Request, Uri};
 use tokio::time::Instant;
 
 mod answer;
@@ -17,6 +17,7 @@ mod device;
 mod jwt;
 mod nodes;
 mod provider;
+mod requests;
 mod sso;
 
 use answer::Shape;
@@ -24,6 +25,7 @@ use credentials::Credentials;
 use device::Prompt;
 use nodes::Nodes;
 use provider::Provider;
+use requests::{at, host_and_port};
 
 pub use device::DeviceCode;
 pub use sso::IdentityToken;
@@ -34,6 +36,9 @@ use crate::grant::{Grant, Secret};
 
 /// How long the user has to approve a device grant, unless told otherwise.
 const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
+/// The longest time to approve the layer takes: a deadline must not overflow an `Instant`,
+/// and no identity provider keeps a device code for longer.
+const MAX_APPROVAL_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// How to log in to an Ocient SQL node and refresh its access tokens.
 ///
@@ -223,11 +228,12 @@ impl OcientAuth {
     }
 
     /// How long the user has to approve a [`device_grant`](Self::device_grant): five
-    /// minutes unless set. Each poll asks the node to wait for the approval for at most
-    /// what is left of this, and less than the refresh timeout.
+    /// minutes unless set, a day at the most. Each poll asks the node to wait for the
+    /// approval for at most what is left of this, and less than the refresh timeout (keep
+    /// that above two seconds: the node waits one second at the least).
     #[must_use]
     pub fn approval_timeout(mut self, timeout: Duration) -> Self {
-        self.approval_timeout = timeout;
+        self.approval_timeout = timeout.min(MAX_APPROVAL_TIMEOUT);
         self
     }
 
@@ -273,60 +279,6 @@ impl OcientAuth {
         self
     }
 
-    /// `{node}{path}` at the node token requests go to now.
-    fn endpoint(&self, path: &str) -> Uri {
-        at(self.nodes.current(), path)
-    }
-
-    fn sso_request(&self, token: &IdentityToken) -> Request<Bytes> {
-        let mut body = serde_json::Map::new();
-        body.insert(token.field().into(), token.expose().into());
-        // The document requires `database` here, unlike elsewhere.
-        let database = self.database.as_deref().unwrap_or("system");
-        body.insert("database".into(), database.into());
-        self.json_post("/v1/sso_token", body.into())
-    }
-
-    fn device_grant_request(&self) -> Request<Bytes> {
-        let mut body = serde_json::Map::new();
-        self.database_field(&mut body);
-        self.json_post("/v1/sso_device_grant", body.into())
-    }
-
-    /// A poll for the approval of `user_code`, which the node may hold `server_wait`
-    /// seconds (a string, as the document types it).
-    fn device_verify_request(&self, user_code: &str, server_wait: u64) -> Request<Bytes> {
-        let mut body = serde_json::Map::new();
-        body.insert("user_code".into(), user_code.into());
-        body.insert("timeout".into(), server_wait.to_string().into());
-        self.database_field(&mut body);
-        self.json_post("/v1/sso_device_grant_verify", body.into())
-    }
-
-    fn login_with(&self, username: &str, password: &str) -> Request<Bytes> {
-        let mut body = serde_json::Map::new();
-        body.insert("username".into(), username.into());
-        body.insert("password".into(), password.into());
-        self.database_field(&mut body);
-        self.json_post("/v1/login", body.into())
-    }
-
-    fn json_post(&self, path: &str, body: serde_json::Value) -> Request<Bytes> {
-        let mut request = Request::new(Bytes::from(body.to_string()));
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = self.endpoint(path);
-        request
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        request
-    }
-
-    fn database_field(&self, body: &mut serde_json::Map<String, serde_json::Value>) {
-        if let Some(database) = &self.database {
-            body.insert("database".into(), database.clone().into());
-        }
-    }
-
     /// Removes the secrets this client knows from text the server sent back (before
     /// [`Error::rejected`] shortens it: a cut could leave part of a secret unrecognised).
     fn scrub(&self, text: &str) -> String {
@@ -368,6 +320,7 @@ impl fmt::Debug for OcientAuth {
                 &self.initial.as_ref().map(|_| "<redacted>"),
             )
             .field("allow_plain_http", &self.plain_http)
+            .field("approval_timeout", &self.approval_timeout)
             .finish()
     }
 }
@@ -405,6 +358,12 @@ impl TokenEndpoint for OcientAuth {
             }),
             SignIn::SsoToken(provider) => Box::pin(async move {
                 let token = provider.get(IdentityToken::expose).await?;
+                if token.expose().is_empty() {
+                    let empty = "the identity provider's token is empty".into();
+                    return Err(Error::Provider {
+                        source: crate::error::ProviderError::new(empty),
+                    });
+                }
                 Ok(self.sso_request(&token))
             }),
             SignIn::DeviceGrant(_) => Box::pin(async move { Ok(self.device_grant_request()) }),
@@ -416,7 +375,7 @@ impl TokenEndpoint for OcientAuth {
             Some(SignIn::DeviceGrant(prompt)) => {
                 device::started(self, prompt, self.approval_timeout, answer)
             }
-            _ => LoginStep::Done(self.read_answer(answer)),
+            _ => LoginStep::done(self.read_answer(answer)),
         }
     }
 
@@ -447,19 +406,6 @@ impl TokenEndpoint for OcientAuth {
     }
 }
 
-/// `{node}{path}`, without any `user:password@` of the node: the credentials go in the
-/// body, and a URI ends up in error messages and logs.
-fn at(node: &Uri, path: &str) -> Uri {
-    let scheme = node.scheme_str().unwrap_or("http");
-    let authority = host_and_port(node);
-    let prefix = node.path().trim_end_matches('/');
-    format!("{scheme}://{authority}{prefix}{path}")
-        .parse()
-        // Unparseable only for a node that names no host: the request then fails in the
-        // wrapped service, with the path alone to show.
-        .unwrap_or_else(|_| Uri::from_static("/"))
-}
-
 /// `uri` as text, with any `user:password@` replaced.
 fn without_userinfo(uri: &Uri) -> String {
     let text = uri.to_string();
@@ -470,12 +416,6 @@ fn without_userinfo(uri: &Uri) -> String {
         }
         _ => text,
     }
-}
-
-/// The authority of `uri` without any `user:password@`.
-fn host_and_port(uri: &Uri) -> &str {
-    uri.authority()
-        .map_or("", |a| a.as_str().rsplit('@').next().unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use ocient_mock::{DeviceApproval, MockOcient};
 use tokio::time::{sleep, Instant};
 use tower_token_refresh::{DeviceCode, DeviceGrantEnd, Error, OcientAuth, TokenRefreshLayer};
 
-use crate::common::{all_ok_at_once, layered, query, secs, send, token_error, BASE};
+use crate::common::{all_ok_at_once, layered, query, secs, send, switched, token_error, BASE};
 
 /// A device-grant login whose prompts land in the returned list.
 fn device() -> (OcientAuth, Arc<Mutex<Vec<DeviceCode>>>) {
@@ -154,4 +154,25 @@ async fn a_revoked_token_leads_to_a_new_device_grant() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(mock.counters().device_grants, 2);
     assert_eq!(prompts.lock().unwrap().len(), 2, "nothing else could help");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_away_while_the_user_approves_costs_no_second_prompt() {
+    let mock = MockOcient::new().device_approval(DeviceApproval::ApproveAtPoll(2));
+    let (auth, prompts) = device();
+    let (service, switch) = switched(mock.clone(), TokenRefreshLayer::new(auth));
+    let warm_up = tokio::spawn(service.warm_up::<http_body_util::Full<bytes::Bytes>>());
+    sleep(secs(1)).await;
+    assert_eq!(
+        mock.counters().device_polls,
+        1,
+        "asked once, not approved yet"
+    );
+    switch.set_down(true);
+    sleep(secs(11)).await; // the polls at 5 and 10 s meet a closed port
+    switch.set_down(false);
+    warm_up.await.unwrap().unwrap();
+    let counters = mock.counters();
+    assert_eq!((counters.device_grants, counters.device_polls), (1, 2));
+    assert_eq!(prompts.lock().unwrap().len(), 1, "the same code all along");
 }

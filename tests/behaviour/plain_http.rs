@@ -51,15 +51,26 @@ async fn a_login_over_plain_http_to_another_host_is_refused_and_nothing_is_sent(
 /// anything over plain http to another host.
 #[tokio::test(start_paused = true)]
 async fn single_sign_on_over_plain_http_to_another_host_is_refused_and_nothing_is_sent() {
-    let sso = OcientAuth::new(PLAIN.parse().unwrap())
-        .sso_token_from(|| std::future::ready(Ok(IdentityToken::id_token("idp-t0ken"))));
-    let device = OcientAuth::new(PLAIN.parse().unwrap()).device_grant(|_| {});
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let (provider_asked, prompted) = (asked.clone(), asked.clone());
+    let sso = OcientAuth::new(PLAIN.parse().unwrap()).sso_token_from(move || {
+        provider_asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::future::ready(Ok(IdentityToken::id_token("idp-t0ken")))
+    });
+    let device = OcientAuth::new(PLAIN.parse().unwrap()).device_grant(move |_| {
+        prompted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
     for auth in [sso, device] {
         let (service, recorder) = layered(MockOcient::new(), TokenRefreshLayer::new(auth));
         let error = send(&service, query(PLAIN)).await.unwrap_err();
         assert_refused(&error, PLAIN);
         assert!(recorder.seen().is_empty(), "{:?}", recorder.seen());
     }
+    let asked = asked.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        asked, 0,
+        "no identity provider or user asked for what cannot be sent"
+    );
 }
 
 #[tokio::test(start_paused = true)]

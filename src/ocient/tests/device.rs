@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 
 use super::*;
-use crate::endpoint::LoginReader;
+use crate::endpoint::Reader;
 use crate::error::DeviceGrantEnd;
 
 const STARTED: &str = r#"{"verification_uri_complete":"https://idp.example/device?code=BCDFGHJK",
@@ -27,19 +27,24 @@ fn device() -> (OcientAuth, Arc<Mutex<Vec<DeviceCode>>>) {
     (auth, prompts)
 }
 
-/// The request a step asks for, and the reader of its answer.
-async fn next(step: LoginStep<'_>) -> (Request<Bytes>, LoginReader<'_>) {
-    match step {
-        LoginStep::Continue { next, then } => (next.await.unwrap(), then),
-        LoginStep::Done(outcome) => panic!("over early: {:?}", outcome.err()),
+/// The request a step asks for once its wait is over, and the reader of what comes of it.
+async fn next(step: LoginStep<'_>) -> (Request<Bytes>, Reader<'_>) {
+    match step.into_parts() {
+        Err(next) => {
+            tokio::time::sleep(next.wait).await;
+            (next.next.await.unwrap(), next.read)
+        }
+        Ok(outcome) => panic!("over early: {:?}", outcome.err()),
     }
 }
 
 fn outcome(step: LoginStep<'_>) -> Result<Grant, Error> {
-    match step {
-        LoginStep::Done(outcome) => outcome,
-        LoginStep::Continue { .. } => panic!("not over"),
-    }
+    step.into_parts().unwrap_or_else(|_| panic!("not over"))
+}
+
+/// `read` given an answer with `status` and `body`.
+fn reply<'a>(read: Reader<'a>, status: u16, body: &str) -> LoginStep<'a> {
+    answered(status, body, |answer| read(Ok(answer)))
 }
 
 /// The device grant started: the prompt has been shown; returns the first poll's step.
@@ -58,13 +63,13 @@ async fn approval_after_three_polls_is_one_token_and_one_prompt() {
     for answer in [PENDING, PENDING] {
         let (request, read) = next(step).await;
         sent.push((Instant::now(), body_of(&request)));
-        step = answered(400, answer, read);
+        step = reply(read, 400, answer);
     }
     let (request, read) = next(step).await;
     sent.push((Instant::now(), body_of(&request)));
     let token = jwt_expiring_in(900);
     let approved = format!(r#"{{"access_token":"{token}","username":"jdoe","database":"sales"}}"#);
-    let grant = outcome(answered(200, &approved, read)).unwrap();
+    let grant = outcome(reply(read, 200, &approved)).unwrap();
     assert_eq!(grant.access_token().expose(), token);
     assert!(grant.lifetime() > Duration::from_secs(890), "from exp");
 
@@ -80,12 +85,12 @@ async fn approval_after_three_polls_is_one_token_and_one_prompt() {
         assert_eq!(body["user_code"], "BCDFGHJK");
         assert_eq!(body["database"], "sales");
     }
-    // Under the 30 s the layer gives a request, less the interval waited before it.
+    // Under the 30 s the layer gives a request: the interval is waited outside it.
     let asked: Vec<_> = sent
         .iter()
         .map(|(_, body)| body["timeout"].clone())
         .collect();
-    assert_eq!(asked, ["22", "17", "17"]);
+    assert_eq!(asked, ["22", "22", "22"]);
     let gaps: Vec<_> = sent.windows(2).map(|w| w[1].0 - w[0].0).collect();
     assert_eq!(
         gaps,
@@ -101,7 +106,7 @@ async fn a_server_that_held_the_poll_is_asked_again_at_once() {
     // The server held the poll for its whole wait before saying it timed out.
     tokio::time::sleep(Duration::from_secs(22)).await;
     let held_until = Instant::now();
-    let step = answered(408, TIMED_OUT, read);
+    let step = reply(read, 408, TIMED_OUT);
     let (request, _) = next(step).await;
     assert_eq!(Instant::now(), held_until, "no interval after a long poll");
     assert_eq!(body_of(&request)["user_code"], "BCDFGHJK");
@@ -111,7 +116,7 @@ async fn a_server_that_held_the_poll_is_asked_again_at_once() {
 async fn a_denial_ends_the_device_grant_as_denied() {
     let (auth, _) = device();
     let (_, read) = next(started(&auth).await).await;
-    let error = outcome(answered(403, DENIED, read)).unwrap_err();
+    let error = outcome(reply(read, 403, DENIED)).unwrap_err();
     match &error {
         Error::DeviceGrant { ended, reason } => {
             assert_eq!(*ended, DeviceGrantEnd::Denied);
@@ -145,9 +150,9 @@ async fn no_approval_in_time_ends_it_as_timed_out_and_never_asks_the_server_to_w
             asked <= left.as_secs().max(1),
             "asked {asked} s with {left:?} left"
         );
-        match answered(400, PENDING, read) {
-            LoginStep::Done(outcome) => break outcome.unwrap_err(),
-            more => step = more,
+        match reply(read, 400, PENDING).into_parts() {
+            Ok(outcome) => break outcome.unwrap_err(),
+            Err(more) => step = LoginStep::then(more.next, more.read).after(more.wait),
         }
     };
     assert!(
@@ -169,17 +174,27 @@ async fn no_approval_in_time_ends_it_as_timed_out_and_never_asks_the_server_to_w
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_server_failure_while_polling_stays_a_rejection() {
+async fn a_server_failure_while_polling_is_asked_again_and_a_missing_endpoint_is_no_denial() {
     let (auth, _) = device();
     let (_, read) = next(started(&auth).await).await;
     let failed = r#"{"status":{"reason":"internal error","sql_state":"58000","vendor_code":-1}}"#;
-    let error = outcome(answered(503, failed, read)).unwrap_err();
-    assert!(matches!(error, Error::Rejected { .. }), "{error}");
+    let (request, read) = next(reply(read, 503, failed)).await;
+    assert_eq!(
+        body_of(&request)["user_code"],
+        "BCDFGHJK",
+        "the same code, asked again"
+    );
+    let not_found = r#"{"status":{"reason":"no SSO configured","vendor_code":-1}}"#;
+    let error = outcome(reply(read, 404, not_found)).unwrap_err();
+    match &error {
+        Error::Rejected { status, .. } => assert_eq!(*status, StatusCode::NOT_FOUND),
+        other => panic!("a node without SSO is no denial: {other:?}"),
+    }
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_node_asks_for_less_wait_than_the_layer_gives_a_request() {
-    for (request_timeout, asked) in [(30, "22"), (60, "45"), (4, "3"), (1, "1"), (3600, "600")] {
+    for (request_timeout, asked) in [(30, "22"), (60, "45"), (4, "3"), (2, "1"), (3600, "600")] {
         let (auth, _) = device();
         let auth = auth.approval_timeout(Duration::from_secs(7200));
         login(&auth).await;
@@ -228,24 +243,31 @@ async fn a_hostile_device_answer_is_cleaned_or_refused() {
         "https://idp.example/[2Jdevice"
     );
 
-    for (status, body) in [
-        (200, r#"{"verification_uri":"https://idp.example/device"}"#),
-        (200, r#"{"user_code":"ABCD"}"#),
-        (200, r#"["https://idp.example/device","ABCD"]"#),
-        (
-            500,
-            r#"{"status":{"vendor_code":-1,"reason":"no SSO configured"}}"#,
-        ),
-    ] {
-        let error = outcome(answered(status, body, |a| auth.read_login_answer(a))).unwrap_err();
-        assert!(
-            matches!(
-                error,
-                Error::InvalidResponse { .. } | Error::Rejected { .. }
-            ),
-            "{body}: {error}"
-        );
-    }
+    let refused = |status: u16, body: &str| {
+        outcome(answered(status, body, |a| auth.read_login_answer(a))).unwrap_err()
+    };
+    let invalid = |error: Error| match error {
+        Error::InvalidResponse { reason, .. } => reason,
+        other => panic!("expected an unusable answer, got {other:?}"),
+    };
+    let no_code = r#"{"verification_uri":"https://idp.example/device"}"#;
+    assert_eq!(invalid(refused(200, no_code)), "user_code is missing");
+    // The complete URI holds the code, so it does not stand in for the plain one.
+    let complete_only = r#"{"user_code":"ABCD","verification_uri_complete":"https://i/d?c=ABCD"}"#;
+    assert_eq!(
+        invalid(refused(200, complete_only)),
+        "verification_uri is missing"
+    );
+    let listed = r#"["https://idp.example/device","ABCD"]"#;
+    assert_eq!(invalid(refused(200, listed)), "not a device grant answer");
+    let odd_status =
+        r#"{"verification_uri":"https://i/d","user_code":"ABCD","status":{"vendor_code":"-1"}}"#;
+    assert_eq!(
+        invalid(refused(200, odd_status)),
+        "not a device grant answer"
+    );
+    let unconfigured = r#"{"status":{"vendor_code":-1,"reason":"no SSO configured"}}"#;
+    assert!(matches!(refused(500, unconfigured), Error::Rejected { .. }));
     assert_eq!(prompts.lock().unwrap().len(), 1, "no prompt without a code");
 }
 
@@ -253,14 +275,98 @@ async fn a_hostile_device_answer_is_cleaned_or_refused() {
 fn debug_names_the_device_grant_and_hides_the_user_code() {
     let (auth, _) = device();
     assert!(format!("{auth:?}").contains(r#"sign_in: Some("device_grant")"#));
-    let code = DeviceCode {
-        verification_uri: "https://idp.example/device".into(),
-        verification_uri_complete: None,
-        user_code: "BCDFGHJK".into(),
-    };
+    let code = DeviceCode::new("https://idp.example/device", "BCDFGHJK");
     let shown = format!("{code:?}");
     assert!(
         !shown.contains("BCDFGHJK") && shown.contains("idp.example"),
         "{shown}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_poll_that_failed_in_transit_is_sent_again_with_the_same_code() {
+    let (auth, prompts) = device();
+    let (_, read) = next(started(&auth).await).await;
+    let lost = Error::transport(Exchange::Login, "connection reset");
+    let before = Instant::now();
+    let (request, read) = next(read(Err(lost))).await;
+    assert_eq!(
+        Instant::now() - before,
+        Duration::from_secs(5),
+        "after the interval"
+    );
+    assert_eq!(body_of(&request)["user_code"], "BCDFGHJK");
+    let slow = Error::Timeout {
+        exchange: Exchange::Login,
+        after: Duration::from_secs(30),
+    };
+    let (request, read) = next(read(Err(slow))).await;
+    assert_eq!(body_of(&request)["user_code"], "BCDFGHJK");
+    let approved = format!(r#"{{"access_token":"{}"}}"#, jwt_expiring_in(600));
+    assert!(outcome(reply(read, 200, &approved)).is_ok());
+    assert_eq!(prompts.lock().unwrap().len(), 1, "the user was asked once");
+
+    // What no other poll can change ends it.
+    let (_, read) = next(started(&auth).await).await;
+    let refused = Error::InsecureTransport {
+        origin: "http://sql-node".into(),
+    };
+    let error = outcome(read(Err(refused))).unwrap_err();
+    assert!(matches!(error, Error::InsecureTransport { .. }), "{error}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_down_adds_five_seconds_to_the_interval() {
+    let (auth, _) = device();
+    let (_, read) = next(started(&auth).await).await;
+    let slow_down = r#"{"status":{"reason":"slow_down","sql_state":"","vendor_code":-1}}"#;
+    let before = Instant::now();
+    let (_, read) = next(reply(read, 400, slow_down)).await;
+    assert_eq!(Instant::now() - before, Duration::from_secs(10));
+    let before = Instant::now();
+    let (_, _) = next(reply(read, 400, PENDING)).await;
+    assert_eq!(
+        Instant::now() - before,
+        Duration::from_secs(10),
+        "and it stays so"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_failing_until_the_deadline_says_so_rather_than_timed_out() {
+    let (auth, _) = device();
+    let auth = auth.approval_timeout(Duration::from_secs(8));
+    let mut step = started(&auth).await;
+    // A 5xx that speaks of a timeout is the server failing, not the user deciding.
+    let failing =
+        r#"{"status":{"reason":"upstream timeout","sql_state":"HYT00","vendor_code":-1}}"#;
+    let error = loop {
+        let (_, read) = next(step).await;
+        match reply(read, 503, failing).into_parts() {
+            Ok(outcome) => break outcome.unwrap_err(),
+            Err(more) => step = LoginStep::then(more.next, more.read).after(more.wait),
+        }
+    };
+    match &error {
+        Error::Rejected { status, .. } => assert_eq!(*status, StatusCode::SERVICE_UNAVAILABLE),
+        other => panic!("expected the server's failure, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_endless_approval_time_is_a_day_and_no_panic() {
+    let (auth, _) = device();
+    let auth = auth.approval_timeout(Duration::MAX);
+    assert!(format!("{auth:?}").contains("approval_timeout: 86400s"));
+    let headers = http::HeaderMap::new();
+    let answer = Answer::new(
+        Exchange::Login,
+        StatusCode::OK,
+        &headers,
+        STARTED.as_bytes(),
+    )
+    .within(Duration::from_secs(3600));
+    login(&auth).await;
+    let (request, _) = next(auth.read_login_answer(answer)).await;
+    assert_eq!(body_of(&request)["timeout"], "600");
 }

@@ -93,7 +93,20 @@ fn expires_in_wins_over_exp_and_exp_over_the_default() {
 }
 
 #[test]
-fn a_token_dead_on_arrival_or_missing_is_an_invalid_answer() {
+fn a_missing_token_is_an_invalid_answer_and_a_past_exp_a_clock_to_doubt() {
+    for body in [
+        r#"{"database":"sales"}"#,
+        r#"{"id_token":42}"#,
+        r#"{"id_token":""}"#,
+    ] {
+        let error = read_sso(200, body).unwrap_err();
+        assert!(
+            matches!(error, Error::InvalidResponse { .. }),
+            "{body}: {error}"
+        );
+    }
+    // The server just issued it: an `exp` already past says the clocks disagree, so the
+    // token is refreshed on the default schedule (a 401 revokes it if it is really dead).
     let past = {
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
         use base64::Engine;
@@ -102,17 +115,8 @@ fn a_token_dead_on_arrival_or_missing_is_an_invalid_answer() {
             URL_SAFE_NO_PAD.encode(r#"{"exp":1000000000}"#)
         )
     };
-    for body in [
-        format!(r#"{{"id_token":"{past}"}}"#),
-        r#"{"database":"sales"}"#.to_owned(),
-        r#"{"id_token":42}"#.to_owned(),
-    ] {
-        let error = read_sso(200, &body).unwrap_err();
-        assert!(
-            matches!(error, Error::InvalidResponse { .. }),
-            "{body}: {error}"
-        );
-    }
+    let body = format!(r#"{{"id_token":"{past}"}}"#);
+    assert_eq!(lifetime(&body), answer::UNSTATED_LIFETIME);
 }
 
 #[test]

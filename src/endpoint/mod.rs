@@ -14,6 +14,11 @@ use http::{HeaderMap, Request, StatusCode, Uri};
 use crate::error::{Error, Exchange};
 use crate::grant::Grant;
 
+mod login;
+
+pub use login::LoginStep;
+pub(crate) use login::{Continuation, Reader};
+
 /// The answer to a login or refresh request, read in full.
 ///
 /// Its `Debug` shows the status and sizes only: the body holds the token.
@@ -49,8 +54,8 @@ impl std::fmt::Debug for Answer<'_> {
 }
 
 impl<'a> Answer<'a> {
-    /// An answer to `exchange`, to a request given the default 30 s (see
-    /// [`within`](Self::within)).
+    /// An answer to `exchange`, to a request given the layer's default refresh timeout
+    /// (see [`within`](Self::within)).
     pub fn new(
         exchange: Exchange,
         status: StatusCode,
@@ -63,7 +68,7 @@ impl<'a> Answer<'a> {
             headers,
             body,
             current: None,
-            request_timeout: Duration::from_secs(30),
+            request_timeout: crate::layer::DEFAULT_REFRESH_TIMEOUT,
         }
     }
 
@@ -84,45 +89,6 @@ impl<'a> Answer<'a> {
 
 /// A login request being built: see [`TokenEndpoint::login`].
 pub type LoginFuture<'a> = Pin<Box<dyn Future<Output = Result<Request<Bytes>, Error>> + Send + 'a>>;
-
-/// What the answer to a login request leads to: see [`TokenEndpoint::read_login_answer`].
-#[non_exhaustive]
-pub enum LoginStep<'a> {
-    /// The login is over: a grant, or why not.
-    Done(Result<Grant, Error>),
-    /// The login goes on: send the request `next` builds, and read its answer with `then`.
-    Continue {
-        /// The next request, built when polled (it may wait first, as a poll interval does).
-        next: LoginFuture<'a>,
-        /// Reads the answer to `next`.
-        then: LoginReader<'a>,
-    },
-}
-
-impl<'a> LoginStep<'a> {
-    /// The login goes on with the request `next` builds, whose answer `then` reads.
-    pub fn then<F>(next: LoginFuture<'a>, then: F) -> Self
-    where
-        F: FnOnce(Answer<'_>) -> LoginStep<'a> + Send + 'a,
-    {
-        LoginStep::Continue {
-            next,
-            then: Box::new(then),
-        }
-    }
-}
-
-impl std::fmt::Debug for LoginStep<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LoginStep::Done(outcome) => f.debug_tuple("Done").field(&outcome.is_ok()).finish(),
-            LoginStep::Continue { .. } => f.write_str("Continue"),
-        }
-    }
-}
-
-/// Reads the answer to one request of a login that takes several: see [`LoginStep`].
-pub type LoginReader<'a> = Box<dyn FnOnce(Answer<'_>) -> LoginStep<'a> + Send + 'a>;
 
 /// Builds login and refresh requests for one token service and reads its answers.
 ///
@@ -199,13 +165,14 @@ pub trait TokenEndpoint: std::fmt::Debug + Send + Sync + 'static {
     /// whole login, with [`read_answer`](Self::read_answer).
     ///
     /// A login that takes more than one request (a device grant, which polls until the
-    /// user approves) answers [`LoginStep::Continue`] with the next request and how to read
-    /// its answer, until it is [`LoginStep::Done`]. The layer sends each request through
-    /// the wrapped service, bounds each by its refresh timeout (a poll interval waited in
-    /// `next` counts), and takes the whole conversation as one login: callers wait for it
-    /// like for any login. The endpoint bounds the conversation itself.
+    /// user approves) answers [`LoginStep::then`] with the next request and how to read
+    /// what comes of it, until it is [`LoginStep::done`]. The layer sends each request
+    /// through the wrapped service, bounds each by its refresh timeout (a wait asked with
+    /// [`LoginStep::after`] does not count), and takes the whole conversation as one login:
+    /// callers wait for it like for any login. The endpoint bounds the conversation: one
+    /// that never ends keeps its callers waiting.
     fn read_login_answer(&self, answer: Answer<'_>) -> LoginStep<'_> {
-        LoginStep::Done(self.read_answer(answer))
+        LoginStep::done(self.read_answer(answer))
     }
 
     /// The request that trades `current` for a fresh grant.
@@ -288,22 +255,39 @@ mod tests {
         let endpoint = AsyncLoginOnly(Uri::from_static("https://sql-node"));
         let headers = HeaderMap::new();
         let answer = Answer::new(Exchange::Login, StatusCode::OK, &headers, b"t0ken");
-        assert_eq!(answer.request_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(
+            answer.request_timeout,
+            crate::layer::DEFAULT_REFRESH_TIMEOUT
+        );
         let answer = answer.within(std::time::Duration::from_secs(7));
         assert_eq!(answer.request_timeout, std::time::Duration::from_secs(7));
         let step = endpoint.read_login_answer(answer);
-        assert_eq!(
-            format!("{step:?}"),
-            "Done(true)",
-            "its Debug shows no token"
+        assert!(step.is_done());
+        let shown = format!("{step:?}");
+        assert!(shown.starts_with("Done(Ok(Grant {"), "{shown}");
+        assert!(
+            !shown.contains("t0ken"),
+            "its Debug shows no token: {shown}"
         );
-        let LoginStep::Done(Ok(grant)) = step else {
+        let Ok(Ok(grant)) = step.into_parts() else {
             panic!("read as the whole login");
         };
         assert_eq!(grant.access_token().expose(), "t0ken");
+    }
+
+    #[test]
+    fn a_login_goes_on_after_the_wait_it_asks_for() {
         let next = Box::pin(std::future::ready(Err(Error::MissingCredentials)));
-        let more = LoginStep::then(next, |_| LoginStep::Done(Err(Error::MissingCredentials)));
-        assert_eq!(format!("{more:?}"), "Continue");
+        let more = LoginStep::then(next, |_| LoginStep::done(Err(Error::MissingCredentials)));
+        assert!(!more.is_done());
+        let more = more.after(std::time::Duration::from_secs(5));
+        assert_eq!(format!("{more:?}"), "Continue { wait: 5s, .. }");
+        let Err(next) = more.into_parts() else {
+            panic!("not over");
+        };
+        assert_eq!(next.wait, std::time::Duration::from_secs(5));
+        let over = LoginStep::done(Err(Error::MissingCredentials)).after(Duration::from_secs(1));
+        assert!(over.is_done(), "a login that is over stays over");
     }
 
     /// Logs in asynchronously and implements nothing optional: the way rotating

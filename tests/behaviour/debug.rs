@@ -1,7 +1,8 @@
 //! What users see of the layer's types in `Debug`: enough to tell them apart and see their
 //! state, and never a secret. The one place that checks the `Debug` of every public type:
 //! the layer and its service, `OcientAuth`, `Secret` and `Grant`, every `Error`,
-//! `TokenEvent`, `TokenStatus`, `Answer`, `ResponseFuture` and `RetryUnauthorized`.
+//! `TokenEvent`, `TokenStatus`, `Answer`, `ResponseFuture` and `RetryUnauthorized`, and
+//! single sign-on's `IdentityToken`, `DeviceCode` and `LoginStep`.
 //! (`secrets` checks, after real traffic, that no output shows the secrets seen on the way.)
 
 use std::sync::Arc;
@@ -12,7 +13,8 @@ use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use ocient_mock::MockOcient;
 use tower::Service;
 use tower_token_refresh::{
-    Answer, Error, ErrorCode, Exchange, Grant, OcientAuth, Secret, TokenEvent, TokenRefreshLayer,
+    Answer, DeviceCode, Error, ErrorCode, Exchange, Grant, IdentityToken, LoginStep, OcientAuth,
+    Secret, TokenEvent, TokenRefreshLayer,
 };
 
 use crate::common::{auth, layered, query, secs, send, BASE};
@@ -45,6 +47,30 @@ fn the_layer_shows_its_configuration_but_not_the_password() {
         ],
         "pa55",
     );
+}
+
+#[test]
+fn single_sign_on_shows_which_way_and_no_token_or_code() {
+    let id = IdentityToken::id_token("idp-t0ken");
+    let access = IdentityToken::access_token("idp-t0ken");
+    assert_eq!(format!("{id:?}"), "IdentityToken(id_token: <redacted>)");
+    assert_eq!(
+        format!("{access:?}"),
+        "IdentityToken(access_token: <redacted>)"
+    );
+    let code = DeviceCode::new("https://idp.example/device", "BCDF-GHJK");
+    assert_shows_but_hides(&format!("{code:?}"), &["DeviceCode", "idp.example"], "BCDF");
+    let auth = OcientAuth::new(BASE.parse().unwrap())
+        .sso_token_from(move || std::future::ready(Ok(id.clone())));
+    let shown = format!("{auth:?}");
+    assert_shows_but_hides(
+        &shown,
+        &["sso_token", "approval_timeout: 300s"],
+        "idp-t0ken",
+    );
+    let grant = Grant::new(Secret::new("t0k3n").unwrap(), secs(60));
+    let done = format!("{:?}", LoginStep::done(Ok(grant)));
+    assert_shows_but_hides(&done, &["Done(Ok(Grant {", "lifetime: 60s"], "t0k3n");
 }
 
 /// `shown` names every one of `fields` and nowhere shows `secret`.

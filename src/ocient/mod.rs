@@ -51,12 +51,18 @@ const MAX_APPROVAL_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 ///     .database("retail_analytics");
 /// let layer = TokenRefreshLayer::new(auth);
 ///
-/// // A token obtained elsewhere (SSO, another process), refreshed for as long as the
-/// // server allows; with no credentials there is no login to fall back on.
-/// let sso = OcientAuth::new("https://sql-node:443".parse().unwrap())
+/// // A token obtained elsewhere (another process), refreshed for as long as the server
+/// // allows; with no way to sign in there is nothing to fall back on.
+/// let handed_in = OcientAuth::new("https://sql-node:443".parse().unwrap())
 ///     .initial_token("eyJhbGciOi...", Duration::from_secs(3600));
-/// # let _ = (layer, sso);
+/// # let _ = (layer, handed_in);
 /// ```
+///
+/// It signs in one of three ways, the last one set: with a password
+/// ([`credentials`](Self::credentials), [`credentials_from`](Self::credentials_from)), or
+/// through an OpenID Connect identity provider, by token exchange
+/// ([`sso_token_from`](Self::sso_token_from)) or by device grant
+/// ([`device_grant`](Self::device_grant)).
 ///
 /// `Debug` shows the nodes and the user, never the password or the token.
 #[derive(Clone)]

@@ -1,10 +1,12 @@
-//! Fuzzes `OcientAuth::read_answer`, the parser of `/v1/login` and `/v1/token_refresh` answers.
+//! Fuzzes `OcientAuth::read_answer`, the parser of `/v1/login`, `/v1/token_refresh` and
+//! `/v1/sso_token` answers (the last with its fallbacks: `id_token`, the JWT's `exp`).
 //!
 //! Input layout:
 //!
 //! | bytes  | meaning                                                                  |
 //! |--------|--------------------------------------------------------------------------|
-//! | 0      | exchange: even = `Exchange::Login`, odd = `Exchange::Refresh`            |
+//! | 0      | bit 0: 0 = `Exchange::Login`, 1 = `Exchange::Refresh`; bit 1: 1 = the    |
+//! |        | endpoint signs in by token exchange (`sso_token_from`), 0 = by password  |
 //! | 1..3   | HTTP status, big-endian u16; taken as is when in 100..=599, otherwise    |
 //! |        | mapped to `100 + n % 500` (so `00 c8` = 200, `01 91` = 401)              |
 //! | 3..    | the response body                                                        |
@@ -23,7 +25,9 @@
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, StatusCode};
 use libfuzzer_sys::fuzz_target;
-use tower_token_refresh::{Answer, Exchange, InvalidSecret, OcientAuth, Secret, TokenEndpoint};
+use tower_token_refresh::{
+    Answer, Exchange, IdentityToken, InvalidSecret, OcientAuth, Secret, TokenEndpoint,
+};
 
 /// The longest lifetime the layer believes, whatever the server says.
 const MAX_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 60 * 60);
@@ -50,8 +54,12 @@ fuzz_target!(|data: &[u8]| {
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
 
-    let auth =
-        OcientAuth::new("http://sql-node:9090".parse().unwrap()).credentials("jdoe", PASSWORD);
+    let base = "http://sql-node:9090".parse().unwrap();
+    let auth = if selector & 2 == 0 {
+        OcientAuth::new(base).credentials("jdoe", PASSWORD)
+    } else {
+        OcientAuth::new(base).sso_token_from(|| async { Ok(IdentityToken::id_token(PASSWORD)) })
+    };
     let result = auth.read_answer(Answer::new(exchange, status, &headers, body));
 
     match &result {

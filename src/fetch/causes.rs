@@ -32,7 +32,7 @@ impl tower_service::Service<Request<Full<Bytes>>> for Unused {
     }
 }
 
-fn cause(endpoint: OcientAuth, error: Error) -> Cause {
+fn cause(endpoint: impl TokenEndpoint, error: Error) -> Cause {
     let endpoint: Arc<dyn TokenEndpoint> = Arc::new(endpoint);
     let revokers = crate::revoker::Revokers::none();
     let timeout = Duration::from_secs(1);
@@ -97,5 +97,32 @@ fn anything_else_the_server_said_is_unusable() {
     let garbage = Error::invalid_response(Exchange::Login, "not JSON");
     for error in [rejected(404, 0), rejected(400, -1), garbage] {
         assert_eq!(cause(node(), error.clone()), Cause::Unusable, "{error}");
+    }
+}
+
+/// An endpoint that recognises no revocation, as a protocol without such codes might.
+#[derive(Debug)]
+struct NothingRevoked(OcientAuth);
+
+impl TokenEndpoint for NothingRevoked {
+    fn origin(&self) -> &Uri {
+        self.0.origin()
+    }
+    fn refresh_request(&self, current: &Grant) -> Request<Bytes> {
+        self.0.refresh_request(current)
+    }
+    fn read_answer(&self, answer: Answer<'_>) -> Result<Grant, Error> {
+        self.0.read_answer(answer)
+    }
+    fn is_revocation(&self, _: &Error) -> bool {
+        false
+    }
+}
+
+#[test]
+fn a_401_or_403_judges_the_credentials_whatever_the_endpoint_calls_a_revocation() {
+    for status in [401, 403] {
+        let cause = cause(NothingRevoked(node()), rejected(status, 0));
+        assert_eq!(cause, Cause::Rejection, "{status}");
     }
 }

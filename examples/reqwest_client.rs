@@ -143,7 +143,9 @@ where
         server.uri(),
         TOKEN_LIFETIME.as_secs()
     );
-    println!("stack: Retry(RetryUnauthorized) > TokenRefresh > HttpClientLayer > reqwest::Client\n");
+    println!(
+        "stack: Retry(RetryUnauthorized) > TokenRefresh > HttpClientLayer > reqwest::Client\n"
+    );
     let mut all_ok = true;
     let mut generation = 0;
     let mut n = 0;
@@ -243,7 +245,11 @@ fn report(n: usize, outcome: Result<(StatusCode, Bytes), BoxError>, generation: 
 /// A query answer holds rows and a status object, never the token.
 fn shown(body: &Bytes) -> String {
     let text = String::from_utf8_lossy(body);
-    text.chars().take(MAX_SHOWN).collect::<String>().trim_end().to_owned()
+    text.chars()
+        .take(MAX_SHOWN)
+        .collect::<String>()
+        .trim_end()
+        .to_owned()
 }
 
 /// Where a failure came from: the layer (no token: a `tower_token_refresh::Error` in the

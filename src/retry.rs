@@ -38,7 +38,29 @@ use tower::retry::Policy;
 /// # }
 /// ```
 ///
-/// Only requests whose body can be cloned (`B: Clone`, as `Full<Bytes>` is) are retried.
+/// Only requests whose body can be cloned (`B: Clone`, as `Full<Bytes>`, `Bytes` and
+/// `Vec<u8>` are) are retried. A client whose own body is not `Clone` (reqwest's: tower-reqwest's
+/// `HttpClientLayer` takes `http::Request<reqwest::Body>`) is given one under the token layer:
+/// build requests with a `Bytes` body and turn it into the client's below, with
+/// `ServiceBuilder::map_request`:
+///
+/// ```no_run
+/// use bytes::Bytes;
+/// use http::Request;
+/// use tower::retry::RetryLayer;
+/// use tower::ServiceBuilder;
+/// use tower_reqwest::HttpClientLayer;
+/// use tower_token_refresh::{OcientAuth, RetryUnauthorized, TokenRefreshLayer};
+///
+/// let auth = OcientAuth::new("https://sql-node".parse().unwrap()).credentials("jdoe", "secret");
+/// let service = ServiceBuilder::new()
+///     .layer(RetryLayer::new(RetryUnauthorized::default())) // clones Request<Bytes>
+///     .layer(TokenRefreshLayer::new(auth))
+///     .map_request(|request: Request<Bytes>| request.map(reqwest::Body::from))
+///     .layer(HttpClientLayer)
+///     .service(reqwest::Client::new());
+/// # let _ = service;
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct RetryUnauthorized {
     retried: bool,

@@ -166,6 +166,13 @@ impl Node {
         https_client(&self.private_cas)
     }
 
+    /// The private CAs (PEM) a client must trust besides the system's roots: `--ca-cert`'s,
+    /// and the embedded mock's when it serves HTTPS. For a client other than [`Node::client`]
+    /// (reqwest's, say), which adds them to its own roots.
+    pub fn private_cas(&self) -> &[String] {
+        &self.private_cas
+    }
+
     /// Whether the node speaks HTTPS, for the examples' first line.
     pub fn transport(&self) -> &'static str {
         match self.base.scheme_str() {

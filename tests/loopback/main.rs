@@ -1,11 +1,14 @@
 //! Over real sockets on 127.0.0.1, on tokio's own clock: the mock served over HTTP and
-//! HTTPS, hyper-util's legacy client over hyper-rustls under the layer.
+//! HTTPS, hyper-util's legacy client over hyper-rustls (and reqwest's) under the layer.
 //!
 //! - `end_to_end`: every scenario over both HTTP and HTTPS, and a client that does not
 //!   trust the server;
 //! - `nodes`: failover between the SQL nodes of a cluster;
 //! - `outage_https`: outages through `ocient_mock::FaultProxy`: a node down, a black hole,
-//!   connections cut mid-refresh.
+//!   connections cut mid-refresh;
+//! - `reqwest_client`: `reqwest::Client` under the layer through tower-reqwest's
+//!   `HttpClientLayer`: refreshes through reqwest's pool, single flight, a 401 retried, the
+//!   errors in the box.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -13,3 +16,4 @@ mod common;
 mod end_to_end;
 mod nodes;
 mod outage_https;
+mod reqwest_client;

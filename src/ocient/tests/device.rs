@@ -370,3 +370,46 @@ async fn an_endless_approval_time_is_a_day_and_no_panic() {
     let (request, _) = next(auth.read_login_answer(answer)).await;
     assert_eq!(body_of(&request)["timeout"], "600");
 }
+
+/// What each answer to a poll means, one signal at a time: any one of them says "not yet".
+#[tokio::test(start_paused = true)]
+async fn each_sign_of_waiting_alone_means_not_yet_and_a_token_wins_over_all() {
+    let not_yet = |status: u16, body: &'static str| async move {
+        let (auth, _) = device();
+        let (_, read) = next(started(&auth).await).await;
+        let step = reply(read, status, body);
+        !step.is_done()
+    };
+    assert!(not_yet(408, "").await, "a 408 with no body");
+    assert!(
+        not_yet(408, r#"{"status":{"vendor_code":-1}}"#).await,
+        "a 408 alone"
+    );
+    let hyt = r#"{"status":{"sql_state":"HYT01","vendor_code":-1}}"#;
+    assert!(not_yet(400, hyt).await, "SQLSTATE class HYT alone");
+    assert!(
+        !not_yet(400, "not json").await,
+        "a 400 that says nothing is an answer"
+    );
+
+    let (auth, _) = device();
+    let (_, read) = next(started(&auth).await).await;
+    let token = jwt_expiring_in(600);
+    let approved = format!(
+        r#"{{"access_token":"{token}","status":{{"reason":"no longer pending","vendor_code":0}}}}"#
+    );
+    assert!(outcome(reply(read, 200, &approved)).is_ok());
+}
+
+#[tokio::test]
+async fn a_device_grant_the_node_refuses_in_band_is_its_rejection() {
+    let (auth, prompts) = device();
+    login(&auth).await;
+    let in_band =
+        r#"{"status":{"reason":"no SSO for sales","sql_state":"28000","vendor_code":-1205}}"#;
+    let error = outcome(answered(200, in_band, |a| auth.read_login_answer(a))).unwrap_err();
+    assert_eq!(error.vendor_code(), Some(-1205), "{error}");
+    let error = outcome(answered(403, in_band, |a| auth.read_login_answer(a))).unwrap_err();
+    assert_eq!(error.vendor_code(), Some(-1205), "{error}");
+    assert!(prompts.lock().unwrap().is_empty());
+}

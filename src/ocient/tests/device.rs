@@ -258,6 +258,17 @@ async fn a_hostile_device_answer_is_cleaned_or_refused() {
         invalid(refused(200, complete_only)),
         "verification_uri is missing"
     );
+    let empty_code = r#"{"verification_uri":"https://i/d","user_code":"  "}"#;
+    assert_eq!(invalid(refused(200, empty_code)), "user_code is missing");
+    let endless = format!(
+        r#"{{"verification_uri":"https://i/d","user_code":"{}"}}"#,
+        "A".repeat(2049)
+    );
+    assert_eq!(
+        invalid(refused(200, &endless)),
+        "user_code is missing",
+        "over 2 KiB"
+    );
     let listed = r#"["https://idp.example/device","ABCD"]"#;
     assert_eq!(invalid(refused(200, listed)), "not a device grant answer");
     let odd_status =

@@ -113,24 +113,9 @@ where
     let before = server.mock().counters();
     all_ok &= report(4, query(service, target).await);
     let during = server.mock().counters();
-    if during.queries_bad_token > before.queries_bad_token && during.logins > before.logins {
-        println!("  (its first attempt was answered 401; the layer revoked that token,");
-        println!("   and the retry went through the layer again and out with a new one)");
-    }
+    support::explain_retry(&before, &during);
 
-    let counters = server.mock().counters();
-    println!("\nserver counters");
-    println!("  logins                        {}", counters.logins);
-    println!("  refreshes                     {}", counters.refreshes);
-    println!("  queries with a good token     {}", counters.queries_ok);
-    println!(
-        "  queries with a revoked token  {}",
-        counters.queries_bad_token
-    );
-    println!(
-        "  queries without a token       {}",
-        counters.queries_no_token
-    );
+    support::print_counters(&server.mock().counters());
     all_ok
 }
 

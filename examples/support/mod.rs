@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use http::Uri;
 use http_body::Body;
-use ocient_mock::{MockOcient, MockServer};
+use ocient_mock::{Counters, MockOcient, MockServer};
 use tower_token_refresh::OcientAuth;
 
 use tls::{https_client, HttpsClient};
@@ -180,4 +180,29 @@ impl Node {
             _ => "plain HTTP",
         }
     }
+}
+
+/// Says what happened when a query met a token revoked on the server, from the mock's
+/// counters `before` and `during` it: a 401, then the retry through the layer.
+pub fn explain_retry(before: &Counters, during: &Counters) {
+    if during.queries_bad_token > before.queries_bad_token && during.logins > before.logins {
+        println!("  (its first attempt was answered 401; the layer revoked that token,");
+        println!("   and the retry went through the layer again and out with a new one)");
+    }
+}
+
+/// What the mock saw, for the examples' last lines.
+pub fn print_counters(counters: &Counters) {
+    println!("\nserver counters");
+    println!("  logins                        {}", counters.logins);
+    println!("  refreshes                     {}", counters.refreshes);
+    println!("  queries with a good token     {}", counters.queries_ok);
+    println!(
+        "  queries with a revoked token  {}",
+        counters.queries_bad_token
+    );
+    println!(
+        "  queries without a token       {}",
+        counters.queries_no_token
+    );
 }

@@ -10,7 +10,9 @@ use ocient_mock::{DeviceApproval, MockOcient};
 use tokio::time::{sleep, Instant};
 use tower_token_refresh::{DeviceCode, DeviceGrantEnd, Error, OcientAuth, TokenRefreshLayer};
 
-use crate::common::{all_ok_at_once, layered, query, secs, send, switched, token_error, BASE};
+use crate::common::{
+    all_ok_at_once, layered, query, secs, send, switched, through_a_revocation, token_error, BASE,
+};
 
 /// A device-grant login whose prompts land in the returned list.
 fn device() -> (OcientAuth, Arc<Mutex<Vec<DeviceCode>>>) {
@@ -146,12 +148,7 @@ async fn a_revoked_token_leads_to_a_new_device_grant() {
     let mock = MockOcient::new().device_approval(DeviceApproval::Approve);
     let (auth, prompts) = device();
     let (service, _) = layered(mock.clone(), TokenRefreshLayer::new(auth));
-    send(&service, query()).await.unwrap();
-    mock.revoke_all();
-    let revoked = send(&service, query()).await.unwrap();
-    assert_eq!(revoked.status(), StatusCode::UNAUTHORIZED);
-    let response = send(&service, query()).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    through_a_revocation(&service, &mock).await;
     assert_eq!(mock.counters().device_grants, 2);
     assert_eq!(prompts.lock().unwrap().len(), 2, "nothing else could help");
 }

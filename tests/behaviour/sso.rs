@@ -13,7 +13,9 @@ use tokio::time::sleep;
 use tower_token_refresh::{Error, IdentityToken, OcientAuth, TokenEvent, TokenRefreshLayer};
 
 use crate::common::capture::Capture;
-use crate::common::{all_ok_at_once, layered, query, secs, send, token_error, BASE};
+use crate::common::{
+    all_ok_at_once, layered, query, secs, send, through_a_revocation, token_error, BASE,
+};
 
 /// A provider handing out `idp-1`, `idp-2`, ... as `kind`, counting how often it is asked.
 fn provider(kind: fn(String) -> IdentityToken) -> (OcientAuth, Arc<AtomicU32>) {
@@ -138,12 +140,7 @@ async fn a_revoked_token_leads_to_a_new_exchange() {
     let mock = MockOcient::new().sso_tokens(["idp-1", "idp-2"]);
     let (auth, asked) = provider(access_token);
     let (service, _) = layered(mock.clone(), TokenRefreshLayer::new(auth));
-    send(&service, query()).await.unwrap();
-    mock.revoke_all();
-    let revoked = send(&service, query()).await.unwrap();
-    assert_eq!(revoked.status(), StatusCode::UNAUTHORIZED);
-    let response = send(&service, query()).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    through_a_revocation(&service, &mock).await;
     assert_eq!(asked.load(Ordering::SeqCst), 2);
     assert_eq!(mock.counters().sso_exchanges, 2);
 }

@@ -181,6 +181,27 @@ where
     }
 }
 
+/// A query answered 200, every token revoked on `mock`, the next query answered 401 (which
+/// revokes the layer's token), and the one after it 200 again, with whatever new token the
+/// layer obtained.
+pub async fn through_a_revocation<S>(service: &S, mock: &MockOcient)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<MockBody>, Error = BoxError> + Clone,
+{
+    let status = |response: Response<MockBody>| response.status();
+    assert_eq!(
+        status(send(service, query()).await.unwrap()),
+        http::StatusCode::OK
+    );
+    mock.revoke_all();
+    let revoked = status(send(service, query()).await.unwrap());
+    assert_eq!(revoked, http::StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(send(service, query()).await.unwrap()),
+        http::StatusCode::OK
+    );
+}
+
 /// The `Error` a failed call carries, which must be the crate's own.
 pub fn token_error(error: &BoxError) -> &tower_token_refresh::Error {
     error

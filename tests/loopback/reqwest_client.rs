@@ -263,14 +263,17 @@ async fn a_wrong_password_is_the_typed_error_inside_the_box(transport: Transport
 
 async fn reqwests_errors_pass_through_unchanged(transport: Transport) {
     let server = serve(MockOcient::new(), transport).await;
-    let base = base(&server, server.addr().port());
+    let proxy = FaultProxy::start(server.addr()).await.unwrap();
+    let base = base(&server, proxy.addr().port());
     let service = api(&server, TokenRefreshLayer::new(auth(&base)));
     assert_eq!(
         send::<_, reqwest::Body>(&service, &base).await.unwrap(),
         StatusCode::OK
     );
-    // The token is good for a minute; the query itself now fails in reqwest.
-    server.shutdown();
+    // The token is good for a minute; the query itself now fails in reqwest. The port is
+    // closed and the pooled connection cut, so no kept-alive connection can answer it.
+    proxy.set_down(true).await.unwrap();
+    proxy.cut_connections();
     let error = send::<_, reqwest::Body>(&service, &base).await.unwrap_err();
     assert!(error.downcast_ref::<Error>().is_none(), "{error:?}");
     assert!(

@@ -321,9 +321,12 @@ over_http_and_https!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_reqwest_could_not_send_is_a_transport_error_with_reqwests_error_inside() {
     let server = serve(MockOcient::new(), Transport::Http).await;
-    let base = base(&server, server.addr().port());
+    // A port nothing listens on: bound, then closed at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let base = base(&server, port);
     let service = api(&server, TokenRefreshLayer::new(auth(&base)));
-    server.shutdown();
     let error = send::<_, reqwest::Body>(&service, &base).await.unwrap_err();
     match error.downcast_ref::<Error>() {
         Some(Error::Transport { exchange, .. }) => assert_eq!(exchange.to_string(), "login"),

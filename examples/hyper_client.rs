@@ -52,7 +52,7 @@ use tower_token_refresh::{RetryUnauthorized, TokenRefreshLayer};
 
 mod support;
 
-use support::{NodeFlags, NODE_USAGE};
+use support::NodeFlags;
 
 type Body = Full<Bytes>;
 
@@ -63,18 +63,7 @@ const MAX_SHOWN: usize = 200;
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let parsed =
-        NodeFlags::parse(std::env::args().skip(1)).and_then(|(flags, rest)| match rest.first() {
-            Some(other) => Err(format!("unknown flag {other}")),
-            None => Ok(flags),
-        });
-    let flags = match parsed {
-        Ok(flags) => flags,
-        Err(message) => {
-            eprintln!("{message}\nusage: hyper_client {NODE_USAGE}");
-            std::process::exit(2);
-        }
-    };
+    let flags = NodeFlags::only_or_exit("hyper_client");
     let node = flags.node(MockOcient::new()).await?;
 
     let client = node.client::<Body>()?;

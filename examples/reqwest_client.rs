@@ -65,7 +65,7 @@ use tower_token_refresh::{RetryUnauthorized, TokenRefreshLayer};
 
 mod support;
 
-use support::{Node, NodeFlags, NODE_USAGE};
+use support::{Node, NodeFlags};
 
 /// The embedded mock's token lifetime: short, so a few seconds see several generations.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(2);
@@ -81,18 +81,7 @@ const MAX_SHOWN: usize = 200;
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let parsed =
-        NodeFlags::parse(std::env::args().skip(1)).and_then(|(flags, rest)| match rest.first() {
-            Some(other) => Err(format!("unknown flag {other}")),
-            None => Ok(flags),
-        });
-    let flags = match parsed {
-        Ok(flags) => flags,
-        Err(message) => {
-            eprintln!("{message}\nusage: reqwest_client {NODE_USAGE}");
-            std::process::exit(2);
-        }
-    };
+    let flags = NodeFlags::only_or_exit("reqwest_client");
     let node = flags
         .node(MockOcient::new().token_lifetime(TOKEN_LIFETIME))
         .await?;

@@ -87,6 +87,22 @@ impl NodeFlags {
         Ok((flags, rest))
     }
 
+    /// The node's flags from the command line when they are all it takes; otherwise the
+    /// usage of `example`, and exit 2.
+    pub fn only_or_exit(example: &str) -> NodeFlags {
+        let parsed =
+            NodeFlags::parse(std::env::args().skip(1)).and_then(|(flags, rest)| {
+                match rest.first() {
+                    Some(other) => Err(format!("unknown flag {other}")),
+                    None => Ok(flags),
+                }
+            });
+        parsed.unwrap_or_else(|message| {
+            eprintln!("{message}\nusage: {example} {NODE_USAGE}");
+            std::process::exit(2);
+        })
+    }
+
     fn check(&self) -> Result<(), String> {
         if let Some(url) = &self.url {
             if !matches!(url.scheme_str(), Some("https" | "http")) || url.host().is_none() {

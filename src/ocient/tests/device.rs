@@ -47,6 +47,13 @@ fn reply<'a>(read: Reader<'a>, status: u16, body: &str) -> LoginStep<'a> {
     answered(status, body, |answer| read(Ok(answer)))
 }
 
+/// The first poll of a device grant whose start the layer gave `request_timeout`.
+async fn first_poll(auth: &OcientAuth, request_timeout: Duration) -> Request<Bytes> {
+    login(auth).await;
+    let started = |answer: Answer<'_>| auth.read_login_answer(answer.within(request_timeout));
+    next(answered(200, STARTED, started)).await.0
+}
+
 /// The device grant started: the prompt has been shown; returns the first poll's step.
 async fn started(auth: &OcientAuth) -> LoginStep<'_> {
     let request = login(auth).await;
@@ -197,16 +204,7 @@ async fn the_node_asks_for_less_wait_than_the_layer_gives_a_request() {
     for (request_timeout, asked) in [(30, "22"), (60, "45"), (4, "3"), (2, "1"), (3600, "600")] {
         let (auth, _) = device();
         let auth = auth.approval_timeout(Duration::from_secs(7200));
-        login(&auth).await;
-        let headers = http::HeaderMap::new();
-        let answer = Answer::new(
-            Exchange::Login,
-            StatusCode::OK,
-            &headers,
-            STARTED.as_bytes(),
-        )
-        .within(Duration::from_secs(request_timeout));
-        let (request, _) = next(auth.read_login_answer(answer)).await;
+        let request = first_poll(&auth, Duration::from_secs(request_timeout)).await;
         assert_eq!(
             body_of(&request)["timeout"],
             asked,
@@ -214,16 +212,7 @@ async fn the_node_asks_for_less_wait_than_the_layer_gives_a_request() {
         );
     }
     let (auth, _) = device();
-    login(&auth).await;
-    let headers = http::HeaderMap::new();
-    let answer = Answer::new(
-        Exchange::Login,
-        StatusCode::OK,
-        &headers,
-        STARTED.as_bytes(),
-    )
-    .within(Duration::from_secs(3600));
-    let (request, _) = next(auth.read_login_answer(answer)).await;
+    let request = first_poll(&auth, Duration::from_secs(3600)).await;
     assert_eq!(
         body_of(&request)["timeout"],
         "300",
@@ -369,16 +358,7 @@ async fn an_endless_approval_time_is_a_day_and_no_panic() {
     let (auth, _) = device();
     let auth = auth.approval_timeout(Duration::MAX);
     assert!(format!("{auth:?}").contains("approval_timeout: 86400s"));
-    let headers = http::HeaderMap::new();
-    let answer = Answer::new(
-        Exchange::Login,
-        StatusCode::OK,
-        &headers,
-        STARTED.as_bytes(),
-    )
-    .within(Duration::from_secs(3600));
-    login(&auth).await;
-    let (request, _) = next(auth.read_login_answer(answer)).await;
+    let request = first_poll(&auth, Duration::from_secs(3600)).await;
     assert_eq!(body_of(&request)["timeout"], "600");
 }
 

@@ -8,6 +8,7 @@ use http::Uri;
 use crate::endpoint::TokenEndpoint;
 use crate::error::Error;
 use crate::origin::Origin;
+use crate::record::Metrics;
 use crate::revoker::{Revoker, Revokers};
 
 /// What every clone of a service shares besides the token.
@@ -20,6 +21,7 @@ pub(crate) struct Config {
     plain_http_allowed: bool,
     /// What responses revoke their token through.
     revokers: Revokers,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// Where a request goes, as far as the token is concerned.
@@ -40,6 +42,7 @@ impl Config {
         extra_origins: &[Origin],
         refresh_timeout: Duration,
         revokers: Revokers,
+        metrics: Arc<Metrics>,
     ) -> Config {
         let nodes = endpoint.other_origins();
         let origins = Origin::of(endpoint.origin())
@@ -53,6 +56,7 @@ impl Config {
             origins,
             refresh_timeout,
             revokers,
+            metrics,
         }
     }
 
@@ -137,7 +141,9 @@ mod tests {
         };
         let extra: Vec<Origin> = extra.iter().map(|uri| origin(uri)).collect();
         let revokers = Revokers::none();
-        Config::new(Arc::new(endpoint), &extra, Duration::from_secs(1), revokers)
+        let metrics = Arc::new(Metrics::new("test"));
+        let timeout = Duration::from_secs(1);
+        Config::new(Arc::new(endpoint), &extra, timeout, revokers, metrics)
     }
 
     fn route(config: &Config, uri: &str) -> String {

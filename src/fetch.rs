@@ -153,6 +153,7 @@ where
                 return Err(error);
             };
             failovers_left -= 1;
+            self.config.metrics.failed_over();
             tracing::warn!(%from, %to, %error, "token request failed; trying another node");
             let event = TokenEvent::FailedOver {
                 from: &from,
@@ -188,6 +189,11 @@ where
     async fn exchange_once(&mut self, current: Option<&Grant>) -> Result<Grant, Error> {
         // Only the answer to this attempt speaks for the server now.
         self.server_wait = None;
+        let exchange = match current {
+            Some(_) => Exchange::Refresh,
+            None => Exchange::Login,
+        };
+        let started = tokio::time::Instant::now();
         let outcome = match current {
             Some(current) => self
                 .refresh(current)
@@ -196,7 +202,10 @@ where
             None => self.log_in().await,
         };
         // Cut only now: a secret across the cut would leave part of itself behind.
-        outcome.map_err(Error::shortened)
+        let outcome = outcome.map_err(Error::shortened);
+        let metrics = &self.config.metrics;
+        metrics.exchanged(exchange, &outcome, started.elapsed());
+        outcome
     }
 
     /// Trades `current` for a new grant: one request, bounded by the timeout.

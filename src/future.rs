@@ -10,11 +10,13 @@ use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http::{Request, StatusCode};
 use pin_project_lite::pin_project;
+use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::config::Config;
@@ -112,8 +114,11 @@ where
         state: Arc<TokenState>,
         config: Arc<Config>,
     ) -> Self {
+        let called = Instant::now();
         let joined = join(&state, &service, &config);
-        let future = Box::pin(wait_then_send(joined, service, request, state, config));
+        let future = Box::pin(wait_then_send(
+            joined, service, request, state, config, called,
+        ));
         ResponseFuture {
             kind: Kind::Waiting { future },
         }
@@ -203,13 +208,15 @@ where
 }
 
 /// Waits for the attempt `joined` and any after it until a token is usable, then readies
-/// `service` and sends; waits again if the token died meanwhile.
+/// `service` and sends; waits again if the token died meanwhile. The request was `called`
+/// then: what it waited for a token, and whether it was turned away, is recorded.
 async fn wait_then_send<S, B>(
     mut joined: Result<Option<Settlement>, Error>,
     mut service: S,
     mut request: Request<B>,
     state: Arc<TokenState>,
     config: Arc<Config>,
+    called: Instant,
 ) -> Result<S::Response, BoxError>
 where
     S: InnerService<B>,
@@ -217,7 +224,13 @@ where
 {
     let mut rounds = 0;
     loop {
-        wait_for_token(joined, &state, &mut service, &config, &mut rounds).await?;
+        let waited = wait_for_token(joined, &state, &mut service, &config, &mut rounds).await;
+        let token_at = Instant::now();
+        if let Err(error) = waited {
+            record_wait(&config, rounds, token_at - called);
+            config.metrics.turned_away(&error);
+            return Err(error.into());
+        }
         poll_fn(|cx| service.poll_ready(cx))
             .await
             .map_err(Into::into)?;
@@ -228,6 +241,7 @@ where
         } = state.lookup_now()
         {
             request.headers_mut().insert(AUTHORIZATION, header);
+            record_wait(&config, rounds, token_at - called);
             let response = service.call(request).await.map_err(Into::into)?;
             let revoker = config.revoker(0);
             Sent {
@@ -240,6 +254,14 @@ where
         // Give the readiness back before waiting again.
         service = service.clone();
         joined = rejoin(&state, &service, &config, rounds);
+    }
+}
+
+/// Records what a request waited for its token, once it goes out or is turned away: a
+/// request that found one without waiting for an attempt (`rounds` is 0) waited for nothing.
+fn record_wait(config: &Config, rounds: u8, waited: Duration) {
+    if rounds > 0 {
+        config.metrics.waited(waited);
     }
 }
 

@@ -88,6 +88,7 @@ impl TokenRefreshLayer {
             extra_origins: Vec::new(),
             hook: None,
             refresh_when_idle: false,
+            name: None,
         };
         TokenRefreshLayer {
             settings,
@@ -230,6 +231,28 @@ impl TokenRefreshLayer {
         self.with(|settings| settings.refresh_when_idle = refresh)
     }
 
+    /// Names the layer in its metrics (the `layer` label, with the `metrics` feature), so
+    /// that two layers in one process are told apart. Default: the host of the endpoint's
+    /// origin (`sql-node` for `https://jdoe:pw@sql-node:9443`), never a user or a path.
+    ///
+    /// ```
+    /// use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
+    ///
+    /// let auth = OcientAuth::new("https://sql-node".parse().unwrap()).credentials("jdoe", "secret");
+    /// let reporting = TokenRefreshLayer::new(auth).name("reporting");
+    /// # let _ = reporting;
+    /// ```
+    ///
+    /// Metrics are registered with the recorder in force when the layer makes its first
+    /// service: install the recorder (`metrics::set_global_recorder`, or an exporter's
+    /// `install`) before building the stack. Keep names few and fixed, as label values
+    /// should be.
+    #[must_use]
+    pub fn name(self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        self.with(|settings| settings.name = Some(name))
+    }
+
     /// Where the token of every service this layer makes is: see [`TokenStatus`]. Sends
     /// nothing, starts nothing.
     pub fn status(&self) -> TokenStatus {
@@ -270,6 +293,7 @@ impl fmt::Debug for TokenRefreshLayer {
             .field("extra_origins", &settings.extra_origins)
             .field("on_token", &settings.hook.as_ref().map(|_| "<hook>"))
             .field("refresh_when_idle", &settings.refresh_when_idle)
+            .field("name", &settings.name())
             .finish()
     }
 }

@@ -161,6 +161,7 @@ mod inner;
 mod layer;
 mod ocient;
 mod origin;
+mod record;
 #[cfg(feature = "retry")]
 mod retry;
 mod retry_after;

@@ -216,6 +216,7 @@ where
             Route::Elsewhere => return ResponseFuture::passed_through(self.inner.call(request)),
             Route::Insecure(origin) => {
                 let error = origin.refused();
+                self.config.metrics.turned_away(&error);
                 // Nothing will be sent: the readiness we were granted goes back unused.
                 drop(self.unready_clone());
                 return ResponseFuture::failed(error);

@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::endpoint::TokenEndpoint;
 use crate::event::Hook;
 use crate::origin::Origin;
+use crate::record::Metrics;
 use crate::revoker::Revokers;
 use crate::state::{Timing, TokenState};
 
@@ -20,6 +21,8 @@ pub(crate) struct Settings {
     pub(crate) extra_origins: Vec<Origin>,
     pub(crate) hook: Option<Hook>,
     pub(crate) refresh_when_idle: bool,
+    /// The `layer` label of its metrics; the endpoint's host when unset.
+    pub(crate) name: Option<String>,
 }
 
 /// What every service made with one set of settings shares.
@@ -34,16 +37,32 @@ impl Settings {
         let initial = self.endpoint.initial_grant();
         // The hook is kept by the state alone, which lends it to each attempt.
         let hook = self.hook.clone();
-        let state = TokenState::new(self.timing, initial, hook, self.refresh_when_idle);
+        let metrics = Arc::new(Metrics::new(&self.name()));
+        let state = TokenState::new(
+            self.timing,
+            initial,
+            hook,
+            self.refresh_when_idle,
+            Arc::clone(&metrics),
+        );
         let config = Config::new(
             Arc::clone(&self.endpoint),
             &self.extra_origins,
             self.refresh_timeout,
             Revokers::new(&state),
+            metrics,
         );
         Shared {
             state,
             config: Arc::new(config),
         }
+    }
+
+    /// The name given, else the host of the endpoint's origin (never its user or path).
+    pub(crate) fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            let host = self.endpoint.origin().host().unwrap_or("token_refresh");
+            host.to_owned()
+        })
     }
 }

@@ -36,7 +36,8 @@ fn cause(endpoint: impl TokenEndpoint, error: Error) -> Cause {
     let endpoint: Arc<dyn TokenEndpoint> = Arc::new(endpoint);
     let revokers = crate::revoker::Revokers::none();
     let timeout = Duration::from_secs(1);
-    let config = Arc::new(Config::new(endpoint, &[], timeout, revokers));
+    let metrics = Arc::new(crate::record::Metrics::new("test"));
+    let config = Arc::new(Config::new(endpoint, &[], timeout, revokers, metrics));
     let fetcher = Fetcher::<Unused, Full<Bytes>> {
         service: Unused,
         config,

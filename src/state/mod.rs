@@ -38,6 +38,7 @@ use token::{OnDue, Phase};
 use crate::error::{Error, Exchange};
 use crate::event::{self, Hook, TokenEvent};
 use crate::grant::Grant;
+use crate::record::Metrics;
 use crate::status::TokenStatus;
 
 /// Rounds a waiter makes before concluding that tokens die faster than they arrive.
@@ -70,6 +71,7 @@ pub(crate) struct TokenState {
     /// Refresh at the refresh point even when no request comes, and keep trying while the
     /// layer is down.
     refresh_when_idle: bool,
+    metrics: Arc<Metrics>,
     /// This state itself, for the timers that start idle refreshes: weak, so a timer never
     /// keeps the state alive.
     me: Weak<TokenState>,
@@ -92,6 +94,7 @@ impl TokenState {
         initial: Option<Grant>,
         hook: Option<Hook>,
         refresh_when_idle: bool,
+        metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new_cyclic(|me| TokenState {
             hot: Hot::new(refresh_when_idle),
@@ -101,6 +104,7 @@ impl TokenState {
             wake_flight: Arc::default(),
             hook,
             refresh_when_idle,
+            metrics,
             me: Weak::clone(me),
         })
     }
@@ -208,6 +212,7 @@ impl TokenState {
     pub(crate) fn revoke(&self, generation: u64) {
         if self.hot.revoke(generation) {
             tracing::debug!(generation, "token revoked by the server; replacing it");
+            self.metrics.revoked();
             self.wake_flight.notify_one();
             self.report(TokenEvent::Revoked { generation });
         }
@@ -264,6 +269,9 @@ impl TokenState {
     /// Makes `token`, the next generation's, the current token, and starts its timer.
     fn publish(&self, cold: &mut Cold, token: Token) {
         let token = Arc::new(token);
+        // Under the lock, so the gauges follow the generations in order: the recorder's
+        // handles are atomic updates, and never call back into the layer.
+        self.metrics.installed(token.generation, token.expires_at);
         let timer = token.watch(self.idle_refresh());
         self.hot.publish(token);
         cold.installed(timer);

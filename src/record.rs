@@ -1,0 +1,260 @@
+//! What the layer records through the [`metrics`](https://docs.rs/metrics) facade, with the
+//! `metrics` feature: the token's life, never a request that went out with a fresh token.
+//!
+//! Every handle is registered once, when the layer makes its first service, with the
+//! recorder in force then (a local one included); recording is then a handle's atomic
+//! update, on the cold path only. Without the feature this is an empty type whose methods
+//! do nothing, and the compiler removes their calls.
+
+use std::time::Duration;
+#[cfg(feature = "metrics")]
+use std::time::SystemTime;
+
+use tokio::time::Instant;
+
+use crate::error::{Error, Exchange};
+
+/// The layer's metrics, labelled with its name.
+pub(crate) struct Metrics {
+    #[cfg(feature = "metrics")]
+    handles: Handles,
+}
+
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+impl Metrics {
+    /// Registers every metric of the layer named `layer`.
+    pub(crate) fn new(layer: &str) -> Metrics {
+        Metrics {
+            #[cfg(feature = "metrics")]
+            handles: Handles::register(layer),
+        }
+    }
+
+    /// One login or refresh ended with `outcome` after `took`.
+    pub(crate) fn exchanged<T>(
+        &self,
+        exchange: Exchange,
+        outcome: &Result<T, Error>,
+        took: Duration,
+    ) {
+        #[cfg(feature = "metrics")]
+        {
+            let outcome = outcome.as_ref().map_or_else(failure, |_| OK);
+            let kind = Handles::kind(exchange);
+            self.handles.requests[kind].pick(outcome).increment(1);
+            self.handles.durations[kind].record(took.as_secs_f64());
+        }
+    }
+
+    /// The token of `generation`, which expires at `expires_at`, is now the one sent.
+    pub(crate) fn installed(&self, generation: u64, expires_at: Instant) {
+        #[cfg(feature = "metrics")]
+        {
+            self.handles.generation.set(generation as f64);
+            self.handles.expiry.set(unix_seconds(expires_at));
+        }
+    }
+
+    /// A 401 revoked the current token.
+    pub(crate) fn revoked(&self) {
+        #[cfg(feature = "metrics")]
+        self.handles.revocations.increment(1);
+    }
+
+    /// A request waited `waited` for a token (and got one, or the layer's error).
+    pub(crate) fn waited(&self, waited: Duration) {
+        #[cfg(feature = "metrics")]
+        self.handles.wait.record(waited.as_secs_f64());
+    }
+
+    /// A request was answered with `error` without being sent.
+    pub(crate) fn turned_away(&self, error: &Error) {
+        #[cfg(feature = "metrics")]
+        self.handles.turned_away.pick(failure(error)).increment(1);
+    }
+
+    /// Token requests moved to another node.
+    pub(crate) fn failed_over(&self) {
+        #[cfg(feature = "metrics")]
+        self.handles.failovers.increment(1);
+    }
+}
+
+/// The `outcome` label of a login or refresh that succeeded.
+#[cfg(feature = "metrics")]
+const OK: &str = "ok";
+
+/// Every `outcome` of a login or refresh.
+#[cfg(feature = "metrics")]
+const OUTCOMES: [&str; 7] = [
+    OK,
+    "rejected",
+    "transport",
+    "timeout",
+    "invalid_answer",
+    "credentials",
+    "insecure",
+];
+
+/// Every `reason` a request is turned away for: the failure that left no token, or its own.
+#[cfg(feature = "metrics")]
+const REASONS: [&str; 7] = [
+    "rejected",
+    "transport",
+    "timeout",
+    "invalid_answer",
+    "credentials",
+    "insecure",
+    "no_runtime",
+];
+
+/// The label of `error`: a small fixed set, so that no label ever holds what the server
+/// or the user wrote.
+#[cfg(feature = "metrics")]
+fn failure(error: &Error) -> &'static str {
+    use crate::error::DeviceGrantEnd;
+    match error {
+        Error::Rejected { .. } => "rejected",
+        Error::DeviceGrant { ended, .. } if *ended == DeviceGrantEnd::TimedOut => "timeout",
+        Error::DeviceGrant { .. } => "rejected",
+        Error::Transport { .. } => "transport",
+        Error::Timeout { .. } => "timeout",
+        Error::InvalidResponse { .. } => "invalid_answer",
+        Error::MissingCredentials | Error::Provider { .. } => "credentials",
+        Error::InsecureTransport { .. } => "insecure",
+        Error::NoRuntime => "no_runtime",
+    }
+}
+
+/// `at` as seconds since the Unix epoch, by the system clock now.
+#[cfg(feature = "metrics")]
+fn unix_seconds(at: Instant) -> f64 {
+    let now = Instant::now();
+    let system = if at >= now {
+        SystemTime::now() + (at - now)
+    } else {
+        SystemTime::now() - (now - at)
+    };
+    system
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64())
+}
+
+/// Counters of one metric, one per value of one label.
+#[cfg(feature = "metrics")]
+struct ByLabel(Vec<(&'static str, metrics::Counter)>);
+
+#[cfg(feature = "metrics")]
+impl ByLabel {
+    /// A counter for each of `values`, made by `counter`.
+    fn register(
+        values: &[&'static str],
+        counter: impl Fn(&'static str) -> metrics::Counter,
+    ) -> ByLabel {
+        ByLabel(values.iter().map(|&v| (v, counter(v))).collect())
+    }
+
+    fn pick(&self, value: &str) -> &metrics::Counter {
+        let found = self.0.iter().find(|(v, _)| *v == value);
+        &found.expect("every label value is registered").1
+    }
+}
+
+#[cfg(feature = "metrics")]
+struct Handles {
+    /// By kind (login, refresh), then outcome.
+    requests: [ByLabel; 2],
+    durations: [metrics::Histogram; 2],
+    expiry: metrics::Gauge,
+    generation: metrics::Gauge,
+    revocations: metrics::Counter,
+    wait: metrics::Histogram,
+    turned_away: ByLabel,
+    failovers: metrics::Counter,
+}
+
+#[cfg(feature = "metrics")]
+impl Handles {
+    const KINDS: [(Exchange, &'static str); 2] =
+        [(Exchange::Login, "login"), (Exchange::Refresh, "refresh")];
+
+    fn kind(exchange: Exchange) -> usize {
+        usize::from(exchange == Exchange::Refresh)
+    }
+
+    fn register(layer: &str) -> Handles {
+        use metrics::{counter, gauge, histogram};
+        describe();
+        let layer = layer.to_owned();
+        let requests = Self::KINDS.map(|(_, kind)| {
+            ByLabel::register(&OUTCOMES, |outcome| {
+                counter!("token_refresh_requests_total",
+                    "layer" => layer.clone(), "kind" => kind, "outcome" => outcome)
+            })
+        });
+        let durations = Self::KINDS.map(|(_, kind)| {
+            histogram!("token_refresh_request_duration_seconds",
+                "layer" => layer.clone(), "kind" => kind)
+        });
+        let turned_away = ByLabel::register(&REASONS, |reason| {
+            counter!("token_requests_turned_away_total",
+                "layer" => layer.clone(), "reason" => reason)
+        });
+        Handles {
+            requests,
+            durations,
+            expiry: gauge!("token_expiry_timestamp_seconds", "layer" => layer.clone()),
+            generation: gauge!("token_generation", "layer" => layer.clone()),
+            revocations: counter!("token_revocations_total", "layer" => layer.clone()),
+            wait: histogram!("token_wait_duration_seconds", "layer" => layer.clone()),
+            turned_away,
+            failovers: counter!("token_failovers_total", "layer" => layer),
+        }
+    }
+}
+
+/// Describes every metric to the recorder, with its unit.
+#[cfg(feature = "metrics")]
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "token_refresh_requests_total",
+        Unit::Count,
+        "Logins and refreshes attempted, by kind and outcome."
+    );
+    describe_histogram!(
+        "token_refresh_request_duration_seconds",
+        Unit::Seconds,
+        "How long each login or refresh took."
+    );
+    describe_gauge!(
+        "token_expiry_timestamp_seconds",
+        Unit::Seconds,
+        "Unix time at which the current token expires."
+    );
+    describe_gauge!(
+        "token_generation",
+        Unit::Count,
+        "The current token's generation, counting from 1."
+    );
+    describe_counter!(
+        "token_revocations_total",
+        Unit::Count,
+        "Tokens revoked because a request carrying them was answered 401."
+    );
+    describe_histogram!(
+        "token_wait_duration_seconds",
+        Unit::Seconds,
+        "How long requests without a usable token waited for one."
+    );
+    describe_counter!(
+        "token_requests_turned_away_total",
+        Unit::Count,
+        "Requests answered with the layer's error without being sent, by reason."
+    );
+    describe_counter!(
+        "token_failovers_total",
+        Unit::Count,
+        "Switches of token requests to another SQL node."
+    );
+}

@@ -137,6 +137,23 @@
 //! is not loopback, with [`Error::InsecureTransport`], unless
 //! [`OcientAuth::allow_plain_http`] opts in.
 //!
+//! # Observability
+//!
+//! With the `metrics` feature, the layer records the token's life through the
+//! [`metrics`](https://docs.rs/metrics) facade, labelled with the layer's
+//! [`name`](TokenRefreshLayer::name): logins and refreshes by kind and outcome and how long
+//! they took, the current token's expiry time and generation, revocations, how long requests
+//! waited for a token, requests turned away, failovers. Install the recorder before the layer
+//! makes its first service. A request sent with a fresh token records nothing. The names and
+//! their labels are in the README's "Observability" section. For anything else,
+//! [`TokenRefreshLayer::on_token`] calls a hook at each event.
+//!
+//! # Cargo features
+//!
+//! - `retry` (default): [`RetryUnauthorized`], a `tower::retry::Policy` that retries a
+//!   request once after a 401.
+//! - `metrics`: the metrics above, through the `metrics` facade (0.24).
+//!
 //! # Protocols
 //!
 //! The Ocient protocol is [`OcientAuth`]; another token service plugs in by implementing

@@ -258,3 +258,68 @@ fn describe() {
         "Switches of token requests to another SQL node."
     );
 }
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use std::time::Duration;
+
+    use http::StatusCode;
+
+    use super::*;
+    use crate::error::{DeviceGrantEnd, ProviderError};
+
+    #[test]
+    fn every_error_has_its_label_and_every_label_is_registered() {
+        let login = Exchange::Login;
+        let labelled = [
+            (
+                Error::rejected(login, StatusCode::UNAUTHORIZED, None, ""),
+                "rejected",
+            ),
+            (Error::device_grant(DeviceGrantEnd::Denied, ""), "rejected"),
+            (Error::device_grant(DeviceGrantEnd::TimedOut, ""), "timeout"),
+            (Error::transport(login, "refused"), "transport"),
+            (
+                Error::Timeout {
+                    exchange: login,
+                    after: Duration::from_secs(1),
+                },
+                "timeout",
+            ),
+            (Error::invalid_response(login, "not JSON"), "invalid_answer"),
+            (Error::MissingCredentials, "credentials"),
+            (
+                Error::Provider {
+                    source: ProviderError::new("vault sealed".into()),
+                },
+                "credentials",
+            ),
+            (
+                Error::InsecureTransport {
+                    origin: "http://sql-node".into(),
+                },
+                "insecure",
+            ),
+            (Error::NoRuntime, "no_runtime"),
+        ];
+        for (error, label) in &labelled {
+            assert_eq!(failure(error), *label, "{error}");
+            assert!(REASONS.contains(label), "{label} is a reason");
+            let sent = !matches!(error, Error::NoRuntime);
+            assert_eq!(OUTCOMES.contains(label), sent, "{label} as an outcome");
+        }
+    }
+
+    #[test]
+    fn an_instant_reads_as_unix_seconds_by_the_system_clock() {
+        let unix_now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let now = Instant::now();
+        let ahead = unix_seconds(now + Duration::from_secs(60)) - unix_now;
+        let behind = unix_seconds(now - Duration::from_secs(60)) - unix_now;
+        assert!((ahead - 60.0).abs() < 1.0, "{ahead}");
+        assert!((behind + 60.0).abs() < 1.0, "{behind}");
+    }
+}

@@ -8,6 +8,8 @@
 //! - `long_running`: idle refresh, nothing left behind, `warm_up`, `status`, rotating
 //!   passwords; `axum_ready`: the readiness probe the axum example shows;
 //! - `sso` and `device_grant`: single sign-on, by token exchange and by device grant;
+//! - `observability` (feature `metrics`): what each event records, and nothing for a fresh
+//!   token;
 //! - `debug`: what every public type shows in `Debug`; `secrets`: no secret in any output,
 //!   even when the server echoes one.
 
@@ -20,6 +22,8 @@ mod debug;
 mod device_grant;
 mod essentials;
 mod long_running;
+#[cfg(feature = "metrics")]
+mod observability;
 mod plain_http;
 mod secrets;
 mod spread;

@@ -1,0 +1,543 @@
+//! The `metrics` feature: each event moves exactly its metric and labels, and nothing else;
+//! a request sent with a fresh token records nothing; no label holds a secret or a path.
+//! On tokio's paused clock over the in-process mock, read through metrics-util's debugging
+//! recorder, installed locally while the layer makes its service (which registers every
+//! metric then), so that tests running at once do not see each other's.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use ocient_mock::{Fault, MockOcient};
+use tokio::time::sleep;
+use tower::{BoxError, Service, ServiceBuilder};
+use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
+
+use crate::common::{
+    auth, layered, millis, query, query_to, secs, send, switched, through_a_revocation,
+    token_error, Recorder, BASE,
+};
+
+/// The `layer` label of a layer whose endpoint is [`BASE`]: its host.
+const BASE_HOST: &str = "sql-node.test";
+
+/// How a metric moved since the last look.
+#[derive(Debug, Clone, PartialEq)]
+enum Moved {
+    /// A counter went up by this much.
+    By(u64),
+    /// A gauge was set to this.
+    To(f64),
+    /// A histogram recorded these.
+    Samples(Vec<f64>),
+}
+
+/// One series as the recorder holds it.
+struct Series {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: DebugValue,
+}
+
+/// The metrics of one layer, as a test reads them.
+struct Readings {
+    snapshotter: Snapshotter,
+    layer: String,
+}
+
+impl Readings {
+    /// Every series registered so far, moved or not, with its labels; each must carry the
+    /// layer's name as its `layer` label.
+    fn series(&self) -> Vec<Series> {
+        let snapshot = self.snapshotter.snapshot().into_vec();
+        snapshot
+            .into_iter()
+            .map(|(key, _, _, value)| {
+                let key = key.key();
+                let labels: Vec<(String, String)> = key
+                    .labels()
+                    .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                    .collect();
+                Series {
+                    name: key.name().to_owned(),
+                    labels,
+                    value,
+                }
+            })
+            .collect()
+    }
+
+    /// What moved since the last look, by series: `name{label=value,...}`, the `layer`
+    /// label checked and left out.
+    fn moved(&self) -> BTreeMap<String, Moved> {
+        let mut moved = BTreeMap::new();
+        for Series {
+            name,
+            labels,
+            value,
+        } in self.series()
+        {
+            let (layer, others): (Vec<_>, Vec<_>) =
+                labels.into_iter().partition(|(k, _)| k == "layer");
+            assert_eq!(layer, [("layer".to_owned(), self.layer.clone())], "{name}");
+            let movement = match value {
+                DebugValue::Counter(0) => continue,
+                DebugValue::Counter(by) => Moved::By(by),
+                DebugValue::Gauge(to) if to.into_inner() == 0.0 => continue,
+                DebugValue::Gauge(to) => Moved::To(to.into_inner()),
+                DebugValue::Histogram(samples) if samples.is_empty() => continue,
+                DebugValue::Histogram(samples) => {
+                    Moved::Samples(samples.into_iter().map(|s| s.into_inner()).collect())
+                }
+            };
+            let others: Vec<String> = others.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let series = match others.is_empty() {
+                true => name,
+                false => format!("{name}{{{}}}", others.join(",")),
+            };
+            moved.insert(series, movement);
+        }
+        moved
+    }
+}
+
+/// `layer` over `inner`, made under a recorder of its own, read through the [`Readings`].
+fn recorded<S, T>(
+    layer: TokenRefreshLayer,
+    name: &str,
+    make: impl FnOnce(TokenRefreshLayer) -> (S, T),
+) -> (S, T, Readings) {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let (service, inner) = metrics::with_local_recorder(&recorder, || make(layer));
+    let readings = Readings {
+        snapshotter,
+        layer: name.to_owned(),
+    };
+    (service, inner, readings)
+}
+
+/// `layer` over the in-process recorder of `mock`, its metrics recorded.
+fn observed(
+    mock: MockOcient,
+    layer: TokenRefreshLayer,
+) -> (
+    tower_token_refresh::TokenRefresh<Recorder>,
+    Recorder,
+    Readings,
+) {
+    recorded(layer, BASE_HOST, |layer| layered(mock, layer))
+}
+
+/// The series a successful exchange of `kind` moves, besides the gauges: its count and
+/// its duration.
+fn exchange_ok(moved: &BTreeMap<String, Moved>, kind: &str, took: Duration) {
+    let counter = format!("token_refresh_requests_total{{kind={kind},outcome=ok}}");
+    assert_eq!(moved.get(&counter), Some(&Moved::By(1)), "{moved:#?}");
+    let duration = format!("token_refresh_request_duration_seconds{{kind={kind}}}");
+    assert_eq!(
+        moved.get(&duration),
+        Some(&Moved::Samples(vec![took.as_secs_f64()]))
+    );
+}
+
+/// The keys of `moved`, for comparing with what a test expects, in order.
+fn keys(moved: &BTreeMap<String, Moved>) -> Vec<&str> {
+    moved.keys().map(String::as_str).collect()
+}
+
+/// The expiry gauge was set to the Unix time at which the token expires: within a second
+/// of `left` from now, by the system clock.
+fn assert_expires_in(moved: &BTreeMap<String, Moved>, left: Duration) {
+    let Some(Moved::To(expiry)) = moved.get("token_expiry_timestamp_seconds") else {
+        panic!("no expiry set: {moved:#?}");
+    };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let expected = (now + left).as_secs_f64();
+    assert!(
+        (expiry - expected).abs() < 1.0,
+        "expiry {expiry}, expected {expected}"
+    );
+}
+
+// A login, then refreshes: each moves its count, its duration, the generation and the
+// expiry; the requests in between, sent with a fresh token, move nothing.
+#[tokio::test(start_paused = true)]
+async fn a_login_and_each_refresh_move_their_own_series_and_fresh_requests_none() {
+    let mock = MockOcient::new()
+        .token_lifetime(secs(100))
+        .latency(millis(200));
+    let (service, _, readings) = observed(mock.clone(), TokenRefreshLayer::new(auth()));
+    assert!(readings.moved().is_empty(), "registered, not moved");
+
+    send(&service, query()).await.unwrap();
+    let moved = readings.moved();
+    assert_eq!(
+        keys(&moved),
+        [
+            "token_expiry_timestamp_seconds",
+            "token_generation",
+            "token_refresh_request_duration_seconds{kind=login}",
+            "token_refresh_requests_total{kind=login,outcome=ok}",
+            "token_wait_duration_seconds",
+        ]
+    );
+    exchange_ok(&moved, "login", millis(200));
+    assert_eq!(moved["token_generation"], Moved::To(1.0));
+    // The first request waited for the login: its round trip.
+    assert_eq!(
+        moved["token_wait_duration_seconds"],
+        Moved::Samples(vec![0.2])
+    );
+    // Obtained 200 ms ago (the lifetime counts from the request), by the mock's clock.
+    assert_expires_in(&moved, secs(100) - millis(200));
+
+    for _ in 0..100 {
+        send(&service, query()).await.unwrap();
+    }
+    assert_eq!(
+        readings.moved(),
+        BTreeMap::new(),
+        "fresh-token requests record nothing"
+    );
+
+    for refresh in 1..=3 {
+        // Past the refresh point (half the lifetime, plus up to a tenth).
+        sleep(secs(61)).await;
+        send(&service, query()).await.unwrap();
+        sleep(secs(1)).await;
+        let moved = readings.moved();
+        assert_eq!(
+            keys(&moved),
+            [
+                "token_expiry_timestamp_seconds",
+                "token_generation",
+                "token_refresh_request_duration_seconds{kind=refresh}",
+                "token_refresh_requests_total{kind=refresh,outcome=ok}",
+            ],
+            "refresh {refresh}: nobody waited"
+        );
+        exchange_ok(&moved, "refresh", millis(200));
+        assert_eq!(moved["token_generation"], Moved::To(1.0 + refresh as f64));
+        assert_expires_in(&moved, secs(100) - millis(1200));
+    }
+    assert_eq!(mock.counters().refreshes, 3);
+}
+
+// A refresh the server rejects (not as revoked) counts as rejected; the token is still
+// good, so no request waits or is turned away.
+#[tokio::test(start_paused = true)]
+async fn a_rejected_refresh_counts_as_rejected_and_turns_nobody_away() {
+    let mock = MockOcient::new().token_lifetime(secs(100));
+    let (service, _, readings) = observed(mock.clone(), TokenRefreshLayer::new(auth()));
+    send(&service, query()).await.unwrap();
+    readings.moved();
+
+    mock.fail_token_requests(Fault::Status(StatusCode::BAD_REQUEST), 1);
+    sleep(secs(61)).await;
+    send(&service, query()).await.unwrap();
+    sleep(millis(1)).await;
+    let moved = readings.moved();
+    assert_eq!(
+        keys(&moved),
+        [
+            "token_refresh_request_duration_seconds{kind=refresh}",
+            "token_refresh_requests_total{kind=refresh,outcome=rejected}",
+        ]
+    );
+    assert_eq!(
+        moved["token_refresh_requests_total{kind=refresh,outcome=rejected}"],
+        Moved::By(1)
+    );
+}
+
+// A node that cannot be reached: the login counts as a transport failure, the caller who
+// waited for it is turned away, and so is the next one, at once, during the backoff.
+#[tokio::test(start_paused = true)]
+async fn a_transport_failure_counts_and_turns_its_callers_away() {
+    let layer = TokenRefreshLayer::new(auth());
+    let (service, switch, readings) =
+        recorded(layer, BASE_HOST, |layer| switched(MockOcient::new(), layer));
+    switch.set_down(true);
+
+    let error = send(&service, query()).await.unwrap_err();
+    assert!(matches!(
+        token_error(&error),
+        tower_token_refresh::Error::Transport { .. }
+    ));
+    let moved = readings.moved();
+    assert_eq!(
+        moved,
+        BTreeMap::from([
+            (
+                "token_refresh_request_duration_seconds{kind=login}".into(),
+                Moved::Samples(vec![0.0])
+            ),
+            (
+                "token_refresh_requests_total{kind=login,outcome=transport}".into(),
+                Moved::By(1)
+            ),
+            (
+                "token_requests_turned_away_total{reason=transport}".into(),
+                Moved::By(1)
+            ),
+            // It led the login and waited for its outcome.
+            (
+                "token_wait_duration_seconds".into(),
+                Moved::Samples(vec![0.0])
+            ),
+        ])
+    );
+
+    send(&service, query()).await.unwrap_err();
+    let moved = readings.moved();
+    assert_eq!(
+        moved,
+        BTreeMap::from([(
+            "token_requests_turned_away_total{reason=transport}".into(),
+            Moved::By(1)
+        )]),
+        "turned away at once, without waiting"
+    );
+}
+
+// A token endpoint that never answers: the login times out at the refresh timeout, and
+// the caller waited exactly that long.
+#[tokio::test(start_paused = true)]
+async fn a_timed_out_login_counts_as_a_timeout_with_its_duration_and_wait() {
+    let mock = MockOcient::new();
+    mock.fail_token_requests(Fault::Hang, 1);
+    let layer = TokenRefreshLayer::new(auth()).refresh_timeout(secs(5));
+    let (service, _, readings) = observed(mock, layer);
+
+    let error = send(&service, query()).await.unwrap_err();
+    assert!(matches!(
+        token_error(&error),
+        tower_token_refresh::Error::Timeout { .. }
+    ));
+    assert_eq!(
+        readings.moved(),
+        BTreeMap::from([
+            (
+                "token_refresh_request_duration_seconds{kind=login}".into(),
+                Moved::Samples(vec![5.0])
+            ),
+            (
+                "token_refresh_requests_total{kind=login,outcome=timeout}".into(),
+                Moved::By(1)
+            ),
+            (
+                "token_requests_turned_away_total{reason=timeout}".into(),
+                Moved::By(1)
+            ),
+            (
+                "token_wait_duration_seconds".into(),
+                Moved::Samples(vec![5.0])
+            ),
+        ])
+    );
+}
+
+// A 401 revokes the token: one revocation, then the login that replaces it, which the
+// next request waits for.
+#[tokio::test(start_paused = true)]
+async fn a_401_counts_one_revocation_and_the_login_that_replaces_it() {
+    let mock = MockOcient::new().token_lifetime(secs(100));
+    let (service, _, readings) = observed(mock.clone(), TokenRefreshLayer::new(auth()));
+    send(&service, query()).await.unwrap();
+    readings.moved();
+
+    through_a_revocation(&service, &mock).await;
+    let moved = readings.moved();
+    assert_eq!(
+        keys(&moved),
+        [
+            "token_expiry_timestamp_seconds",
+            "token_generation",
+            "token_refresh_request_duration_seconds{kind=login}",
+            "token_refresh_requests_total{kind=login,outcome=ok}",
+            "token_revocations_total",
+            "token_wait_duration_seconds",
+        ]
+    );
+    assert_eq!(moved["token_revocations_total"], Moved::By(1));
+    assert_eq!(moved["token_generation"], Moved::To(2.0));
+    assert_eq!(
+        moved["token_wait_duration_seconds"],
+        Moved::Samples(vec![0.0])
+    );
+}
+
+/// The recorder of the in-process mock, but every request to `dead_host` fails in
+/// transport, as a node whose port is closed.
+#[derive(Clone)]
+struct DeadHost {
+    inner: Recorder,
+    dead_host: &'static str,
+}
+
+impl Service<Request<Full<bytes::Bytes>>> for DeadHost {
+    type Response = <Recorder as Service<Request<Full<bytes::Bytes>>>>::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Full<bytes::Bytes>>) -> Self::Future {
+        if request.uri().host() == Some(self.dead_host) {
+            return Box::pin(async { Err::<_, BoxError>("connection refused".into()) });
+        }
+        let answer = self.inner.call(request);
+        Box::pin(async move { answer.await.map_err(|e: Infallible| match e {}) })
+    }
+}
+
+// The first node is down: its login counts as a transport failure, the switch to the next
+// node as one failover, and that node's login as ok.
+#[tokio::test(start_paused = true)]
+async fn a_failover_counts_once_between_the_failed_and_the_good_login() {
+    let auth = OcientAuth::new("https://sql-node-1.test:9443".parse().unwrap())
+        .node(BASE.parse().unwrap())
+        .credentials("jdoe", "secret")
+        .database("retail_analytics");
+    let layer = TokenRefreshLayer::new(auth).name("failover");
+    let (service, _, readings) = recorded(layer, "failover", |layer| {
+        let inner = DeadHost {
+            inner: Recorder::new(MockOcient::new()),
+            dead_host: "sql-node-1.test",
+        };
+        (ServiceBuilder::new().layer(layer).service(inner), ())
+    });
+
+    send(&service, query()).await.unwrap();
+    let moved = readings.moved();
+    assert_eq!(
+        keys(&moved),
+        [
+            "token_expiry_timestamp_seconds",
+            "token_failovers_total",
+            "token_generation",
+            "token_refresh_request_duration_seconds{kind=login}",
+            "token_refresh_requests_total{kind=login,outcome=ok}",
+            "token_refresh_requests_total{kind=login,outcome=transport}",
+            "token_wait_duration_seconds",
+        ]
+    );
+    assert_eq!(moved["token_failovers_total"], Moved::By(1));
+    assert_eq!(
+        moved["token_refresh_requests_total{kind=login,outcome=transport}"],
+        Moved::By(1)
+    );
+    let Moved::Samples(durations) = &moved["token_refresh_request_duration_seconds{kind=login}"]
+    else {
+        panic!("{moved:#?}")
+    };
+    assert_eq!(durations.len(), 2, "one per login attempt");
+}
+
+// A request bound for plain http to another host is turned away before anything is sent.
+#[tokio::test(start_paused = true)]
+async fn a_request_refused_over_plain_http_counts_as_turned_away_and_nothing_else() {
+    let auth =
+        OcientAuth::new("http://sql-node.test:9090".parse().unwrap()).credentials("jdoe", "secret");
+    let (service, recorder, readings) = observed(MockOcient::new(), TokenRefreshLayer::new(auth));
+
+    let error = send(
+        &service,
+        query_to("http://sql-node.test:9090/v1/execute/db"),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(
+        token_error(&error),
+        tower_token_refresh::Error::InsecureTransport { .. }
+    ));
+    assert_eq!(
+        readings.moved(),
+        BTreeMap::from([(
+            "token_requests_turned_away_total{reason=insecure}".into(),
+            Moved::By(1)
+        )])
+    );
+    assert!(recorder.seen().is_empty(), "nothing was sent");
+}
+
+// Every series is registered with the first service, under a small fixed set of label
+// values: the layer's name (the host alone, not the user or password of the base URI),
+// the kinds, the outcomes and the reasons. None holds the token, even after one.
+#[tokio::test(start_paused = true)]
+async fn labels_are_a_fixed_set_without_user_password_path_or_token() {
+    let auth = OcientAuth::new("https://jdoe:secret@sql-node.test:9443".parse().unwrap())
+        .credentials("jdoe", "secret")
+        .database("retail_analytics");
+    let mock = MockOcient::new().token_lifetime(secs(100));
+    let (service, recorder, readings) = observed(mock.clone(), TokenRefreshLayer::new(auth));
+    through_a_revocation(&service, &mock).await;
+    let token = recorder.seen_at("/v1/execute/retail_analytics")[0].headers["authorization"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("Bearer ")
+        .to_owned();
+
+    let series = readings.series();
+    let mut names: Vec<&str> = series.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(
+        names,
+        [
+            "token_expiry_timestamp_seconds",
+            "token_failovers_total",
+            "token_generation",
+            "token_refresh_request_duration_seconds",
+            "token_refresh_requests_total",
+            "token_requests_turned_away_total",
+            "token_revocations_total",
+            "token_wait_duration_seconds",
+        ]
+    );
+    let allowed = [
+        BASE_HOST,
+        "login",
+        "refresh",
+        "ok",
+        "rejected",
+        "transport",
+        "timeout",
+        "invalid_answer",
+        "credentials",
+        "insecure",
+        "no_runtime",
+    ];
+    for Series { name, labels, .. } in &series {
+        for (key, value) in labels {
+            assert!(allowed.contains(&value.as_str()), "{name}: {key}={value}");
+            assert!(
+                !value.contains(&token) && !value.contains('/'),
+                "{name}: {value}"
+            );
+        }
+    }
+    // 2 kinds x 7 outcomes, 2 durations, 7 reasons, and one each of the other five.
+    assert_eq!(series.len(), 14 + 2 + 7 + 5);
+}
+
+// Two layers in one process are told apart by name; the default is the API's host.
+#[tokio::test(start_paused = true)]
+async fn a_named_layer_labels_its_metrics_with_its_name() {
+    let layer = TokenRefreshLayer::new(auth()).name("reporting");
+    let (service, _, readings) = recorded(layer, "reporting", |layer| {
+        layered(MockOcient::new(), layer)
+    });
+    send(&service, query()).await.unwrap();
+    // `moved` checks the label of every series.
+    assert_eq!(readings.moved()["token_generation"], Moved::To(1.0));
+}

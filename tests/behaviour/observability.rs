@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{Request, StatusCode};
 use http_body_util::Full;
+use metrics::Unit;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use ocient_mock::{Fault, MockOcient};
 use tokio::time::sleep;
@@ -42,6 +43,8 @@ enum Moved {
 struct Series {
     name: String,
     labels: Vec<(String, String)>,
+    /// The unit and the description it was given, if any.
+    described: Option<(Unit, String)>,
     value: DebugValue,
 }
 
@@ -58,7 +61,7 @@ impl Readings {
         let snapshot = self.snapshotter.snapshot().into_vec();
         snapshot
             .into_iter()
-            .map(|(key, _, _, value)| {
+            .map(|(key, unit, description, value)| {
                 let key = key.key();
                 let labels: Vec<(String, String)> = key
                     .labels()
@@ -67,6 +70,7 @@ impl Readings {
                 Series {
                     name: key.name().to_owned(),
                     labels,
+                    described: unit.zip(description.map(|d| d.to_string())),
                     value,
                 }
             })
@@ -81,6 +85,7 @@ impl Readings {
             name,
             labels,
             value,
+            ..
         } in self.series()
         {
             let (layer, others): (Vec<_>, Vec<_>) =
@@ -470,7 +475,8 @@ async fn a_request_refused_over_plain_http_counts_as_turned_away_and_nothing_els
     assert!(recorder.seen().is_empty(), "nothing was sent");
 }
 
-// Every series is registered with the first service, under a small fixed set of label
+// Every series is registered with the first service, described with its unit, under a
+// small fixed set of label
 // values: the layer's name (the host alone, not the user or password of the base URI),
 // the kinds, the outcomes and the reasons. None holds the token, even after one.
 #[tokio::test(start_paused = true)]
@@ -504,6 +510,18 @@ async fn labels_are_a_fixed_set_without_user_password_path_or_token() {
             "token_wait_duration_seconds",
         ]
     );
+    for Series {
+        name, described, ..
+    } in &series
+    {
+        let unit = match name.ends_with("_seconds") {
+            true => Unit::Seconds,
+            false => Unit::Count,
+        };
+        let (described_unit, description) = described.as_ref().expect(name);
+        assert_eq!(*described_unit, unit, "{name}");
+        assert!(!description.is_empty(), "{name}");
+    }
     let allowed = [
         BASE_HOST,
         "login",

@@ -476,9 +476,9 @@ async fn a_request_refused_over_plain_http_counts_as_turned_away_and_nothing_els
 }
 
 // Every series is registered with the first service, described with its unit, under a
-// small fixed set of label
-// values: the layer's name (the host alone, not the user or password of the base URI),
-// the kinds, the outcomes and the reasons. None holds the token, even after one.
+// small fixed set of label values: the layer's name (the host alone, not the user or
+// password of the base URI), the kinds, the outcomes and the reasons. None holds the
+// token, even after one.
 #[tokio::test(start_paused = true)]
 async fn labels_are_a_fixed_set_without_user_password_path_or_token() {
     let auth = OcientAuth::new("https://jdoe:secret@sql-node.test:9443".parse().unwrap())

@@ -244,9 +244,10 @@ impl TokenRefreshLayer {
     /// ```
     ///
     /// Metrics are registered with the recorder in force when the layer makes its first
-    /// service: install the recorder (`metrics::set_global_recorder`, or an exporter's
-    /// `install`) before building the stack. Keep names few and fixed, as label values
-    /// should be.
+    /// service (or is first asked for its [`status`](Self::status)): install the recorder
+    /// (`metrics::set_global_recorder`, or an exporter's `install`) before building the
+    /// stack. Two layers of the same name share their series. Keep names few and fixed, as
+    /// label values should be.
     #[must_use]
     pub fn name(self, name: impl Into<String>) -> Self {
         let name = name.into();

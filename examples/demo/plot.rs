@@ -1,0 +1,163 @@
+//! `--plot FILE.svg`: p50 and p99 latency for each second of the run, with a line where
+//! each new token was installed, so that a reader sees at a glance whether a refresh cost
+//! the callers anything.
+//!
+//! plotters' SVG backend, without its `ttf` feature: no font file and no system library,
+//! text is sized by estimate and set by the viewer in its own sans-serif.
+
+use std::path::Path;
+
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
+use plotters::prelude::*;
+use tower::BoxError;
+
+use crate::latency::SecondLatency;
+
+/// The series' colours; the tests find each series' points by them.
+pub const P50_COLOUR: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
+pub const P99_COLOUR: RGBColor = RGBColor(0xd6, 0x27, 0x28);
+/// The token markers' colour, apart from both series'.
+const TOKEN_COLOUR: RGBColor = RGBColor(0x2c, 0xa0, 0x2c);
+
+/// Wide enough for ten seconds of points, low enough to sit in a README.
+const SIZE: (u32, u32) = (960, 480);
+const FONT: &str = "sans-serif";
+const TITLE: &str = "Request latency per second while the token is refreshed";
+/// The band between the title and the plot that holds the `token N` labels, in pixels.
+const LABELS_ABOVE: i32 = 24;
+
+type Chart<'a> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A token the layer reported obtained (`TokenEvent::Obtained`), and when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Install {
+    pub generation: u64,
+    /// Seconds since the run started.
+    pub at: f64,
+}
+
+/// Writes the chart of `seconds` and `installs` to `path`.
+pub fn write(path: &Path, seconds: &[SecondLatency], installs: &[Install]) -> Result<(), BoxError> {
+    std::fs::write(path, svg(seconds, installs)?)
+        .map_err(|e| format!("--plot {}: {e}", path.display()))?;
+    Ok(())
+}
+
+/// The chart as an SVG document.
+pub fn svg(seconds: &[SecondLatency], installs: &[Install]) -> Result<String, BoxError> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE)?;
+        let below_title = root.titled(TITLE, (FONT, 24))?;
+        let mut chart = ChartBuilder::on(&below_title)
+            .margin(16)
+            .margin_top(LABELS_ABOVE)
+            .x_label_area_size(48)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0.0..x_end(seconds, installs), 0.0..y_top(seconds))?;
+        draw_mesh(&mut chart)?;
+        let p50 = seconds.iter().map(|s| (middle(s), s.p50_ms));
+        draw_series(&mut chart, "p50", P50_COLOUR, p50)?;
+        let p99 = seconds.iter().map(|s| (middle(s), s.p99_ms));
+        draw_series(&mut chart, "p99", P99_COLOUR, p99)?;
+        mark_installs(&root, &mut chart, installs)?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font((FONT, 16))
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK.mix(0.4))
+            .draw()?;
+        root.present()?;
+    }
+    Ok(svg)
+}
+
+/// Axes, their labels, and a light grid at whole seconds (or every few, for a long run)
+/// and round milliseconds.
+fn draw_mesh(chart: &mut Chart<'_>) -> Result<(), BoxError> {
+    let seconds = chart.x_range().end as usize;
+    // Beyond about 16, second labels crowd each other: plotters then picks round steps.
+    let x_labels = (seconds + 1).min(16);
+    let y_decimals = if chart.y_range().end >= 10.0 { 0 } else { 1 };
+    chart
+        .configure_mesh()
+        .x_desc("seconds since start")
+        .y_desc("latency (ms)")
+        .x_labels(x_labels)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.y_decimals$}"))
+        .axis_desc_style((FONT, 16))
+        .label_style((FONT, 14))
+        .bold_line_style(BLACK.mix(0.12))
+        .light_line_style(TRANSPARENT)
+        .draw()?;
+    Ok(())
+}
+
+/// A line through one percentile's points, a dot on each, and its legend entry: a short
+/// line, so that every circle in the SVG is a data point.
+fn draw_series(
+    chart: &mut Chart<'_>,
+    name: &str,
+    colour: RGBColor,
+    points: impl Iterator<Item = (f64, f64)> + Clone,
+) -> Result<(), BoxError> {
+    let line = colour.stroke_width(2);
+    chart
+        .draw_series(LineSeries::new(points.clone(), line))?
+        .label(name)
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], line));
+    chart.draw_series(points.map(|point| Circle::new(point, 3, colour.filled())))?;
+    Ok(())
+}
+
+/// A dashed vertical line where each token was installed, with a legend entry, and its
+/// `token N` label above the plot (on `root`), where it covers neither a point nor the
+/// legend.
+fn mark_installs(
+    root: &DrawingArea<SVGBackend<'_>, Shift>,
+    chart: &mut Chart<'_>,
+    installs: &[Install],
+) -> Result<(), BoxError> {
+    let top = chart.y_range().end;
+    let line = TOKEN_COLOUR.stroke_width(1);
+    let marker = |i: &Install| DashedPathElement::new([(i.at, 0.0), (i.at, top)], 6, 4, line);
+    chart
+        .draw_series(installs.iter().map(marker))?
+        .label("new token")
+        .legend(move |(x, y)| DashedPathElement::new([(x, y), (x + 24, y)], 6, 4, line));
+    let font = (FONT, 14).into_font().color(&TOKEN_COLOUR);
+    for install in installs {
+        let (x, plot_top) = chart.backend_coord(&(install.at, top));
+        let text = format!("token {}", install.generation);
+        root.draw(&Text::new(
+            text,
+            (x + 3, plot_top - LABELS_ABOVE + 4),
+            &font,
+        ))?;
+    }
+    Ok(())
+}
+
+/// The x of a second's point: the middle of the second its requests completed in.
+fn middle(second: &SecondLatency) -> f64 {
+    second.second as f64 + 0.5
+}
+
+/// The end of the x axis: past the last second and the last install, and at least 1 s.
+fn x_end(seconds: &[SecondLatency], installs: &[Install]) -> f64 {
+    let last_second = seconds.iter().map(|s| s.second as f64 + 1.0);
+    let last_install = installs.iter().map(|i| i.at.ceil());
+    last_second.chain(last_install).fold(1.0, f64::max)
+}
+
+/// The top of the y axis: the slowest p99 and 60% more, so that the legend in the upper
+/// right covers no point; at least 1 ms.
+fn y_top(seconds: &[SecondLatency]) -> f64 {
+    let slowest = seconds.iter().map(|s| s.p99_ms).fold(0.0, f64::max);
+    (slowest * 1.6).max(1.0)
+}

@@ -7,6 +7,8 @@
 //! OCIENT_PASSWORD=... cargo run --example demo -- --url https://sql-node --user jdoe \
 //!     --database retail_analytics               # against a real SQL node: SELECT 1
 //! cargo run --example demo -- --plot FILE.svg   # and a chart: p50/p99 per second, tokens marked
+//! cargo run --example demo --features metrics -- --metrics 127.0.0.1:9000
+//!                                               # and the layer's metrics, for Prometheus
 //! ```
 //!
 //! The client is hyper-util's over hyper-rustls: server certificates are verified against
@@ -16,8 +18,10 @@
 //! point), `--allow-plain-http` (an `http://` node that is not loopback).
 //!
 //! `--plot FILE.svg` writes a chart of each second's p50 and p99 latency, with a line where
-//! each new token was installed (`demo/plot.rs`). The tests in `demo/tests.rs` run the demo
-//! and read the chart back.
+//! each new token was installed (`demo/plot.rs`). `--metrics ADDR`, with the `metrics`
+//! feature, serves the layer's metrics in the Prometheus text format at `http://ADDR/metrics`
+//! while the demo runs, and prints its `token_*` lines at the end (`demo/metrics_page.rs`).
+//! The tests in `demo/tests.rs` run the demo and read both back.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +43,9 @@ use tower_token_refresh::{TokenEvent, TokenRefreshLayer};
 mod flags;
 #[path = "demo/latency.rs"]
 mod latency;
+#[cfg(feature = "metrics")]
+#[path = "demo/metrics_page.rs"]
+mod metrics_page;
 #[path = "demo/plot.rs"]
 mod plot;
 mod support;
@@ -136,6 +143,12 @@ async fn demo(flags: &NodeFlags, run: &Run) -> Result<Report, BoxError> {
         .latency(Duration::from_millis(30));
     let node = flags.node(short_tokens).await?;
     let mock = node.mock.as_ref();
+    #[cfg(feature = "metrics")]
+    if let Some(addr) = run.metrics {
+        // Before the layer makes its service below: that is when it registers its metrics,
+        // with the recorder in force then.
+        metrics_page::serve(addr)?;
+    }
     let start = Instant::now();
     let installs = Arc::new(Mutex::new(Vec::new()));
     let layer = TokenRefreshLayer::new(node.auth.clone())
@@ -180,7 +193,7 @@ async fn demo(flags: &NodeFlags, run: &Run) -> Result<Report, BoxError> {
         installs: std::mem::take(&mut *installs.lock().expect("no panic while held")),
         by_second: by_second.percentiles(),
     };
-    write_plot(run, &report)?;
+    show_plot_and_metrics(run, &report).await?;
     Ok(report)
 }
 
@@ -200,11 +213,15 @@ fn announce(run: &Run, target: &str, node: &Node) {
     );
 }
 
-/// The chart, with `--plot`.
-fn write_plot(run: &Run, report: &Report) -> Result<(), BoxError> {
+/// The chart, with `--plot`, and the metrics page's `token_*` lines, with `--metrics`.
+async fn show_plot_and_metrics(run: &Run, report: &Report) -> Result<(), BoxError> {
     if let Some(path) = &run.plot {
         plot::write(path, &report.by_second, &report.installs)?;
         println!("\nlatency chart written to {}", path.display());
+    }
+    #[cfg(feature = "metrics")]
+    if let Some(addr) = run.metrics {
+        metrics_page::print(addr).await?;
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! The demo, run in-process as `main` runs it, and its chart read back as a user's tools
-//! would, with an XML parser.
+//! The demo, run in-process as `main` runs it, and read back as a user's tools would: its
+//! chart with an XML parser and (feature `metrics`) its metrics page with a Prometheus one.
 //! `cargo test` runs them (the example is marked `test = true`).
 //!
 //! The demo runs on the wall clock, so nothing here asserts a duration: only counts, and
@@ -79,6 +79,8 @@ fn check_chart(path: &PathBuf, report: &Report) {
     assert_eq!(token_labels(&chart), reported, "a marker for each token");
 }
 
+/// With the feature, the metrics test runs the demo and checks its chart too: see there.
+#[cfg(not(feature = "metrics"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chart_of_a_run_with_refreshes_marks_every_token() {
     let path = chart_path("chart");
@@ -134,4 +136,206 @@ fn a_request_counts_in_the_second_it_completed_in() {
     let near = |ms: f64, expected: f64| (ms - expected).abs() < expected / 50.0;
     assert!(near(seconds[0].p50_ms, 5.0) && near(seconds[0].p99_ms, 7.0));
     assert!(near(seconds[1].p99_ms, 20.0) && near(seconds[2].p50_ms, 9.0));
+}
+
+#[cfg(not(feature = "metrics"))]
+#[test]
+fn metrics_without_the_feature_names_the_command_that_has_it() {
+    let args = ["--metrics", "127.0.0.1:9000"].map(String::from);
+    match parse(args) {
+        Err(crate::flags::Refused::NotBuiltIn(message)) => {
+            assert!(!message.contains('\n'), "one line: {message}");
+            let works = "cargo run --example demo --features metrics -- --metrics 127.0.0.1:9000";
+            assert!(message.contains(works), "{message}");
+        }
+        other => panic!("refused as not built in, not {:?}", other.map(|_| ())),
+    }
+}
+
+/// The one test that installs the process's Prometheus recorder (a process has one).
+///
+/// It also holds the only run of the demo in this process: every layer made while the
+/// recorder is installed registers with it under the same `layer` label, so a second run
+/// would add its login to this one's. Hence it checks the chart of its run as well.
+#[cfg(feature = "metrics")]
+mod with_metrics {
+    use std::net::{SocketAddr, TcpListener};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use prometheus_parse::{Sample, Scrape, Value};
+
+    use super::{chart_path, check_chart, run_demo, CLIENTS, SECONDS};
+    use crate::metrics_page::fetch;
+    use crate::{Report, TOKEN_LIFETIME};
+
+    /// The names the layer records under (`src/record.rs`).
+    const NAMES: [&str; 8] = [
+        "token_refresh_requests_total",
+        "token_refresh_request_duration_seconds",
+        "token_expiry_timestamp_seconds",
+        "token_generation",
+        "token_revocations_total",
+        "token_wait_duration_seconds",
+        "token_requests_turned_away_total",
+        "token_failovers_total",
+    ];
+
+    /// The password the demo's embedded mock takes (`support::NodeFlags::node`).
+    const PASSWORD: &str = "secret";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_metrics_page_and_chart_of_a_run_with_refreshes() {
+        let addr = free_port();
+        let path = chart_path("metrics");
+        let started = unix_now();
+        let (seconds, metrics) = (SECONDS.to_string(), addr.to_string());
+        let plot = path.to_str().expect("a UTF-8 temporary directory");
+        let args = [
+            "--seconds",
+            &seconds,
+            "--concurrency",
+            CLIENTS,
+            "--metrics",
+            &metrics,
+            "--plot",
+            plot,
+        ];
+        let report = run_demo(&args).await;
+        check_chart(&path, &report);
+        let _ = std::fs::remove_file(&path);
+
+        let page = fetch(addr).await.expect("the page, over loopback HTTP");
+        let scrape = Scrape::parse(page.lines().map(|line| Ok(line.to_owned())))
+            .expect("the Prometheus text format");
+        for name in NAMES {
+            assert!(
+                scrape.samples.iter().any(|s| s.metric == name),
+                "{name} is on the page:\n{page}"
+            );
+        }
+        check_exchanges(&scrape, &report);
+        check_token(&scrape, &report, started);
+        check_quiet_run(&scrape);
+        check_labels(&scrape);
+    }
+
+    /// One login, every refresh the demo sent, all answered, each one timed.
+    fn check_exchanges(scrape: &Scrape, report: &Report) {
+        let requests = "token_refresh_requests_total";
+        let logins = sum(scrape, requests, &[("kind", "login"), ("outcome", "ok")]);
+        let refreshes = sum(scrape, requests, &[("kind", "refresh"), ("outcome", "ok")]);
+        assert_eq!(logins, 1.0);
+        assert!(refreshes >= 1.0);
+        let sent = &report.stats;
+        let sent_refreshes = sent.refreshes.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(refreshes, sent_refreshes as f64, "as the demo counted them");
+        assert_eq!(
+            sum(scrape, requests, &[]),
+            logins + refreshes,
+            "none failed"
+        );
+
+        let durations = "token_refresh_request_duration_seconds";
+        let timed = sum(scrape, &format!("{durations}_count"), &[]);
+        assert_eq!(timed, logins + refreshes);
+        // A Prometheus histogram, not a summary: the buckets `serve` set, and +Inf.
+        for histogram in scrape.samples.iter().filter(|s| s.metric == durations) {
+            let Value::Histogram(buckets) = &histogram.value else {
+                panic!("{durations} is a histogram: {histogram:?}");
+            };
+            assert_eq!(buckets.len(), 15, "{buckets:?}");
+        }
+    }
+
+    /// The current token: the last generation the demo saw, expiring one lifetime at
+    /// most after it was asked for, during the run.
+    fn check_token(scrape: &Scrape, report: &Report, started: f64) {
+        let generations = report.installs.len() as f64;
+        assert!(generations >= 2.0);
+        assert_eq!(sum(scrape, "token_generation", &[]), generations);
+        let expiry = sum(scrape, "token_expiry_timestamp_seconds", &[]);
+        let lifetime = TOKEN_LIFETIME.as_secs_f64();
+        // Half a second either way for the layer's reading of the system clock.
+        let (earliest, latest) = (started + lifetime - 0.5, unix_now() + lifetime + 0.5);
+        assert!(
+            (earliest..=latest).contains(&expiry),
+            "{expiry} in {earliest}..={latest}"
+        );
+    }
+
+    /// Against a mock that always answers: no 401, no request turned away, one node.
+    fn check_quiet_run(scrape: &Scrape) {
+        let waits = sum(scrape, "token_wait_duration_seconds_count", &[]);
+        assert!(waits >= 1.0, "the first requests waited for the login");
+        assert_eq!(sum(scrape, "token_revocations_total", &[]), 0.0);
+        assert_eq!(sum(scrape, "token_requests_turned_away_total", &[]), 0.0);
+        assert_eq!(sum(scrape, "token_failovers_total", &[]), 0.0);
+    }
+
+    /// Every label value is one of the few the layer writes: never the password, a token
+    /// (the mock's are `mock.N.…`) or anything with a path in it.
+    fn check_labels(scrape: &Scrape) {
+        for sample in &scrape.samples {
+            for (label, value) in sample.labels.iter() {
+                let allowed: &[&str] = match label.as_str() {
+                    "layer" => &["127.0.0.1"],
+                    "kind" => &["login", "refresh"],
+                    "outcome" => &[
+                        "ok",
+                        "rejected",
+                        "transport",
+                        "timeout",
+                        "invalid_answer",
+                        "credentials",
+                        "insecure",
+                    ],
+                    "reason" => &[
+                        "rejected",
+                        "transport",
+                        "timeout",
+                        "invalid_answer",
+                        "credentials",
+                        "insecure",
+                        "no_runtime",
+                    ],
+                    other => panic!("{}: unexpected label {other}", sample.metric),
+                };
+                assert!(allowed.contains(&value.as_str()), "{label}={value}");
+                assert!(!value.contains(PASSWORD) && !value.contains("mock."));
+                assert!(!value.contains('/'), "{label}={value}");
+            }
+        }
+    }
+
+    /// The sum of the samples named `name` with all of `labels`; panics if there is none.
+    fn sum(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let has_labels = |sample: &&Sample| {
+            labels
+                .iter()
+                .all(|(label, value)| sample.labels.get(label) == Some(value))
+        };
+        let values: Vec<f64> = scrape
+            .samples
+            .iter()
+            .filter(|sample| sample.metric == name)
+            .filter(has_labels)
+            .map(|sample| match sample.value {
+                Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+                ref other => panic!("{name}: a number, not {other:?}"),
+            })
+            .collect();
+        assert!(!values.is_empty(), "{name} with {labels:?}");
+        values.iter().sum()
+    }
+
+    /// A port nothing listens on: bound by the system, and let go.
+    fn free_port() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        listener.local_addr().expect("its address")
+    }
+
+    fn unix_now() -> f64 {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH);
+        now.expect("after 1970").as_secs_f64()
+    }
 }

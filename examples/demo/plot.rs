@@ -38,10 +38,15 @@ pub struct Install {
     pub at: f64,
 }
 
-/// Writes the chart of `seconds` and `installs` to `path`.
+/// Writes the chart of `seconds` and `installs` to `path`, making its folder if need be
+/// (`target/` when the build went to another `CARGO_TARGET_DIR`, say).
 pub fn write(path: &Path, seconds: &[SecondLatency], installs: &[Install]) -> Result<(), BoxError> {
-    std::fs::write(path, svg(seconds, installs)?)
-        .map_err(|e| format!("--plot {}: {e}", path.display()))?;
+    let svg = svg(seconds, installs)?;
+    let failed = |e: std::io::Error| format!("--plot {}: {e}", path.display());
+    if let Some(folder) = path.parent().filter(|f| !f.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder).map_err(failed)?;
+    }
+    std::fs::write(path, svg).map_err(failed)?;
     Ok(())
 }
 

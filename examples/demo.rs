@@ -174,14 +174,14 @@ async fn demo(flags: &NodeFlags, run: &Run) -> Result<Report, BoxError> {
                 Arc::clone(&stats),
                 hand_over.clone(),
                 start,
-                until,
+                run.seconds,
             ))
         })
         .collect();
     drop(hand_over);
 
     show_progress(&stats, &mut latencies, mock, until).await?;
-    let mut by_second = BySecond::new(start);
+    let mut by_second = BySecond::new(start, run.seconds);
     for worker in workers {
         by_second.add(&worker.await?);
     }
@@ -288,7 +288,7 @@ async fn worker<S>(
     stats: Arc<Stats>,
     hand_over: mpsc::UnboundedSender<Histogram<u64>>,
     start: Instant,
-    until: Instant,
+    seconds: u64,
 ) -> BySecond
 where
     S: Service<Request<Body>, Response = http::Response<hyper::body::Incoming>, Error = BoxError>
@@ -296,7 +296,8 @@ where
 {
     let mut recorded = recorder();
     // The chart's latencies: handed over once, when the worker stops.
-    let mut by_second = BySecond::new(start);
+    let mut by_second = BySecond::new(start, seconds);
+    let until = start + Duration::from_secs(seconds);
     let mut answered = stats.asks.load(Ordering::Relaxed);
     // Hands the recorder over, if it holds anything, and starts an empty one.
     let hand_over = |recorded: &mut Histogram<u64>| {

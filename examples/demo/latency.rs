@@ -66,21 +66,30 @@ pub struct SecondLatency {
 /// A worker keeps one of its own and hands it over when it stops.
 pub struct BySecond {
     start: Instant,
+    /// The run's last second, counted from 0.
+    last: u64,
     /// Index `n`: the requests that completed in second `n`.
     seconds: Vec<Histogram<u64>>,
 }
 
 impl BySecond {
-    pub fn new(start: Instant) -> Self {
+    /// For a run of `seconds` from `start`.
+    pub fn new(start: Instant, seconds: u64) -> Self {
         BySecond {
             start,
+            last: seconds.saturating_sub(1),
             seconds: Vec::new(),
         }
     }
 
-    /// A request that completed at `completed` after `nanos`.
+    /// A request that completed at `completed` after `nanos`. It counts in the second it
+    /// completed in; the requests still in flight when the run ends, in its last second,
+    /// not in a second of their own past the end, too few to make a percentile.
     pub fn record(&mut self, completed: Instant, nanos: u64) {
-        let second = completed.duration_since(self.start).as_secs();
+        let second = completed
+            .duration_since(self.start)
+            .as_secs()
+            .min(self.last);
         let second = usize::try_from(second).expect("a run shorter than usize::MAX seconds");
         self.grow_to(second + 1);
         self.seconds[second]

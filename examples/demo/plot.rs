@@ -11,6 +11,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use tower::BoxError;
 
 use crate::latency::SecondLatency;
@@ -27,7 +28,10 @@ const FONT: &str = "sans-serif";
 const TITLE: &str = "Request latency per second while the token is refreshed";
 /// The band between the title and the plot that holds the `token N` labels, in pixels.
 const LABELS_ABOVE: i32 = 24;
+/// The room right of the plot that holds the legend, in pixels.
+const LEGEND_WIDTH: u32 = 140;
 
+type Root<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 type Chart<'a> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 /// A token the layer reported obtained (`TokenEvent::Obtained`), and when.
@@ -60,22 +64,17 @@ pub fn svg(seconds: &[SecondLatency], installs: &[Install]) -> Result<String, Bo
         let mut chart = ChartBuilder::on(&below_title)
             .margin(16)
             .margin_top(LABELS_ABOVE)
+            .margin_right(LEGEND_WIDTH)
             .x_label_area_size(48)
             .y_label_area_size(64)
             .build_cartesian_2d(0.0..x_end(seconds, installs), 0.0..y_top(seconds))?;
         draw_mesh(&mut chart)?;
         let p50 = seconds.iter().map(|s| (middle(s), s.p50_ms));
-        draw_series(&mut chart, "p50", P50_COLOUR, p50)?;
+        draw_series(&mut chart, P50_COLOUR, p50)?;
         let p99 = seconds.iter().map(|s| (middle(s), s.p99_ms));
-        draw_series(&mut chart, "p99", P99_COLOUR, p99)?;
+        draw_series(&mut chart, P99_COLOUR, p99)?;
         mark_installs(&root, &mut chart, installs)?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FONT, 16))
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK.mix(0.4))
-            .draw()?;
+        draw_legend(&root, &chart)?;
         root.present()?;
     }
     Ok(svg)
@@ -103,49 +102,60 @@ fn draw_mesh(chart: &mut Chart<'_>) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// A line through one percentile's points, a dot on each, and its legend entry: a short
-/// line, so that every circle in the SVG is a data point.
+/// A line through one percentile's points, and a dot on each.
 fn draw_series(
     chart: &mut Chart<'_>,
-    name: &str,
     colour: RGBColor,
     points: impl Iterator<Item = (f64, f64)> + Clone,
 ) -> Result<(), BoxError> {
-    let line = colour.stroke_width(2);
-    chart
-        .draw_series(LineSeries::new(points.clone(), line))?
-        .label(name)
-        .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], line));
+    chart.draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?;
     chart.draw_series(points.map(|point| Circle::new(point, 3, colour.filled())))?;
     Ok(())
 }
 
-/// A dashed vertical line where each token was installed, with a legend entry, and its
-/// `token N` label above the plot (on `root`), where it covers neither a point nor the
-/// legend.
+/// A dashed vertical line where each token was installed, and its `token N` label above
+/// the plot (on `root`), where it covers no point.
 fn mark_installs(
-    root: &DrawingArea<SVGBackend<'_>, Shift>,
+    root: &Root<'_>,
     chart: &mut Chart<'_>,
     installs: &[Install],
 ) -> Result<(), BoxError> {
     let top = chart.y_range().end;
-    let line = TOKEN_COLOUR.stroke_width(1);
-    let marker = |i: &Install| DashedPathElement::new([(i.at, 0.0), (i.at, top)], 6, 4, line);
-    chart
-        .draw_series(installs.iter().map(marker))?
-        .label("new token")
-        .legend(move |(x, y)| DashedPathElement::new([(x, y), (x + 24, y)], 6, 4, line));
+    let marker = |i: &Install| dashed([(i.at, 0.0), (i.at, top)]);
+    chart.draw_series(installs.iter().map(marker))?;
     let font = (FONT, 14).into_font().color(&TOKEN_COLOUR);
     for install in installs {
         let (x, plot_top) = chart.backend_coord(&(install.at, top));
         let text = format!("token {}", install.generation);
-        root.draw(&Text::new(
-            text,
-            (x + 3, plot_top - LABELS_ABOVE + 4),
-            &font,
-        ))?;
+        let above = (x + 3, plot_top - LABELS_ABOVE + 4);
+        root.draw(&Text::new(text, above, &font))?;
     }
     Ok(())
+}
+
+/// The legend, right of the plot (on `root`), where it covers nothing. Its keys are
+/// lines, so that every circle in the SVG is a data point.
+fn draw_legend(root: &Root<'_>, chart: &Chart<'_>) -> Result<(), BoxError> {
+    let (right, top) = chart.backend_coord(&(chart.x_range().end, chart.y_range().end));
+    let font = TextStyle::from((FONT, 16).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    let key = |row: i32| {
+        let y = top + 12 + row * 24;
+        ((right + 16, y), (right + 40, y))
+    };
+    for (row, (name, colour)) in (0..).zip([("p50", P50_COLOUR), ("p99", P99_COLOUR)]) {
+        let (from, to) = key(row);
+        root.draw(&PathElement::new([from, to], colour.stroke_width(2)))?;
+        root.draw(&Text::new(name, (to.0 + 8, to.1), &font))?;
+    }
+    let (from, to) = key(2);
+    root.draw(&dashed([from, to]))?;
+    root.draw(&Text::new("new token", (to.0 + 8, to.1), &font))?;
+    Ok(())
+}
+
+/// A token marker's dashed line, or its key in the legend.
+fn dashed<C: Clone>(ends: [C; 2]) -> DashedPathElement<std::array::IntoIter<C, 2>, u32> {
+    DashedPathElement::new(ends, 6, 4, TOKEN_COLOUR.stroke_width(1))
 }
 
 /// The x of a second's point: the middle of the second its requests completed in.
@@ -160,9 +170,9 @@ fn x_end(seconds: &[SecondLatency], installs: &[Install]) -> f64 {
     last_second.chain(last_install).fold(1.0, f64::max)
 }
 
-/// The top of the y axis: the slowest p99 and 60% more, so that the legend in the upper
-/// right covers no point; at least 1 ms.
+/// The top of the y axis: the slowest p99 and a third more, so that no point touches the
+/// top; at least 1 ms.
 fn y_top(seconds: &[SecondLatency]) -> f64 {
     let slowest = seconds.iter().map(|s| s.p99_ms).fold(0.0, f64::max);
-    (slowest * 1.6).max(1.0)
+    (slowest * 4.0 / 3.0).max(1.0)
 }

@@ -38,7 +38,7 @@ fn chart_path(test: &str) -> PathBuf {
 ///
 /// plotters' SVG backend draws each point as a `<circle>` filled with the series' colour,
 /// and nothing else as a circle: the mesh and the axes are `<line>`s and `<polyline>`s,
-/// the legend's keys short lines (`plot::draw_series` says so), the token markers dashed
+/// the legend's keys short lines (`plot::draw_legend` says so), the token markers dashed
 /// lines and `<text>`. So the circles are the points, and not the grid.
 fn points(chart: &Document<'_>, colour: RGBColor) -> usize {
     let fill = format!("#{:02X}{:02X}{:02X}", colour.0, colour.1, colour.2);

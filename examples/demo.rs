@@ -6,6 +6,9 @@
 //! cargo run --example demo -- --tls             # the same, over HTTPS
 //! OCIENT_PASSWORD=... cargo run --example demo -- --url https://sql-node --user jdoe \
 //!     --database retail_analytics               # against a real SQL node: SELECT 1
+//! cargo run --example demo -- --plot FILE.svg   # and a chart: p50/p99 per second, tokens marked
+//! cargo run --example demo --features metrics -- --metrics 127.0.0.1:9000
+//!                                               # and the layer's metrics, for Prometheus
 //! ```
 //!
 //! The client is hyper-util's over hyper-rustls: server certificates are verified against
@@ -13,10 +16,16 @@
 //! `--password P` (else `OCIENT_PASSWORD`), `--seconds N` (default 10), `--concurrency N`
 //! (default 32), `--refresh-when-idle` (the layer refreshes on its own at each refresh
 //! point), `--allow-plain-http` (an `http://` node that is not loopback).
+//!
+//! `--plot FILE.svg` writes a chart of each second's p50 and p99 latency, with a line where
+//! each new token was installed (`demo/plot.rs`). `--metrics ADDR`, with the `metrics`
+//! feature, serves the layer's metrics in the Prometheus text format at `http://ADDR/metrics`
+//! while the demo runs, and prints its `token_*` lines at the end (`demo/metrics_page.rs`).
+//! The tests in `demo/tests.rs` run the demo and read both back.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -28,44 +37,31 @@ use ocient_mock::{MockOcient, MockServer};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
-use tower_token_refresh::TokenRefreshLayer;
+use tower_token_refresh::{TokenEvent, TokenRefreshLayer};
 
+#[path = "demo/flags.rs"]
+mod flags;
+#[path = "demo/latency.rs"]
+mod latency;
+#[cfg(feature = "metrics")]
+#[path = "demo/metrics_page.rs"]
+mod metrics_page;
+#[path = "demo/plot.rs"]
+mod plot;
 mod support;
+#[cfg(test)]
+#[path = "demo/tests.rs"]
+mod tests;
 
-use support::{NodeFlags, NODE_USAGE};
+use flags::{exit_2, parse, Run};
+use latency::{recorder, BySecond, Latencies, SecondLatency};
+use plot::Install;
+use support::{Node, NodeFlags};
 
 type Body = Full<Bytes>;
 
-/// The demo's own flags; the node's come from `support::NodeFlags`.
-struct Run {
-    seconds: u64,
-    concurrency: usize,
-    refresh_when_idle: bool,
-}
-
-fn parse_run(rest: Vec<String>) -> Result<Run, String> {
-    let mut run = Run {
-        seconds: 10,
-        concurrency: 32,
-        refresh_when_idle: false,
-    };
-    let mut rest = rest.into_iter();
-    while let Some(flag) = rest.next() {
-        if flag == "--refresh-when-idle" {
-            run.refresh_when_idle = true;
-            continue;
-        }
-        let value = rest.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--seconds" => run.seconds = value?.parse().map_err(|e| format!("--seconds: {e}"))?,
-            "--concurrency" => {
-                run.concurrency = value?.parse().map_err(|e| format!("--concurrency: {e}"))?
-            }
-            other => return Err(format!("unknown flag {other}")),
-        }
-    }
-    Ok(run)
-}
+/// How long the embedded mock's tokens live: short, to show several refreshes in a run.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(4);
 
 /// Counts the token requests the layer sends through the client beneath it.
 #[derive(Clone)]
@@ -121,91 +117,55 @@ impl Stats {
     }
 }
 
-/// Latencies in nanoseconds, 3 significant figures, growing to the slowest one recorded.
-fn recorder() -> Histogram<u64> {
-    Histogram::new(3).expect("3 significant figures are within hdrhistogram's range")
-}
-
-/// The printer's side of the latencies: every worker records into a recorder of its own,
-/// with nothing shared per request, and hands it over here when asked (`Stats::asks`)
-/// and when it stops; the printer merges what was handed over at each progress tick.
-struct Latencies {
-    merged: Histogram<u64>,
-    handed_over: mpsc::UnboundedReceiver<Histogram<u64>>,
-}
-
-impl Latencies {
-    fn new() -> (Self, mpsc::UnboundedSender<Histogram<u64>>) {
-        let (hand_over, handed_over) = mpsc::unbounded_channel();
-        let latencies = Latencies {
-            merged: recorder(),
-            handed_over,
-        };
-        (latencies, hand_over)
-    }
-
-    /// Merges every recorder handed over so far, without waiting for more.
-    fn merge(&mut self) {
-        while let Ok(part) = self.handed_over.try_recv() {
-            self.merged
-                .add(&part)
-                .expect("an auto-resizing histogram takes any other");
-        }
-    }
-
-    /// p50 and p99 of what is merged, or "–" before any answer arrived.
-    fn percentiles(&self) -> [String; 2] {
-        [0.50, 0.99].map(|quantile| {
-            if self.merged.is_empty() {
-                "–".to_string()
-            } else {
-                let nanos = self.merged.value_at_quantile(quantile);
-                format!("{:.2?}", Duration::from_nanos(nanos))
-            }
-        })
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let parsed = NodeFlags::parse(std::env::args().skip(1))
-        .and_then(|(node, rest)| Ok((node, parse_run(rest)?)));
-    let (flags, run) = match parsed {
-        Ok(parsed) => parsed,
-        Err(message) => {
-            eprintln!("{message}\nusage: demo {NODE_USAGE} [--seconds N] [--concurrency N] [--refresh-when-idle]");
-            std::process::exit(2);
-        }
-    };
+    let (flags, run) = parse(std::env::args().skip(1)).unwrap_or_else(|refused| exit_2(refused));
+    let report = demo(&flags, &run).await?;
+    if report.stats.failed.load(Ordering::Relaxed) > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// What a run saw: `main` reads whether a request failed, the tests read the rest.
+struct Report {
+    stats: Arc<Stats>,
+    /// Every token the layer reported obtained, in the order it did.
+    installs: Vec<Install>,
+    /// The latencies of each second in which a request completed.
+    by_second: Vec<SecondLatency>,
+}
+
+/// The demo, as `main` runs it after reading the command line.
+async fn demo(flags: &NodeFlags, run: &Run) -> Result<Report, BoxError> {
     let short_tokens = MockOcient::new()
-        .token_lifetime(Duration::from_secs(4))
+        .token_lifetime(TOKEN_LIFETIME)
         .latency(Duration::from_millis(30));
     let node = flags.node(short_tokens).await?;
     let mock = node.mock.as_ref();
+    #[cfg(feature = "metrics")]
+    if let Some(addr) = run.metrics {
+        // Before the layer makes its service below: that is when it registers its metrics,
+        // with the recorder in force then.
+        metrics_page::serve(addr)?;
+    }
+    let start = Instant::now();
+    let installs = Arc::new(Mutex::new(Vec::new()));
+    let layer = TokenRefreshLayer::new(node.auth.clone())
+        .refresh_when_idle(run.refresh_when_idle)
+        .on_token(note_installs(start, Arc::clone(&installs)));
     let stats = Arc::new(Stats::default());
-    let (mut latencies, hand_over) = Latencies::new();
-    let client = node.client::<Body>()?;
     let service = ServiceBuilder::new()
-        .layer(TokenRefreshLayer::new(node.auth.clone()).refresh_when_idle(run.refresh_when_idle))
+        .layer(layer)
         .service(CountTokenRequests {
-            inner: client,
+            inner: node.client::<Body>()?,
             stats: Arc::clone(&stats),
         });
 
     let target = node.execute_uri();
-    println!(
-        "{} concurrent clients for {} s against {} over {} ({})",
-        run.concurrency,
-        run.seconds,
-        target,
-        node.transport(),
-        if mock.is_some() {
-            "embedded mock Ocient, 4 s tokens"
-        } else {
-            "real SQL node"
-        },
-    );
-    let until = Instant::now() + Duration::from_secs(run.seconds);
+    announce(run, &target, &node);
+    let (mut latencies, hand_over) = Latencies::new();
+    let until = start + Duration::from_secs(run.seconds);
     let workers: Vec<_> = (0..run.concurrency)
         .map(|_| {
             tokio::spawn(worker(
@@ -213,14 +173,90 @@ async fn main() -> Result<(), BoxError> {
                 target.clone(),
                 Arc::clone(&stats),
                 hand_over.clone(),
-                until,
+                start,
+                run.seconds,
             ))
         })
         .collect();
     drop(hand_over);
 
+    show_progress(&stats, &mut latencies, mock, until).await?;
+    let mut by_second = BySecond::new(start, run.seconds);
+    for worker in workers {
+        by_second.add(&worker.await?);
+    }
+    latencies.merge();
+    println!("\r{}", stats.line(generation(mock), &latencies));
+    summarize(&stats, &latencies, mock);
+    let report = Report {
+        stats,
+        installs: std::mem::take(&mut *installs.lock().expect("no panic while held")),
+        by_second: by_second.percentiles(),
+    };
+    show_plot_and_metrics(run, &report).await?;
+    Ok(report)
+}
+
+/// The first line: who runs against what.
+fn announce(run: &Run, target: &str, node: &Node) {
+    println!(
+        "{} concurrent clients for {} s against {} over {} ({})",
+        run.concurrency,
+        run.seconds,
+        target,
+        node.transport(),
+        if node.mock.is_some() {
+            "embedded mock Ocient, 4 s tokens"
+        } else {
+            "real SQL node"
+        },
+    );
+}
+
+/// The chart, with `--plot`, and the metrics page's `token_*` lines, with `--metrics`.
+async fn show_plot_and_metrics(run: &Run, report: &Report) -> Result<(), BoxError> {
+    if let Some(path) = &run.plot {
+        plot::write(path, &report.by_second, &report.installs)?;
+        println!("\nlatency chart written to {}", path.display());
+    }
+    #[cfg(feature = "metrics")]
+    if let Some(addr) = run.metrics {
+        metrics_page::print(addr).await?;
+    }
+    Ok(())
+}
+
+/// An `on_token` hook that notes when each new token was installed, for the chart.
+fn note_installs(
+    start: Instant,
+    installs: Arc<Mutex<Vec<Install>>>,
+) -> impl Fn(&TokenEvent<'_>) + Send + Sync + 'static {
+    move |event| {
+        if let TokenEvent::Obtained { generation, .. } = event {
+            let at = start.elapsed().as_secs_f64();
+            let install = Install {
+                generation: *generation,
+                at,
+            };
+            installs.lock().expect("no panic while held").push(install);
+        }
+    }
+}
+
+/// The mock's current token generation; none for a real node.
+fn generation(mock: Option<&MockServer>) -> Option<u64> {
+    mock.map(|m| m.mock().current_generation())
+}
+
+/// Prints a progress line at each tick until `until`: in place on a terminal, a line a
+/// second otherwise.
+async fn show_progress(
+    stats: &Stats,
+    latencies: &mut Latencies,
+    mock: Option<&MockServer>,
+    until: Instant,
+) -> std::io::Result<()> {
     let live = std::io::stdout().is_terminal();
-    let generation = || mock.map(|m| m.mock().current_generation());
     let period = Duration::from_millis(if live { 250 } else { 1000 });
     // Workers are asked for their latencies this long before a tick, so that a worker
     // in the middle of a request has answered it and handed over by the tick.
@@ -229,7 +265,7 @@ async fn main() -> Result<(), BoxError> {
     while Instant::now() < until {
         let at = tick.tick().await;
         latencies.merge();
-        let line = stats.line(generation(), &latencies);
+        let line = stats.line(generation(mock), latencies);
         if live {
             print!("\r{line}");
             std::io::stdout().flush()?;
@@ -243,15 +279,6 @@ async fn main() -> Result<(), BoxError> {
         sleep_until(ask_at).await;
         stats.asks.fetch_add(1, Ordering::Relaxed);
     }
-    for worker in workers {
-        worker.await?;
-    }
-    latencies.merge();
-    println!("\r{}", stats.line(generation(), &latencies));
-    summarize(&stats, &latencies, mock);
-    if stats.failed.load(Ordering::Relaxed) > 0 {
-        std::process::exit(1);
-    }
     Ok(())
 }
 
@@ -260,12 +287,17 @@ async fn worker<S>(
     target: String,
     stats: Arc<Stats>,
     hand_over: mpsc::UnboundedSender<Histogram<u64>>,
-    until: Instant,
-) where
+    start: Instant,
+    seconds: u64,
+) -> BySecond
+where
     S: Service<Request<Body>, Response = http::Response<hyper::body::Incoming>, Error = BoxError>
         + Clone,
 {
     let mut recorded = recorder();
+    // The chart's latencies: handed over once, when the worker stops.
+    let mut by_second = BySecond::new(start, seconds);
+    let until = start + Duration::from_secs(seconds);
     let mut answered = stats.asks.load(Ordering::Relaxed);
     // Hands the recorder over, if it holds anything, and starts an empty one.
     let hand_over = |recorded: &mut Histogram<u64>| {
@@ -295,10 +327,13 @@ async fn worker<S>(
         match outcome {
             Ok(()) => {
                 stats.ok.fetch_add(1, Ordering::Relaxed);
-                let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let completed = Instant::now();
+                let took = completed - started;
+                let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
                 recorded
                     .record(nanos)
                     .expect("an auto-resizing histogram takes any latency");
+                by_second.record(completed, nanos);
             }
             Err(error) => {
                 if stats.failed.fetch_add(1, Ordering::Relaxed) < 5 {
@@ -313,6 +348,7 @@ async fn worker<S>(
         }
     }
     hand_over(&mut recorded);
+    by_second
 }
 
 fn summarize(stats: &Stats, latencies: &Latencies, mock: Option<&MockServer>) {

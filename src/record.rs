@@ -39,9 +39,8 @@ impl Metrics {
     ) {
         #[cfg(feature = "metrics")]
         {
-            let outcome = outcome.as_ref().map_or_else(failure, |_| OK);
             let kind = Handles::kind(exchange);
-            self.handles.requests[kind].pick(outcome).increment(1);
+            self.handles.requests[kind][outcome_index(outcome)].increment(1);
             self.handles.durations[kind].record(took.as_secs_f64());
         }
     }
@@ -70,7 +69,7 @@ impl Metrics {
     /// A request was answered with `error` without being sent.
     pub(crate) fn turned_away(&self, error: &Error) {
         #[cfg(feature = "metrics")]
-        self.handles.turned_away.pick(failure(error)).increment(1);
+        self.handles.turned_away[Failure::of(error) as usize].increment(1);
     }
 
     /// Token requests moved to another node.
@@ -80,50 +79,83 @@ impl Metrics {
     }
 }
 
-/// The `outcome` label of a login or refresh that succeeded.
+/// Why a login or refresh failed, or why a request was turned away: the values of the
+/// `outcome` (besides `ok`) and `reason` labels. A small fixed set, so that no label ever
+/// holds what the server or the user wrote, and every error has its series.
 #[cfg(feature = "metrics")]
-const OK: &str = "ok";
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Rejected,
+    Transport,
+    Timeout,
+    InvalidAnswer,
+    Credentials,
+    Insecure,
+    NoRuntime,
+}
 
-/// Every `outcome` of a login or refresh.
 #[cfg(feature = "metrics")]
-const OUTCOMES: [&str; 7] = [
-    OK,
-    "rejected",
-    "transport",
-    "timeout",
-    "invalid_answer",
-    "credentials",
-    "insecure",
-];
+impl Failure {
+    /// Every failure, in the order of its discriminant (each series' index).
+    const ALL: [Failure; 7] = [
+        Failure::Rejected,
+        Failure::Transport,
+        Failure::Timeout,
+        Failure::InvalidAnswer,
+        Failure::Credentials,
+        Failure::Insecure,
+        Failure::NoRuntime,
+    ];
 
-/// Every `reason` a request is turned away for: the failure that left no token, or its own.
-#[cfg(feature = "metrics")]
-const REASONS: [&str; 7] = [
-    "rejected",
-    "transport",
-    "timeout",
-    "invalid_answer",
-    "credentials",
-    "insecure",
-    "no_runtime",
-];
-
-/// The label of `error`: a small fixed set, so that no label ever holds what the server
-/// or the user wrote.
-#[cfg(feature = "metrics")]
-fn failure(error: &Error) -> &'static str {
-    use crate::error::DeviceGrantEnd;
-    match error {
-        Error::Rejected { .. } => "rejected",
-        Error::DeviceGrant { ended, .. } if *ended == DeviceGrantEnd::TimedOut => "timeout",
-        Error::DeviceGrant { .. } => "rejected",
-        Error::Transport { .. } => "transport",
-        Error::Timeout { .. } => "timeout",
-        Error::InvalidResponse { .. } => "invalid_answer",
-        Error::MissingCredentials | Error::Provider { .. } => "credentials",
-        Error::InsecureTransport { .. } => "insecure",
-        Error::NoRuntime => "no_runtime",
+    fn of(error: &Error) -> Failure {
+        use crate::error::DeviceGrantEnd;
+        match error {
+            Error::Rejected { .. } => Failure::Rejected,
+            Error::DeviceGrant { ended, .. } if *ended == DeviceGrantEnd::TimedOut => {
+                Failure::Timeout
+            }
+            Error::DeviceGrant { .. } => Failure::Rejected,
+            Error::Transport { .. } => Failure::Transport,
+            Error::Timeout { .. } => Failure::Timeout,
+            Error::InvalidResponse { .. } => Failure::InvalidAnswer,
+            Error::MissingCredentials | Error::Provider { .. } => Failure::Credentials,
+            Error::InsecureTransport { .. } => Failure::Insecure,
+            Error::NoRuntime => Failure::NoRuntime,
+        }
     }
+
+    fn label(self) -> &'static str {
+        match self {
+            Failure::Rejected => "rejected",
+            Failure::Transport => "transport",
+            Failure::Timeout => "timeout",
+            Failure::InvalidAnswer => "invalid_answer",
+            Failure::Credentials => "credentials",
+            Failure::Insecure => "insecure",
+            Failure::NoRuntime => "no_runtime",
+        }
+    }
+}
+
+/// How many values the `outcome` label takes: `ok`, then every failure.
+#[cfg(feature = "metrics")]
+const OUTCOMES: usize = 1 + Failure::ALL.len();
+
+/// The `outcome` of index `index`: `ok`, then the failures in order.
+#[cfg(feature = "metrics")]
+fn outcome_label(index: usize) -> &'static str {
+    match index.checked_sub(1) {
+        None => "ok",
+        Some(failure) => Failure::ALL[failure].label(),
+    }
+}
+
+/// The index of the `outcome` of a login or refresh that ended in `outcome`.
+#[cfg(feature = "metrics")]
+fn outcome_index<T>(outcome: &Result<T, Error>) -> usize {
+    outcome
+        .as_ref()
+        .map_or_else(|error| 1 + Failure::of(error) as usize, |_| 0)
 }
 
 /// `at` as seconds since the Unix epoch, by the system clock now.
@@ -140,36 +172,17 @@ fn unix_seconds(at: Instant) -> f64 {
         .map_or(0.0, |since| since.as_secs_f64())
 }
 
-/// Counters of one metric, one per value of one label.
-#[cfg(feature = "metrics")]
-struct ByLabel(Vec<(&'static str, metrics::Counter)>);
-
-#[cfg(feature = "metrics")]
-impl ByLabel {
-    /// A counter for each of `values`, made by `counter`.
-    fn register(
-        values: &[&'static str],
-        counter: impl Fn(&'static str) -> metrics::Counter,
-    ) -> ByLabel {
-        ByLabel(values.iter().map(|&v| (v, counter(v))).collect())
-    }
-
-    fn pick(&self, value: &str) -> &metrics::Counter {
-        let found = self.0.iter().find(|(v, _)| *v == value);
-        &found.expect("every label value is registered").1
-    }
-}
-
 #[cfg(feature = "metrics")]
 struct Handles {
     /// By kind (login, refresh), then outcome.
-    requests: [ByLabel; 2],
+    requests: [[metrics::Counter; OUTCOMES]; 2],
     durations: [metrics::Histogram; 2],
     expiry: metrics::Gauge,
     generation: metrics::Gauge,
     revocations: metrics::Counter,
     wait: metrics::Histogram,
-    turned_away: ByLabel,
+    /// By reason, a failure's index.
+    turned_away: [metrics::Counter; Failure::ALL.len()],
     failovers: metrics::Counter,
 }
 
@@ -187,18 +200,18 @@ impl Handles {
         describe();
         let layer = layer.to_owned();
         let requests = Self::KINDS.map(|(_, kind)| {
-            ByLabel::register(&OUTCOMES, |outcome| {
+            std::array::from_fn(|outcome| {
                 counter!("token_refresh_requests_total",
-                    "layer" => layer.clone(), "kind" => kind, "outcome" => outcome)
+                    "layer" => layer.clone(), "kind" => kind, "outcome" => outcome_label(outcome))
             })
         });
         let durations = Self::KINDS.map(|(_, kind)| {
             histogram!("token_refresh_request_duration_seconds",
                 "layer" => layer.clone(), "kind" => kind)
         });
-        let turned_away = ByLabel::register(&REASONS, |reason| {
+        let turned_away = Failure::ALL.map(|reason| {
             counter!("token_requests_turned_away_total",
-                "layer" => layer.clone(), "reason" => reason)
+                "layer" => layer.clone(), "reason" => reason.label())
         });
         Handles {
             requests,
@@ -269,7 +282,7 @@ mod tests {
     use crate::error::{DeviceGrantEnd, ProviderError};
 
     #[test]
-    fn every_error_has_its_label_and_every_label_is_registered() {
+    fn every_error_has_its_label_as_an_outcome_and_as_a_reason() {
         let login = Exchange::Login;
         let labelled = [
             (
@@ -302,12 +315,18 @@ mod tests {
             ),
             (Error::NoRuntime, "no_runtime"),
         ];
-        for (error, label) in &labelled {
-            assert_eq!(failure(error), *label, "{error}");
-            assert!(REASONS.contains(label), "{label} is a reason");
-            let sent = !matches!(error, Error::NoRuntime);
-            assert_eq!(OUTCOMES.contains(label), sent, "{label} as an outcome");
+        for (error, label) in labelled {
+            let failure = Failure::of(&error);
+            assert_eq!(failure.label(), label, "{error}");
+            assert_eq!(
+                Failure::ALL[failure as usize],
+                failure,
+                "its reason's index"
+            );
+            let outcome = outcome_index::<()>(&Err(error));
+            assert_eq!(outcome_label(outcome), label, "its outcome's index");
         }
+        assert_eq!(outcome_label(outcome_index(&Ok(()))), "ok");
     }
 
     #[test]

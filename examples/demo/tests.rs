@@ -293,6 +293,7 @@ mod with_metrics {
                         "invalid_answer",
                         "credentials",
                         "insecure",
+                        "no_runtime",
                     ],
                     "reason" => &[
                         "rejected",

@@ -544,8 +544,8 @@ async fn labels_are_a_fixed_set_without_user_password_path_or_token() {
             );
         }
     }
-    // 2 kinds x 7 outcomes, 2 durations, 7 reasons, and one each of the other five.
-    assert_eq!(series.len(), 14 + 2 + 7 + 5);
+    // 2 kinds x 8 outcomes, 2 durations, 7 reasons, and one each of the other five.
+    assert_eq!(series.len(), 16 + 2 + 7 + 5);
 }
 
 // Two layers in one process are told apart by name; the default is the API's host.

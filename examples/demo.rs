@@ -43,6 +43,9 @@ use tower_token_refresh::{TokenEvent, TokenRefreshLayer};
 mod flags;
 #[path = "demo/latency.rs"]
 mod latency;
+#[cfg(all(test, feature = "metrics"))]
+#[path = "../tests/common/metrics_contract.rs"]
+mod metrics_contract;
 #[cfg(feature = "metrics")]
 #[path = "demo/metrics_page.rs"]
 mod metrics_page;

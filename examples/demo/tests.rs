@@ -170,20 +170,9 @@ mod with_metrics {
     use prometheus_parse::{Sample, Scrape, Value};
 
     use super::{chart_path, check_chart, run_demo, CLIENTS, SECONDS};
+    use crate::metrics_contract::{allowed, NAMES};
     use crate::metrics_page::fetch;
     use crate::{Report, TOKEN_LIFETIME};
-
-    /// The names the layer records under (`src/record.rs`).
-    const NAMES: [&str; 8] = [
-        "token_refresh_requests_total",
-        "token_refresh_request_duration_seconds",
-        "token_expiry_timestamp_seconds",
-        "token_generation",
-        "token_revocations_total",
-        "token_wait_duration_seconds",
-        "token_requests_turned_away_total",
-        "token_failovers_total",
-    ];
 
     /// The password the demo's embedded mock takes (`support::NodeFlags::node`).
     const PASSWORD: &str = "secret";
@@ -282,31 +271,8 @@ mod with_metrics {
     fn check_labels(scrape: &Scrape) {
         for sample in &scrape.samples {
             for (label, value) in sample.labels.iter() {
-                let allowed: &[&str] = match label.as_str() {
-                    "layer" => &["127.0.0.1"],
-                    "kind" => &["login", "refresh"],
-                    "outcome" => &[
-                        "ok",
-                        "rejected",
-                        "transport",
-                        "timeout",
-                        "invalid_answer",
-                        "credentials",
-                        "insecure",
-                        "no_runtime",
-                    ],
-                    "reason" => &[
-                        "rejected",
-                        "transport",
-                        "timeout",
-                        "invalid_answer",
-                        "credentials",
-                        "insecure",
-                        "no_runtime",
-                    ],
-                    other => panic!("{}: unexpected label {other}", sample.metric),
-                };
-                assert!(allowed.contains(&value.as_str()), "{label}={value}");
+                let allowed = allowed(label, value, "127.0.0.1");
+                assert!(allowed, "{}: {label}={value}", sample.metric);
                 assert!(!value.contains(PASSWORD) && !value.contains("mock."));
                 assert!(!value.contains('/'), "{label}={value}");
             }

@@ -21,8 +21,8 @@ use tower::{BoxError, Service, ServiceBuilder};
 use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
 
 use crate::common::{
-    auth, layered, millis, query, query_to, secs, send, switched, through_a_revocation,
-    token_error, Recorder, BASE,
+    auth, layered, metrics_contract, millis, query, query_to, secs, send, switched,
+    through_a_revocation, token_error, Recorder, BASE,
 };
 
 /// The `layer` label of a layer whose endpoint is [`BASE`]: its host.
@@ -171,6 +171,20 @@ fn assert_expires_in(moved: &BTreeMap<String, Moved>, left: Duration) {
     );
 }
 
+/// What moved after a request past the refresh point of a 100-second token obtained 61 s
+/// before (half the lifetime, plus up to a tenth), which starts a refresh in the
+/// background, and `settle` for that refresh to end.
+async fn past_the_refresh_point(
+    service: &tower_token_refresh::TokenRefresh<Recorder>,
+    readings: &Readings,
+    settle: Duration,
+) -> BTreeMap<String, Moved> {
+    sleep(secs(61)).await;
+    send(service, query()).await.unwrap();
+    sleep(settle).await;
+    readings.moved()
+}
+
 // A login, then refreshes: each moves its count, its duration, the generation and the
 // expiry; the requests in between, sent with a fresh token, move nothing.
 #[tokio::test(start_paused = true)]
@@ -213,11 +227,7 @@ async fn a_login_and_each_refresh_move_their_own_series_and_fresh_requests_none(
     );
 
     for refresh in 1..=3 {
-        // Past the refresh point (half the lifetime, plus up to a tenth).
-        sleep(secs(61)).await;
-        send(&service, query()).await.unwrap();
-        sleep(secs(1)).await;
-        let moved = readings.moved();
+        let moved = past_the_refresh_point(&service, &readings, secs(1)).await;
         assert_eq!(
             keys(&moved),
             [
@@ -245,10 +255,7 @@ async fn a_rejected_refresh_counts_as_rejected_and_turns_nobody_away() {
     readings.moved();
 
     mock.fail_token_requests(Fault::Status(StatusCode::BAD_REQUEST), 1);
-    sleep(secs(61)).await;
-    send(&service, query()).await.unwrap();
-    sleep(millis(1)).await;
-    let moved = readings.moved();
+    let moved = past_the_refresh_point(&service, &readings, millis(1)).await;
     assert_eq!(
         keys(&moved),
         [
@@ -497,19 +504,7 @@ async fn labels_are_a_fixed_set_without_user_password_path_or_token() {
     let mut names: Vec<&str> = series.iter().map(|s| s.name.as_str()).collect();
     names.sort_unstable();
     names.dedup();
-    assert_eq!(
-        names,
-        [
-            "token_expiry_timestamp_seconds",
-            "token_failovers_total",
-            "token_generation",
-            "token_refresh_request_duration_seconds",
-            "token_refresh_requests_total",
-            "token_requests_turned_away_total",
-            "token_revocations_total",
-            "token_wait_duration_seconds",
-        ]
-    );
+    assert_eq!(names, metrics_contract::NAMES);
     for Series {
         name, described, ..
     } in &series
@@ -522,22 +517,10 @@ async fn labels_are_a_fixed_set_without_user_password_path_or_token() {
         assert_eq!(*described_unit, unit, "{name}");
         assert!(!description.is_empty(), "{name}");
     }
-    let allowed = [
-        BASE_HOST,
-        "login",
-        "refresh",
-        "ok",
-        "rejected",
-        "transport",
-        "timeout",
-        "invalid_answer",
-        "credentials",
-        "insecure",
-        "no_runtime",
-    ];
     for Series { name, labels, .. } in &series {
         for (key, value) in labels {
-            assert!(allowed.contains(&value.as_str()), "{name}: {key}={value}");
+            let allowed = metrics_contract::allowed(key, value, BASE_HOST);
+            assert!(allowed, "{name}: {key}={value}");
             assert!(
                 !value.contains(&token) && !value.contains('/'),
                 "{name}: {value}"

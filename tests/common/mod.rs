@@ -3,6 +3,7 @@
 
 pub mod capture;
 pub mod https;
+pub mod metrics_contract;
 pub mod outage;
 pub mod tally;
 

@@ -21,9 +21,12 @@ const SECONDS: u64 = 6;
 /// Fewer clients than the demo's 32: the tests share two cores with the build.
 const CLIENTS: &str = "8";
 
-/// Runs the demo with `args`, as `main` would with that command line.
+/// Runs the demo for [`SECONDS`] with [`CLIENTS`] and `args`, as `main` would with that
+/// command line.
 async fn run_demo(args: &[&str]) -> Report {
-    let args = args.iter().map(|arg| arg.to_string());
+    let seconds = SECONDS.to_string();
+    let short = ["--seconds", &seconds, "--concurrency", CLIENTS];
+    let args = short.iter().chain(args).map(|arg| arg.to_string());
     let (node, run) = parse(args).expect("flags the demo takes");
     demo(&node, &run).await.expect("the demo runs")
 }
@@ -86,17 +89,8 @@ fn check_chart(path: &PathBuf, report: &Report) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chart_of_a_run_with_refreshes_marks_every_token() {
     let path = chart_path("chart");
-    let seconds = SECONDS.to_string();
     let plot = path.to_str().expect("a UTF-8 temporary directory");
-    let args = [
-        "--seconds",
-        &seconds,
-        "--concurrency",
-        CLIENTS,
-        "--plot",
-        plot,
-    ];
-    let report = run_demo(&args).await;
+    let report = run_demo(&["--plot", plot]).await;
     check_chart(&path, &report);
     let _ = std::fs::remove_file(&path);
 }
@@ -169,7 +163,7 @@ mod with_metrics {
 
     use prometheus_parse::{Sample, Scrape, Value};
 
-    use super::{chart_path, check_chart, run_demo, CLIENTS, SECONDS};
+    use super::{chart_path, check_chart, run_demo};
     use crate::metrics_contract::{allowed, NAMES};
     use crate::metrics_page::fetch;
     use crate::{Report, TOKEN_LIFETIME};
@@ -182,19 +176,9 @@ mod with_metrics {
         let addr = free_port();
         let path = chart_path("metrics");
         let started = unix_now();
-        let (seconds, metrics) = (SECONDS.to_string(), addr.to_string());
+        let metrics = addr.to_string();
         let plot = path.to_str().expect("a UTF-8 temporary directory");
-        let args = [
-            "--seconds",
-            &seconds,
-            "--concurrency",
-            CLIENTS,
-            "--metrics",
-            &metrics,
-            "--plot",
-            plot,
-        ];
-        let report = run_demo(&args).await;
+        let report = run_demo(&["--metrics", &metrics, "--plot", plot]).await;
         check_chart(&path, &report);
         let _ = std::fs::remove_file(&path);
 

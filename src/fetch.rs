@@ -193,7 +193,8 @@ where
             Some(_) => Exchange::Refresh,
             None => Exchange::Login,
         };
-        let started = tokio::time::Instant::now();
+        let config = Arc::clone(&self.config);
+        let timer = config.metrics.exchange(exchange);
         let outcome = match current {
             Some(current) => self
                 .refresh(current)
@@ -203,8 +204,7 @@ where
         };
         // Cut only now: a secret across the cut would leave part of itself behind.
         let outcome = outcome.map_err(Error::shortened);
-        let metrics = &self.config.metrics;
-        metrics.exchanged(exchange, &outcome, started.elapsed());
+        timer.ended(&outcome);
         outcome
     }
 

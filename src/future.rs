@@ -10,19 +10,18 @@ use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http::{Request, StatusCode};
 use pin_project_lite::pin_project;
-use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::config::Config;
 use crate::error::{BoxError, Error, Exchange};
 use crate::fetch::Fetcher;
 use crate::inner::{HttpResponse, InnerService};
+use crate::record::Called;
 use crate::revoker::Revoker;
 use crate::state::{BoxFuture, Joined, Lookup, Settlement, TokenState, MAX_WAIT_ROUNDS};
 
@@ -114,7 +113,7 @@ where
         state: Arc<TokenState>,
         config: Arc<Config>,
     ) -> Self {
-        let called = Instant::now();
+        let called = Called::now();
         let joined = join(&state, &service, &config);
         let future = Box::pin(wait_then_send(
             joined, service, request, state, config, called,
@@ -209,25 +208,26 @@ where
 
 /// Waits for the attempt `joined` and any after it until a token is usable, then readies
 /// `service` and sends; waits again if the token died meanwhile. The request was `called`
-/// then: what it waited for a token, and whether it was turned away, is recorded.
+/// then: how long it waited for a token, and whether it was turned away, is recorded.
 async fn wait_then_send<S, B>(
     mut joined: Result<Option<Settlement>, Error>,
     mut service: S,
     mut request: Request<B>,
     state: Arc<TokenState>,
     config: Arc<Config>,
-    called: Instant,
+    called: Called,
 ) -> Result<S::Response, BoxError>
 where
     S: InnerService<B>,
     B: From<Bytes> + Send + 'static,
 {
-    let mut rounds = 0;
+    // Dropped with the future if the caller gives up: the wait is recorded all the same.
+    let mut wait = config.metrics.wait(called);
     loop {
-        let waited = wait_for_token(joined, &state, &mut service, &config, &mut rounds).await;
-        let token_at = Instant::now();
+        let waited = wait_for_token(joined, &state, &mut service, &config, &mut wait.rounds);
+        let waited = waited.await;
+        wait.over();
         if let Err(error) = waited {
-            record_wait(&config, rounds, token_at - called);
             config.metrics.turned_away(&error);
             return Err(error.into());
         }
@@ -241,7 +241,6 @@ where
         } = state.lookup_now()
         {
             request.headers_mut().insert(AUTHORIZATION, header);
-            record_wait(&config, rounds, token_at - called);
             let response = service.call(request).await.map_err(Into::into)?;
             let revoker = config.revoker(0);
             Sent {
@@ -253,15 +252,7 @@ where
         }
         // Give the readiness back before waiting again.
         service = service.clone();
-        joined = rejoin(&state, &service, &config, rounds);
-    }
-}
-
-/// Records what a request waited for its token, once it goes out or is turned away: a
-/// request that found one without waiting for an attempt (`rounds` is 0) waited for nothing.
-fn record_wait(config: &Config, rounds: u8, waited: Duration) {
-    if rounds > 0 {
-        config.metrics.waited(waited);
+        joined = rejoin(&state, &service, &config, wait.rounds);
     }
 }
 

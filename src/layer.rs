@@ -243,11 +243,12 @@ impl TokenRefreshLayer {
     /// # let _ = reporting;
     /// ```
     ///
-    /// Metrics are registered with the recorder in force when the layer makes its first
-    /// service (or is first asked for its [`status`](Self::status)): install the recorder
-    /// (`metrics::set_global_recorder`, or an exporter's `install`) before building the
-    /// stack. Two layers of the same name share their series. Keep names few and fixed, as
-    /// label values should be.
+    /// Each event goes to the recorder in force when it happens. The counters and
+    /// histograms are registered at zero when the layer makes its first service (or is first
+    /// asked for its [`status`](Self::status)), with the recorder in force then: install
+    /// it (`metrics::set_global_recorder`, or an exporter's `install`) before building the
+    /// stack to see them from the start. Layers of the same name add up their counters and
+    /// share their gauges. Keep names few and fixed, as label values should be.
     #[must_use]
     pub fn name(self, name: impl Into<String>) -> Self {
         let name = name.into();

@@ -143,9 +143,9 @@
 //! [`metrics`](https://docs.rs/metrics) facade, labelled with the layer's
 //! [`name`](TokenRefreshLayer::name): logins and refreshes by kind and outcome and how long
 //! they took, the current token's expiry time and generation, revocations, how long requests
-//! waited for a token, requests turned away, failovers. Install the recorder before the layer
-//! makes its first service. A request sent with a fresh token records nothing. The names and
-//! their labels are in the README's "Observability" section. For anything else,
+//! waited for a token, requests turned away, failovers. Each event goes to the recorder in
+//! force when it happens. A request sent with a fresh token records nothing. The names, their
+//! labels and two alert rules are in the README's "Observability" section. For anything else,
 //! [`TokenRefreshLayer::on_token`] calls a hook at each event.
 //!
 //! # Cargo features

@@ -213,8 +213,22 @@ impl TokenState {
         if self.hot.revoke(generation) {
             tracing::debug!(generation, "token revoked by the server; replacing it");
             self.metrics.revoked();
+            #[cfg(feature = "metrics")]
+            self.expire_now_unless_replaced(generation);
             self.wake_flight.notify_one();
             self.report(TokenEvent::Revoked { generation });
+        }
+    }
+
+    /// Tells the metrics that the revoked token of `generation` is unusable from now, unless
+    /// a newer one was installed meanwhile: under the lock, as installs are, so the expiry
+    /// never goes back to a revoked token.
+    #[cfg(feature = "metrics")]
+    fn expire_now_unless_replaced(&self, generation: u64) {
+        let _installs = self.lock();
+        let current = self.hot.current();
+        if current.is_some_and(|token| token.generation == generation) {
+            self.metrics.unusable_now();
         }
     }
 
@@ -269,8 +283,8 @@ impl TokenState {
     /// Makes `token`, the next generation's, the current token, and starts its timer.
     fn publish(&self, cold: &mut Cold, token: Token) {
         let token = Arc::new(token);
-        // Under the lock, so the gauges follow the generations in order: the recorder's
-        // handles are atomic updates, and never call back into the layer.
+        // Under the lock, so the gauges follow the generations in order (a recorder never
+        // calls back into the layer).
         self.metrics.installed(token.generation, token.expires_at);
         let timer = token.watch(self.idle_refresh());
         self.hot.publish(token);

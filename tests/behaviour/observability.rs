@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{Request, StatusCode};
 use http_body_util::Full;
-use metrics::Unit;
+use metrics::{LocalRecorderGuard, Unit};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use ocient_mock::{Fault, MockOcient};
 use tokio::time::sleep;
@@ -43,8 +43,8 @@ enum Moved {
 struct Series {
     name: String,
     labels: Vec<(String, String)>,
-    /// The unit and the description it was given, if any.
-    described: Option<(Unit, String)>,
+    /// The unit and the description it was given.
+    described: (Option<Unit>, Option<String>),
     value: DebugValue,
 }
 
@@ -52,9 +52,23 @@ struct Series {
 struct Readings {
     snapshotter: Snapshotter,
     layer: String,
+    /// Keeps the recorder this thread's default for the whole test: every task of a paused
+    /// clock's runtime runs on this thread, so everything the layer records lands here.
+    _installed: LocalRecorderGuard<'static>,
 }
 
 impl Readings {
+    /// A recorder of its own for this test, reading the metrics of the layer named `layer`.
+    fn new(layer: &str) -> Readings {
+        // Leaked: it must outlive every task that might record, and a test is short.
+        let recorder: &'static DebuggingRecorder = Box::leak(Box::default());
+        Readings {
+            snapshotter: recorder.snapshotter(),
+            layer: layer.to_owned(),
+            _installed: metrics::set_default_local_recorder(recorder),
+        }
+    }
+
     /// Every series registered so far, moved or not, with its labels; each must carry the
     /// layer's name as its `layer` label.
     fn series(&self) -> Vec<Series> {
@@ -70,7 +84,7 @@ impl Readings {
                 Series {
                     name: key.name().to_owned(),
                     labels,
-                    described: unit.zip(description.map(|d| d.to_string())),
+                    described: (unit, description.map(|d| d.to_string())),
                     value,
                 }
             })
@@ -112,19 +126,15 @@ impl Readings {
     }
 }
 
-/// `layer` over `inner`, made under a recorder of its own, read through the [`Readings`].
+/// `layer` (named `name`) over what `make` puts beneath it, with a recorder of its own
+/// installed first, read through the [`Readings`].
 fn recorded<S, T>(
     layer: TokenRefreshLayer,
     name: &str,
     make: impl FnOnce(TokenRefreshLayer) -> (S, T),
 ) -> (S, T, Readings) {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let (service, inner) = metrics::with_local_recorder(&recorder, || make(layer));
-    let readings = Readings {
-        snapshotter,
-        layer: name.to_owned(),
-    };
+    let readings = Readings::new(name);
+    let (service, inner) = make(layer);
     (service, inner, readings)
 }
 
@@ -171,16 +181,18 @@ fn keys(moved: &BTreeMap<String, Moved>) -> Vec<&str> {
     moved.keys().map(String::as_str).collect()
 }
 
-/// The expiry gauge was set to the Unix time at which the token expires: within a second
-/// of `left` from now, by the system clock.
-fn assert_expires_in(moved: &BTreeMap<String, Moved>, left: Duration) {
+/// The expiry gauge was set to the Unix time `left` after the system clock's now, give or
+/// take the real time a test takes. The gauge reads the system clock when the token is
+/// installed, and the paused clock does not move it: `left` is what the token had left
+/// then.
+fn assert_expiry_set(moved: &BTreeMap<String, Moved>, left: Duration) {
     let Some(Moved::To(expiry)) = moved.get("token_expiry_timestamp_seconds") else {
         panic!("no expiry set: {moved:#?}");
     };
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     let expected = (now + left).as_secs_f64();
     assert!(
-        (expiry - expected).abs() < 1.0,
+        (expiry - expected).abs() < 0.1,
         "expiry {expiry}, expected {expected}"
     );
 }
@@ -219,8 +231,8 @@ async fn a_login_and_each_refresh_move_their_own_series_and_fresh_requests_none(
         moved["token_wait_duration_seconds"],
         Moved::Samples(vec![0.2])
     );
-    // Obtained 200 ms ago (the lifetime counts from the request), by the mock's clock.
-    assert_expires_in(&moved, secs(100) - millis(200));
+    // Obtained 200 ms before it was installed: the lifetime counts from the request.
+    assert_expiry_set(&moved, secs(100) - millis(200));
 
     for _ in 0..100 {
         send(&service, query()).await.unwrap();
@@ -245,7 +257,7 @@ async fn a_login_and_each_refresh_move_their_own_series_and_fresh_requests_none(
         );
         exchange_ok(&moved, "refresh", millis(200));
         assert_eq!(moved["token_generation"], Moved::To(1.0 + refresh as f64));
-        assert_expires_in(&moved, secs(100) - millis(1200));
+        assert_expiry_set(&moved, secs(100) - millis(200));
     }
     assert_eq!(mock.counters().refreshes, 3);
 }
@@ -382,11 +394,12 @@ async fn a_401_counts_one_revocation_and_the_login_that_replaces_it() {
 }
 
 /// The recorder of the in-process mock, but every request to `dead_host` fails in
-/// transport, as a node whose port is closed.
+/// transport, as a node whose port is closed, or, if it `panics`, takes its caller down.
 #[derive(Clone)]
 struct DeadHost {
     inner: Recorder,
     dead_host: &'static str,
+    panics: bool,
 }
 
 impl Service<Request<Full<bytes::Bytes>>> for DeadHost {
@@ -400,6 +413,7 @@ impl Service<Request<Full<bytes::Bytes>>> for DeadHost {
 
     fn call(&mut self, request: Request<Full<bytes::Bytes>>) -> Self::Future {
         if request.uri().host() == Some(self.dead_host) {
+            assert!(!self.panics, "the inner service failed");
             return Box::pin(async { Err::<_, BoxError>("connection refused".into()) });
         }
         let answer = self.inner.call(request);
@@ -420,6 +434,7 @@ async fn a_failover_counts_once_between_the_failed_and_the_good_login() {
         let inner = DeadHost {
             inner: Recorder::new(MockOcient::new()),
             dead_host: "sql-node-1.test",
+            panics: false,
         };
         (ServiceBuilder::new().layer(layer).service(inner), ())
     });
@@ -497,13 +512,18 @@ async fn labels_are_a_fixed_set_without_user_password_path_or_token() {
         name, described, ..
     } in &series
     {
-        let unit = match name.ends_with("_seconds") {
-            true => Unit::Seconds,
-            false => Unit::Count,
+        // A generation counts nothing: it has no unit.
+        let unit = match name.as_str() {
+            "token_generation" => None,
+            seconds if seconds.ends_with("_seconds") => Some(Unit::Seconds),
+            _ => Some(Unit::Count),
         };
-        let (described_unit, description) = described.as_ref().expect(name);
+        let (described_unit, description) = described;
         assert_eq!(*described_unit, unit, "{name}");
-        assert!(!description.is_empty(), "{name}");
+        assert!(
+            description.as_ref().is_some_and(|d| !d.is_empty()),
+            "{name}"
+        );
     }
     for Series { name, labels, .. } in &series {
         for (key, value) in labels {
@@ -515,8 +535,9 @@ async fn labels_are_a_fixed_set_without_user_password_path_or_token() {
             );
         }
     }
-    // 2 kinds x 8 outcomes, 2 durations, 7 reasons, and one each of the other five.
-    assert_eq!(series.len(), 16 + 2 + 7 + 5);
+    // 2 kinds x 7 outcomes (`ok`, and every failure but `no_runtime`), 2 durations, 7
+    // reasons, revocations, failovers, waits, and the two gauges of the tokens since.
+    assert_eq!(series.len(), 14 + 2 + 7 + 3 + 2);
 }
 
 // Two layers in one process are told apart by name; the default is the API's host.
@@ -529,4 +550,106 @@ async fn a_named_layer_labels_its_metrics_with_its_name() {
     send(&service, query()).await.unwrap();
     // `moved` checks the label of every series.
     assert_eq!(readings.moved()["token_generation"], Moved::To(1.0));
+}
+
+// The stack was built before any recorder was installed (a client made at startup, the
+// exporter later): each event still finds the recorder in force when it happens.
+#[tokio::test(start_paused = true)]
+async fn a_recorder_installed_after_the_stack_was_built_records_every_event() {
+    let (service, _) = layered(MockOcient::new(), TokenRefreshLayer::new(auth()));
+    let readings = Readings::new(BASE_HOST);
+    send(&service, query()).await.unwrap();
+    assert_eq!(keys(&readings.moved()), a_login_and(&[]));
+}
+
+// The inner service panics under the login: the flight's task dies, and the login counts
+// as the transport failure its callers are told of, rather than not at all.
+#[tokio::test(start_paused = true)]
+async fn a_login_whose_task_died_counts_as_a_transport_failure() {
+    let layer = TokenRefreshLayer::new(auth());
+    let (service, _, readings) = recorded(layer, BASE_HOST, |layer| {
+        let inner = DeadHost {
+            inner: Recorder::new(MockOcient::new()),
+            dead_host: BASE_HOST,
+            panics: true,
+        };
+        (ServiceBuilder::new().layer(layer).service(inner), ())
+    });
+
+    let error = send(&service, query()).await.unwrap_err();
+    assert!(matches!(
+        token_error(&error),
+        tower_token_refresh::Error::Transport { .. }
+    ));
+    let moved = readings.moved();
+    let login = "token_refresh_requests_total{kind=login,outcome=transport}";
+    assert_eq!(moved.get(login), Some(&Moved::By(1)), "{moved:#?}");
+    let duration = "token_refresh_request_duration_seconds{kind=login}";
+    assert_eq!(moved.get(duration), Some(&Moved::Samples(vec![0.0])));
+}
+
+// A caller that gives up while the login hangs: its wait is recorded when it lets go, and
+// the login when it times out, with nobody left to turn away.
+#[tokio::test(start_paused = true)]
+async fn a_caller_that_gives_up_records_how_long_it_waited() {
+    let mock = MockOcient::new();
+    mock.fail_token_requests(Fault::Hang, 1);
+    let layer = TokenRefreshLayer::new(auth()).refresh_timeout(secs(5));
+    let (service, _, readings) = observed(mock, layer);
+
+    let gave_up = tokio::time::timeout(secs(1), send(&service, query())).await;
+    assert!(gave_up.is_err(), "still waiting after 1 s");
+    assert_eq!(
+        readings.moved(),
+        BTreeMap::from([(
+            "token_wait_duration_seconds".into(),
+            Moved::Samples(vec![1.0])
+        )])
+    );
+
+    sleep(secs(5)).await;
+    assert_eq!(
+        readings.moved(),
+        BTreeMap::from([
+            (
+                "token_refresh_request_duration_seconds{kind=login}".into(),
+                Moved::Samples(vec![5.0])
+            ),
+            (
+                "token_refresh_requests_total{kind=login,outcome=timeout}".into(),
+                Moved::By(1)
+            ),
+        ])
+    );
+}
+
+// A 401 that no new token replaces (the server is down for logins): the expiry says the
+// token is unusable from the revocation on, so that the expiry alert fires, and stays
+// there while logins fail.
+#[tokio::test(start_paused = true)]
+async fn a_revoked_token_expires_now_until_another_replaces_it() {
+    let mock = MockOcient::new().token_lifetime(secs(100));
+    let (service, _, readings) = observed(mock.clone(), TokenRefreshLayer::new(auth()));
+    send(&service, query()).await.unwrap();
+    readings.moved();
+
+    mock.revoke_all();
+    mock.fail_token_requests(Fault::Status(StatusCode::SERVICE_UNAVAILABLE), 100);
+    let revoked = send(&service, query()).await.unwrap();
+    assert_eq!(revoked.status(), StatusCode::UNAUTHORIZED);
+    let moved = readings.moved();
+    assert_eq!(
+        keys(&moved),
+        ["token_expiry_timestamp_seconds", "token_revocations_total"]
+    );
+    assert_expiry_set(&moved, Duration::ZERO);
+
+    send(&service, query()).await.unwrap_err();
+    let moved = readings.moved();
+    assert!(
+        !moved.contains_key("token_expiry_timestamp_seconds"),
+        "{moved:#?}"
+    );
+    let failed = "token_refresh_requests_total{kind=login,outcome=rejected}";
+    assert_eq!(moved.get(failed), Some(&Moved::By(1)), "{moved:#?}");
 }

@@ -37,7 +37,7 @@ use ocient_mock::{MockOcient, MockServer};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
-use tower_token_refresh::{TokenEvent, TokenRefreshLayer};
+use tower_token_refresh::{TokenEvent, TokenRefresh, TokenRefreshLayer};
 
 #[path = "demo/flags.rs"]
 mod flags;
@@ -188,6 +188,7 @@ async fn demo(flags: &NodeFlags, run: &Run) -> Result<Report, BoxError> {
     for worker in workers {
         by_second.add(&worker.await?);
     }
+    settle(&service).await;
     latencies.merge();
     println!("\r{}", stats.line(generation(mock), &latencies));
     summarize(&stats, &latencies, mock);
@@ -198,6 +199,17 @@ async fn demo(flags: &NodeFlags, run: &Run) -> Result<Report, BoxError> {
     };
     show_plot_and_metrics(run, &report).await?;
     Ok(report)
+}
+
+/// Waits, a second at most, for a refresh the last requests started, so that the summary,
+/// the chart and the metrics page all count its token.
+async fn settle<S>(service: &TokenRefresh<S>) {
+    let settled = async {
+        while service.status().refreshing {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), settled).await;
 }
 
 /// The first line: who runs against what.

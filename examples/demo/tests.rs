@@ -225,16 +225,18 @@ mod with_metrics {
         }
     }
 
-    /// The current token: the last generation the demo saw, expiring one lifetime at
-    /// most after it was asked for, during the run.
+    /// The current token: the last generation the demo saw, expiring one lifetime after it
+    /// was installed (not an earlier token's expiry), `started` being before the run began.
     fn check_token(scrape: &Scrape, report: &Report, started: f64) {
         let generations = report.installs.len() as f64;
         assert!(generations >= 2.0);
         assert_eq!(sum(scrape, "token_generation", &[]), generations);
         let expiry = sum(scrape, "token_expiry_timestamp_seconds", &[]);
         let lifetime = TOKEN_LIFETIME.as_secs_f64();
-        // Half a second either way for the layer's reading of the system clock.
-        let (earliest, latest) = (started + lifetime - 0.5, unix_now() + lifetime + 0.5);
+        let last = report.installs.last().expect("a token").at;
+        // Half a second either way for the request's round trip and the system clock.
+        let earliest = started + last + lifetime - 0.5;
+        let latest = unix_now() + lifetime + 0.5;
         assert!(
             (earliest..=latest).contains(&expiry),
             "{expiry} in {earliest}..={latest}"

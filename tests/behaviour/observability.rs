@@ -653,3 +653,34 @@ async fn a_revoked_token_expires_now_until_another_replaces_it() {
     let failed = "token_refresh_requests_total{kind=login,outcome=rejected}";
     assert_eq!(moved.get(failed), Some(&Moved::By(1)), "{moved:#?}");
 }
+
+// A refresh the server rejects as revoked (-733) counts as rejected, and the login that
+// replaces the token as ok; the request that started the refresh went out at once.
+#[tokio::test(start_paused = true)]
+async fn a_refresh_rejected_as_revoked_counts_with_the_login_after_it() {
+    let mock = MockOcient::new().token_lifetime(secs(100));
+    let (service, _, readings) = observed(mock.clone(), TokenRefreshLayer::new(auth()));
+    send(&service, query()).await.unwrap();
+    readings.moved();
+
+    let revoked = Fault::VendorCode {
+        http: StatusCode::OK,
+        vendor_code: -733,
+        sql_state: "08004",
+    };
+    mock.fail_token_requests(revoked, 1);
+    let moved = past_the_refresh_point(&service, &readings, secs(1)).await;
+    assert_eq!(
+        keys(&moved),
+        [
+            "token_expiry_timestamp_seconds",
+            "token_generation",
+            "token_refresh_request_duration_seconds{kind=login}",
+            "token_refresh_request_duration_seconds{kind=refresh}",
+            "token_refresh_requests_total{kind=login,outcome=ok}",
+            "token_refresh_requests_total{kind=refresh,outcome=rejected}",
+        ],
+        "and no wait"
+    );
+    assert_eq!(moved["token_generation"], Moved::To(2.0));
+}

@@ -176,6 +176,36 @@ fn a_login_and<'a>(also: &[&'a str]) -> Vec<&'a str> {
     series
 }
 
+/// `entries` as [`Readings::moved`] gives them.
+fn movements<const N: usize>(entries: [(&str, Moved); N]) -> BTreeMap<String, Moved> {
+    entries
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+}
+
+/// What a login that ended in `outcome` after `took` seconds moves, nobody waiting.
+fn a_login_ended(outcome: &str, took: f64) -> BTreeMap<String, Moved> {
+    let counted = format!("token_refresh_requests_total{{kind=login,outcome={outcome}}}");
+    let duration = "token_refresh_request_duration_seconds{kind=login}";
+    movements([
+        (&counted, Moved::By(1)),
+        (duration, Moved::Samples(vec![took])),
+    ])
+}
+
+/// What a login that failed with `outcome` after `took` seconds moves, with the one caller
+/// who waited for it all that time and was turned away for the same reason.
+fn a_failed_login_turned_away(outcome: &str, took: f64) -> BTreeMap<String, Moved> {
+    let mut moved = a_login_ended(outcome, took);
+    let turned_away = format!("token_requests_turned_away_total{{reason={outcome}}}");
+    moved.extend(movements([
+        (&turned_away, Moved::By(1)),
+        ("token_wait_duration_seconds", Moved::Samples(vec![took])),
+    ]));
+    moved
+}
+
 /// The keys of `moved`, for comparing with what a test expects, in order.
 fn keys(moved: &BTreeMap<String, Moved>) -> Vec<&str> {
     moved.keys().map(String::as_str).collect()
@@ -300,36 +330,17 @@ async fn a_transport_failure_counts_and_turns_its_callers_away() {
         token_error(&error),
         tower_token_refresh::Error::Transport { .. }
     ));
-    let moved = readings.moved();
+    // It led the login and waited for its outcome.
     assert_eq!(
-        moved,
-        BTreeMap::from([
-            (
-                "token_refresh_request_duration_seconds{kind=login}".into(),
-                Moved::Samples(vec![0.0])
-            ),
-            (
-                "token_refresh_requests_total{kind=login,outcome=transport}".into(),
-                Moved::By(1)
-            ),
-            (
-                "token_requests_turned_away_total{reason=transport}".into(),
-                Moved::By(1)
-            ),
-            // It led the login and waited for its outcome.
-            (
-                "token_wait_duration_seconds".into(),
-                Moved::Samples(vec![0.0])
-            ),
-        ])
+        readings.moved(),
+        a_failed_login_turned_away("transport", 0.0)
     );
 
     send(&service, query()).await.unwrap_err();
-    let moved = readings.moved();
     assert_eq!(
-        moved,
-        BTreeMap::from([(
-            "token_requests_turned_away_total{reason=transport}".into(),
+        readings.moved(),
+        movements([(
+            "token_requests_turned_away_total{reason=transport}",
             Moved::By(1)
         )]),
         "turned away at once, without waiting"
@@ -350,27 +361,7 @@ async fn a_timed_out_login_counts_as_a_timeout_with_its_duration_and_wait() {
         token_error(&error),
         tower_token_refresh::Error::Timeout { .. }
     ));
-    assert_eq!(
-        readings.moved(),
-        BTreeMap::from([
-            (
-                "token_refresh_request_duration_seconds{kind=login}".into(),
-                Moved::Samples(vec![5.0])
-            ),
-            (
-                "token_refresh_requests_total{kind=login,outcome=timeout}".into(),
-                Moved::By(1)
-            ),
-            (
-                "token_requests_turned_away_total{reason=timeout}".into(),
-                Moved::By(1)
-            ),
-            (
-                "token_wait_duration_seconds".into(),
-                Moved::Samples(vec![5.0])
-            ),
-        ])
-    );
+    assert_eq!(readings.moved(), a_failed_login_turned_away("timeout", 5.0));
 }
 
 // A 401 revokes the token: one revocation, then the login that replaces it, which the
@@ -477,8 +468,8 @@ async fn a_request_refused_over_plain_http_counts_as_turned_away_and_nothing_els
     ));
     assert_eq!(
         readings.moved(),
-        BTreeMap::from([(
-            "token_requests_turned_away_total{reason=insecure}".into(),
+        movements([(
+            "token_requests_turned_away_total{reason=insecure}",
             Moved::By(1)
         )])
     );
@@ -601,26 +592,11 @@ async fn a_caller_that_gives_up_records_how_long_it_waited() {
     assert!(gave_up.is_err(), "still waiting after 1 s");
     assert_eq!(
         readings.moved(),
-        BTreeMap::from([(
-            "token_wait_duration_seconds".into(),
-            Moved::Samples(vec![1.0])
-        )])
+        movements([("token_wait_duration_seconds", Moved::Samples(vec![1.0]))])
     );
 
     sleep(secs(5)).await;
-    assert_eq!(
-        readings.moved(),
-        BTreeMap::from([
-            (
-                "token_refresh_request_duration_seconds{kind=login}".into(),
-                Moved::Samples(vec![5.0])
-            ),
-            (
-                "token_refresh_requests_total{kind=login,outcome=timeout}".into(),
-                Moved::By(1)
-            ),
-        ])
-    );
+    assert_eq!(readings.moved(), a_login_ended("timeout", 5.0));
 }
 
 // A 401 that no new token replaces (the server is down for logins): the expiry says the

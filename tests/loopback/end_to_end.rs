@@ -14,28 +14,7 @@ use tower_token_refresh::{Error, OcientAuth, TokenRefresh, TokenRefreshLayer};
 
 use crate::common;
 use crate::common::https::{https_client, HttpsClient};
-
-/// How the mock is served, and so how the client reaches it.
-#[derive(Debug, Clone, Copy)]
-enum Transport {
-    Http,
-    Https,
-}
-
-async fn serve(mock: MockOcient, transport: Transport) -> MockServer {
-    let server = match transport {
-        Transport::Http => mock.serve().await,
-        Transport::Https => mock.serve_tls().await,
-    };
-    let server = server.unwrap();
-    let scheme = server.uri().scheme_str().map(str::to_owned);
-    let expected = match transport {
-        Transport::Http => "http",
-        Transport::Https => "https",
-    };
-    assert_eq!(scheme.as_deref(), Some(expected));
-    server
-}
+use crate::transport::{serve, Transport};
 
 /// A client that trusts the server's CA, if it has one.
 fn client(server: &MockServer) -> HttpsClient<Full<Bytes>> {
@@ -140,27 +119,6 @@ async fn an_unreachable_node_is_a_transport_error(transport: Transport) {
         matches!(common::token_error(&error), Error::Transport { .. }),
         "{error:?}"
     );
-}
-
-macro_rules! over_http_and_https {
-    ($($scenario:ident),* $(,)?) => {
-        mod over_http {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(super::Transport::Http).await
-                }
-            )*
-        }
-        mod over_https {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(super::Transport::Https).await
-                }
-            )*
-        }
-    };
 }
 
 over_http_and_https!(

@@ -1,6 +1,7 @@
 //! Over real sockets on 127.0.0.1, on tokio's own clock: the mock served over HTTP and
 //! HTTPS, hyper-util's legacy client over hyper-rustls (and reqwest's) under the layer.
 //!
+//! - `transport`: how each scenario runs over both HTTP and HTTPS;
 //! - `end_to_end`: every scenario over both HTTP and HTTPS, and a client that does not
 //!   trust the server;
 //! - `nodes`: failover between the SQL nodes of a cluster;
@@ -12,6 +13,9 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+// First: its macro serves the modules below.
+#[macro_use]
+mod transport;
 
 mod end_to_end;
 mod nodes;

@@ -17,24 +17,12 @@ use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_reqwest::{HttpClientLayer, HttpClientService};
 use tower_token_refresh::{Error, OcientAuth, RetryUnauthorized, TokenRefresh, TokenRefreshLayer};
 
+use crate::transport::{serve, Transport};
+
 /// The layer straight on tower-reqwest's service: requests carry a `reqwest::Body`.
 type Api = TokenRefresh<HttpClientService<reqwest::Client>>;
 
 const QUERY: &[u8] = br#"{"statement":"SELECT 1"}"#;
-
-#[derive(Debug, Clone, Copy)]
-enum Transport {
-    Http,
-    Https,
-}
-
-async fn serve(mock: MockOcient, transport: Transport) -> MockServer {
-    let server = match transport {
-        Transport::Http => mock.serve().await,
-        Transport::Https => mock.serve_tls().await,
-    };
-    server.unwrap()
-}
 
 /// reqwest's client trusting exactly the server's CA (not the machine's store, so no run
 /// depends on it), and no proxy from the environment: the server is on loopback.
@@ -284,27 +272,6 @@ async fn reqwests_errors_pass_through_unchanged(transport: Transport) {
         find::<reqwest::Error>(error.as_ref()).is_some(),
         "reqwest's error is its source: {error:?}"
     );
-}
-
-macro_rules! over_http_and_https {
-    ($($scenario:ident),* $(,)?) => {
-        mod over_http {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(super::Transport::Http).await
-                }
-            )*
-        }
-        mod over_https {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(super::Transport::Https).await
-                }
-            )*
-        }
-    };
 }
 
 over_http_and_https!(

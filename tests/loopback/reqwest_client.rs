@@ -124,23 +124,23 @@ where
     (sent, failed)
 }
 
+/// Queries through the layer on reqwest, reaching `server` on `port` (its own, or a
+/// proxy's), until its 2-second tokens were refreshed three times: sent and failed.
+async fn three_refreshes(server: &MockServer, port: u16) -> (u64, u64) {
+    let base = base(server, port);
+    // Refresh once 90% is left: about 0.2 s to 0.4 s after each new token.
+    let service = api(server, TokenRefreshLayer::new(auth(&base)).refresh_at(0.9));
+    let within = Duration::from_secs(20);
+    queries_until_refreshed::<_, reqwest::Body>(&service, server, &base, 3, within).await
+}
+
 async fn tokens_are_refreshed_for_generations_with_no_failure(transport: Transport) {
     let server = serve(
         MockOcient::new().token_lifetime(Duration::from_secs(2)),
         transport,
     )
     .await;
-    let base = base(&server, server.addr().port());
-    // Refresh once 90% is left: about 0.2 s to 0.4 s after each new token.
-    let service = api(&server, TokenRefreshLayer::new(auth(&base)).refresh_at(0.9));
-    let (sent, failed) = queries_until_refreshed::<_, reqwest::Body>(
-        &service,
-        &server,
-        &base,
-        3,
-        Duration::from_secs(20),
-    )
-    .await;
+    let (sent, failed) = three_refreshes(&server, server.addr().port()).await;
     let counters = server.mock().counters();
     eprintln!("{transport:?}: {sent} queries, {failed} failed, {counters:?}");
     assert!(counters.refreshes >= 3, "refreshes: {}", counters.refreshes);
@@ -161,16 +161,7 @@ async fn token_requests_travel_through_reqwests_pool(transport: Transport) {
     let proxy = FaultProxy::start(server.addr()).await.unwrap();
     // Every request, the layer's login and refreshes included, goes through the proxy,
     // which counts the TCP connections made to it.
-    let base = base(&server, proxy.addr().port());
-    let service = api(&server, TokenRefreshLayer::new(auth(&base)).refresh_at(0.9));
-    let (sent, failed) = queries_until_refreshed::<_, reqwest::Body>(
-        &service,
-        &server,
-        &base,
-        3,
-        Duration::from_secs(20),
-    )
-    .await;
+    let (sent, failed) = three_refreshes(&server, proxy.addr().port()).await;
     let counters = server.mock().counters();
     let connections = proxy.connections();
     eprintln!(

@@ -11,15 +11,15 @@
 //! `TokenRefreshLayer::new(OAuth2RefreshGrant { .. })` until the refresh token has rotated
 //! three times (about 3 s; at most 15 s), shows the spent first one refused, and exits 0.
 //!
-//! - The grant has no `login`: it starts from a refresh token obtained earlier (by an
-//!   authorization-code flow, say), with an access token that is already expired; once that
-//!   refresh token is spent, nothing helps.
+//! - It starts from a refresh token alone, obtained earlier (by an authorization-code flow,
+//!   say): its `login` trades the newest refresh token it holds, its `refresh` the current
+//!   grant's. Once the refresh token is spent, nothing helps.
 //! - A refresh is a form `POST` with the client's credentials in HTTP Basic or in the body.
 //!   The answer's `refresh_token` replaces the one used; an answer without one keeps it
-//!   (RFC 6749 section 6 allows that), and `Answer::current` has it.
+//!   (RFC 6749 section 6 allows that).
 //! - An error answer (section 5.2) becomes `Error::Rejected` with the OAuth `error` as its
-//!   `ErrorCode::Named`; `invalid_grant` (the refresh token is expired, revoked or spent) is
-//!   the one that `is_revocation`.
+//!   `ErrorCode::Named`; `classify` calls `invalid_grant` (the refresh token is expired,
+//!   revoked or spent) and `invalid_client` refusals, which the layer does not repeat unasked.
 //! - Lifetimes, tokens and server text go through the crate's own checks
 //!   (`Grant::from_expires_in`, `Secret::new`, `Error::rejected`).
 //!
@@ -27,6 +27,7 @@
 
 pub mod oauth2;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -34,7 +35,10 @@ use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use tokio::time::Instant;
 use tower::{BoxError, ServiceBuilder};
-use tower_token_refresh::{Answer, Error, Grant, Secret, TokenEndpoint, TokenRefreshLayer};
+use tower_token_refresh::{
+    Answer, Error, Exchange, FailureKind, Grant, Secret, TokenClient, TokenEndpoint,
+    TokenRefreshLayer,
+};
 
 use oauth2::answer::{expiring, oauth_error, rejected, secret_field};
 use oauth2::encoding::{basic_credentials, form_body, FORM};
@@ -59,31 +63,20 @@ pub struct OAuth2RefreshGrant {
     pub api: Uri,
     pub client_id: String,
     pub client_auth: ClientAuth,
-    /// The refresh token to start from; the layer's current grant carries the latest one.
+    /// The refresh token to start from.
     pub refresh_token: Secret,
     /// The lifetime of an answer without `expires_in` (it is only RECOMMENDED).
     pub default_lifetime: Duration,
+    /// The newest refresh token an answer gave: rotation spends each one, so a login (after
+    /// a 401 revoked the access token) trades this one, not the first.
+    pub rotated: Arc<Mutex<Option<Secret>>>,
 }
 
-impl TokenEndpoint for OAuth2RefreshGrant {
-    fn origin(&self) -> &Uri {
-        &self.api
-    }
-
-    fn initial_grant(&self) -> Option<Grant> {
-        // Stands in for the access token the client does not have yet. It is never sent: a
-        // grant with a zero lifetime is dead from the start, so the layer refreshes first.
-        let placeholder = Secret::new("no-access-token-yet").ok()?;
-        Some(Grant::new(placeholder, Duration::ZERO).with_refresh_token(self.refresh_token.clone()))
-    }
-
-    fn refresh_request(&self, current: &Grant) -> Request<Bytes> {
+impl OAuth2RefreshGrant {
+    /// The request that trades `refresh_token` for a new grant.
+    pub fn refresh_request(&self, refresh_token: &Secret) -> Request<Bytes> {
         let mut form = vec![("grant_type", "refresh_token")];
-        // Every grant this endpoint makes carries a refresh token; without one the server
-        // answers `invalid_request`, which is the truth.
-        if let Some(refresh_token) = current.refresh_token() {
-            form.push(("refresh_token", refresh_token.expose()));
-        }
+        form.push(("refresh_token", refresh_token.expose()));
         form.push(("client_id", &self.client_id));
         let mut request = Request::new(Bytes::new());
         match &self.client_auth {
@@ -106,13 +99,15 @@ impl TokenEndpoint for OAuth2RefreshGrant {
         request
     }
 
-    fn read_answer(&self, answer: Answer<'_>) -> Result<Grant, Error> {
+    /// Reads the answer to a trade of `traded`: a grant that carries the new refresh token,
+    /// or `traded` when the answer gave none.
+    pub fn read_answer(&self, answer: Answer, traded: &Secret) -> Result<Grant, Error> {
         let exchange = answer.exchange;
         if !answer.status.is_success() {
-            return Err(rejected(exchange, answer.status, answer.body));
+            return Err(rejected(exchange, answer.status, &answer.body));
         }
         // serde's message can quote the body, and the body holds tokens: say where only.
-        let parsed: serde_json::Value = serde_json::from_slice(answer.body).map_err(|e| {
+        let parsed: serde_json::Value = serde_json::from_slice(&answer.body).map_err(|e| {
             let at = format!("not JSON (line {} column {})", e.line(), e.column());
             Error::invalid_response(exchange, at)
         })?;
@@ -137,19 +132,65 @@ impl TokenEndpoint for OAuth2RefreshGrant {
         // Rotation: a new refresh token replaces the one used; none means "keep it".
         let refresh_token = match field("refresh_token") {
             Some(value) => secret_field(exchange, "refresh_token", Some(value))?,
-            None => match answer.current.and_then(Grant::refresh_token) {
-                Some(kept) => kept.clone(),
-                None => {
-                    let reason = "no refresh_token in the answer";
-                    return Err(Error::invalid_response(exchange, reason));
-                }
-            },
+            None => traded.clone(),
         };
         Ok(grant.with_refresh_token(refresh_token))
     }
 
-    fn is_revocation(&self, error: &Error) -> bool {
-        oauth_error(error) == Some("invalid_grant")
+    /// Trades `refresh_token` for a new grant, and keeps the refresh token it carries.
+    async fn trade(
+        &self,
+        client: &mut TokenClient<'_>,
+        refresh_token: &Secret,
+    ) -> Result<Grant, Error> {
+        let answer = client.send(self.refresh_request(refresh_token)).await?;
+        let grant = self.read_answer(answer, refresh_token)?;
+        *self.rotated.lock().unwrap() = grant.refresh_token().cloned();
+        Ok(grant)
+    }
+}
+
+impl TokenEndpoint for OAuth2RefreshGrant {
+    fn origin(&self) -> &Uri {
+        &self.api
+    }
+
+    fn can_log_in(&self) -> bool {
+        true
+    }
+
+    async fn login(&self, client: &mut TokenClient<'_>) -> Result<Grant, Error> {
+        let newest = self.rotated.lock().unwrap().clone();
+        self.trade(client, newest.as_ref().unwrap_or(&self.refresh_token))
+            .await
+    }
+
+    async fn refresh(&self, client: &mut TokenClient<'_>, current: &Grant) -> Result<Grant, Error> {
+        // Every grant this endpoint makes carries a refresh token.
+        let refresh_token = current.refresh_token().unwrap_or(&self.refresh_token);
+        self.trade(client, refresh_token).await
+    }
+
+    fn classify(&self, error: &Error) -> FailureKind {
+        match oauth_error(error) {
+            // RFC 6749 section 5.2: the grant or the client is no good; asking again
+            // unasked would not change that.
+            Some("invalid_grant") if error_exchange(error) == Some(Exchange::Refresh) => {
+                FailureKind::Revoked
+            }
+            Some("invalid_grant" | "invalid_client" | "unauthorized_client") => {
+                FailureKind::Refused
+            }
+            _ => FailureKind::of(error),
+        }
+    }
+}
+
+/// Which exchange a rejection answered.
+fn error_exchange(error: &Error) -> Option<Exchange> {
+    match error {
+        Error::Rejected { exchange, .. } => Some(*exchange),
+        _ => None,
     }
 }
 
@@ -162,6 +203,7 @@ pub fn grant_for(server: &TokenServer, auth: ClientAuth, refresh: Secret) -> OAu
         client_auth: auth,
         refresh_token: refresh,
         default_lifetime: Duration::from_secs(60),
+        rotated: Arc::default(),
     }
 }
 
@@ -227,8 +269,8 @@ async fn main() -> Result<(), BoxError> {
         Err(error) => match error.downcast_ref::<Error>() {
             Some(error) => {
                 println!("  {error}");
-                let no_good = stale.is_revocation(error);
-                println!("  the grant calls that refresh token no good: {no_good}");
+                let kind = stale.classify(error);
+                println!("  the grant calls that refresh token {kind:?}");
                 ok &= oauth_error(error) == Some("invalid_grant");
             }
             None => {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use http::Uri;
 
-use crate::endpoint::TokenEndpoint;
+use crate::endpoint::erased::DynEndpoint;
 use crate::error::Error;
 use crate::origin::Origin;
 use crate::record::Metrics;
@@ -13,7 +13,7 @@ use crate::revoker::{Revoker, Revokers};
 
 /// What every clone of a service shares besides the token.
 pub(crate) struct Config {
-    pub(crate) endpoint: Arc<dyn TokenEndpoint>,
+    pub(crate) endpoint: Arc<dyn DynEndpoint>,
     /// The endpoint's own origin first, when it names one.
     origins: Vec<Origin>,
     pub(crate) refresh_timeout: Duration,
@@ -38,7 +38,7 @@ pub(crate) enum Route<'a> {
 impl Config {
     /// The token goes to `endpoint`'s origins and to `extra_origins`.
     pub(crate) fn new(
-        endpoint: Arc<dyn TokenEndpoint>,
+        endpoint: Arc<dyn DynEndpoint>,
         extra_origins: &[Origin],
         refresh_timeout: Duration,
         revokers: Revokers,
@@ -113,21 +113,16 @@ mod tests {
         plain_http: bool,
     }
 
-    impl TokenEndpoint for Nowhere {
+    impl crate::endpoint::TokenEndpoint for Nowhere {
         fn origin(&self) -> &Uri {
             &self.origin
         }
-        fn refresh_request(&self, _: &crate::grant::Grant) -> http::Request<bytes::Bytes> {
-            unreachable!("never asked")
-        }
-        fn read_answer(
+        async fn refresh(
             &self,
-            _: crate::endpoint::Answer<'_>,
+            _: &mut crate::endpoint::TokenClient<'_>,
+            _: &crate::grant::Grant,
         ) -> Result<crate::grant::Grant, Error> {
             unreachable!("never asked")
-        }
-        fn is_revocation(&self, _: &Error) -> bool {
-            false
         }
         fn allows_plain_http(&self) -> bool {
             self.plain_http

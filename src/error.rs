@@ -196,8 +196,13 @@ fn reason_text(reason: &str) -> String {
 const MAX_REASON: usize = 256;
 
 /// Server text without control characters, so that a log line stays one line and a
-/// terminal takes no orders from it.
-pub(crate) fn printable(text: &str) -> String {
+/// terminal takes no orders from it: what [`Error::rejected`] does to a server's reason,
+/// for a protocol that shows the server's text elsewhere (a device code's prompt, say).
+///
+/// ```
+/// assert_eq!(tower_token_refresh::printable("bad\u{1b}[2J user\n"), "bad[2J user");
+/// ```
+pub fn printable(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).collect()
 }
 
@@ -214,8 +219,9 @@ fn shorten(text: &mut String) {
 pub struct ProviderError(Arc<dyn std::error::Error + Send + Sync>);
 
 impl ProviderError {
-    pub(crate) fn new(error: Box<dyn std::error::Error + Send + Sync>) -> Self {
-        ProviderError(Arc::from(error))
+    /// Wraps a credentials source's own error; see [`Error::provider`].
+    pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        ProviderError(Arc::from(error.into()))
     }
 }
 
@@ -268,10 +274,28 @@ impl Error {
     }
 
     /// A device grant that ended without approval; `reason` is the server's text, if any.
-    pub(crate) fn device_grant(ended: DeviceGrantEnd, reason: &str) -> Self {
+    pub fn device_grant(ended: DeviceGrantEnd, reason: &str) -> Self {
         Error::DeviceGrant {
             ended,
             reason: printable(reason),
+        }
+    }
+
+    /// A credentials source of the endpoint's own failed (a secret manager, a mounted file,
+    /// an identity provider): [`Error::Provider`]. It is the endpoint's failure, not the
+    /// server's: the layer retries it like an outage but never fails over for it.
+    ///
+    /// ```
+    /// use tower_token_refresh::{Error, FailureKind};
+    ///
+    /// let missing = std::io::Error::new(std::io::ErrorKind::NotFound, "/run/secrets/api");
+    /// let error = Error::provider(missing);
+    /// assert!(matches!(error, Error::Provider { .. }));
+    /// assert_eq!(FailureKind::of(&error), FailureKind::Away);
+    /// ```
+    pub fn provider(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Error::Provider {
+            source: ProviderError::new(source),
         }
     }
 

@@ -11,12 +11,12 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
-use http::{Request, StatusCode};
+use http::Request;
 use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::config::Config;
-use crate::endpoint::{Answer, Continuation, Reader};
+use crate::endpoint::{Answer, Deadline, FailureKind, TokenClient, Transport};
 use crate::error::{BoxError, Error, Exchange};
 use crate::event::{self, Hook, TokenEvent};
 use crate::grant::Grant;
@@ -70,6 +70,21 @@ where
     }
 }
 
+impl<S, B> Transport for Fetcher<S, B>
+where
+    S: InnerService<B>,
+    B: From<Bytes> + Send + 'static,
+{
+    fn send(
+        &mut self,
+        exchange: Exchange,
+        request: Request<Bytes>,
+        timeout: Duration,
+    ) -> crate::endpoint::BoxFuture<'_, Result<Answer, Error>> {
+        Box::pin(bounded(exchange, timeout, self.ask(exchange, request)))
+    }
+}
+
 impl<S, B> Fetcher<S, B>
 where
     S: InnerService<B>,
@@ -86,33 +101,17 @@ where
         })
     }
 
-    /// `error`, with what it says about the next attempt.
+    /// `error`, with what the endpoint's classification of it says about the next attempt.
     fn setback(&self, error: Error) -> Setback {
-        let cause = if self.server_failed(&error) || matches!(error, Error::Provider { .. }) {
-            Cause::Outage
-        } else if self.judged_us(&error) {
-            Cause::Rejection
-        } else {
-            Cause::Unusable
+        let cause = match self.config.endpoint.classify(&error) {
+            FailureKind::Away => Cause::Outage,
+            FailureKind::Refused | FailureKind::Revoked => Cause::Rejection,
+            FailureKind::Unusable => Cause::Unusable,
         };
         Setback {
             error,
             cause,
             server_wait: self.server_wait,
-        }
-    }
-
-    /// Whether the server could not be reached or could not answer, rather than judged the
-    /// credentials or the token (which every node, and every later attempt, judges alike).
-    fn server_failed(&self, error: &Error) -> bool {
-        match error {
-            Error::Transport { .. } | Error::Timeout { .. } => true,
-            Error::Rejected { status, .. } => {
-                let overloaded =
-                    status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS;
-                overloaded && !self.config.endpoint.is_revocation(error)
-            }
-            _ => false,
         }
     }
 
@@ -125,14 +124,15 @@ where
             hook,
         } = plan;
         self.hook = hook;
-        // Asked once per attempt; the future made to ask is dropped unpolled.
-        let can_log_in = self.config.endpoint.login().is_some();
+        let can_log_in = self.config.endpoint.can_log_in();
         let current = match current {
             Some(current) if !(login_first && can_log_in) => current,
             _ => return self.exchange(None).await,
         };
         match self.exchange(Some(&current)).await {
-            Err(error) if can_log_in && self.config.endpoint.is_revocation(&error) => {
+            Err(error)
+                if can_log_in && self.config.endpoint.classify(&error) == FailureKind::Revoked =>
+            {
                 tracing::debug!(%error, "refresh rejected as revoked; logging in again");
                 self.exchange(None).await
             }
@@ -164,25 +164,15 @@ where
         }
     }
 
-    /// Whether the server judged the credentials or the token (or the layer will not send
-    /// them at all): trying again unasked would only count against the account.
-    fn judged_us(&self, error: &Error) -> bool {
-        let judged = match error {
-            Error::Rejected { status, .. } => {
-                *status == StatusCode::UNAUTHORIZED || *status == StatusCode::FORBIDDEN
-            }
-            Error::MissingCredentials
-            | Error::InsecureTransport { .. }
-            | Error::DeviceGrant { .. } => true,
-            _ => false,
-        };
-        judged || self.config.endpoint.is_revocation(error)
-    }
-
-    /// Whether `error` is the node's fault, so another node may do better. A node the
-    /// layer will not talk to in the clear is skipped too.
+    /// Whether `error` is the node's fault, so another node may do better: the endpoint
+    /// calls it [`FailureKind::Away`] and it is not a credentials provider's (which every
+    /// node would meet alike). A node the layer will not talk to in the clear is skipped too.
     fn node_failed(&self, error: &Error) -> bool {
-        self.server_failed(error) || matches!(error, Error::InsecureTransport { .. })
+        match error {
+            Error::InsecureTransport { .. } => true,
+            Error::Provider { .. } => false,
+            error => self.config.endpoint.classify(error) == FailureKind::Away,
+        }
     }
 
     /// One attempt at one node: a refresh of `current`, or a login when it is `None`.
@@ -197,10 +187,10 @@ where
         let timer = config.metrics.exchange(exchange);
         let outcome = match current {
             Some(current) => self
-                .refresh(current)
+                .converse(exchange, Some(current))
                 .await
                 .map_err(|e| without_secrets(e, current)),
-            None => self.log_in().await,
+            None => self.converse(exchange, None).await,
         };
         // Cut only now: a secret across the cut would leave part of itself behind.
         let outcome = outcome.map_err(Error::shortened);
@@ -208,66 +198,41 @@ where
         outcome
     }
 
-    /// Trades `current` for a new grant: one request, bounded by the timeout.
-    async fn refresh(&mut self, current: &Grant) -> Result<Grant, Error> {
+    /// Runs the endpoint's login (`current` is `None`) or its refresh of `current`, every
+    /// step bounded by the refresh timeout (see [`TokenClient`]).
+    async fn converse(
+        &mut self,
+        exchange: Exchange,
+        current: Option<&Grant>,
+    ) -> Result<Grant, Error> {
         let config = Arc::clone(&self.config);
-        let exchange = Exchange::Refresh;
-        let request = config.endpoint.refresh_request(current);
-        let timeout = config.refresh_timeout;
-        bounded(exchange, timeout, async {
-            let sent = self.ask(exchange, request).await?;
-            let answer = answer_to(exchange, timeout, &sent).replacing(current);
-            config.endpoint.read_answer(answer)
-        })
-        .await
-    }
-
-    /// Logs in: the login request and, for a login that takes several, each that follows,
-    /// every one (request building included) bounded by the timeout.
-    async fn log_in(&mut self) -> Result<Grant, Error> {
-        let config = Arc::clone(&self.config);
-        let (exchange, timeout) = (Exchange::Login, config.refresh_timeout);
-        // Nothing is asked of a provider (or an identity provider) for a login that could
-        // not be sent anyway.
-        if let Some(refusal) = config.refusal(config.endpoint.origin()) {
-            return Err(refusal);
-        }
-        let Some(first) = config.endpoint.login() else {
-            return Err(Error::MissingCredentials);
-        };
-        let (mut next, mut wait) = (first, Duration::ZERO);
-        // Reads what came of `next`; the first answer is the endpoint's to read.
-        let mut reader: Option<Reader<'_>> = None;
-        loop {
-            tokio::time::sleep(wait).await;
-            let sent = bounded(exchange, timeout, async {
-                let request = next.await?;
-                self.ask(exchange, request).await
-            })
-            .await;
-            let answer = |sent| answer_to(exchange, timeout, sent);
-            let step = match (reader.take(), &sent) {
-                (Some(read), _) => read(sent.as_ref().map(answer).map_err(Error::clone)),
-                (None, Ok(sent)) => config.endpoint.read_login_answer(answer(sent)),
-                (None, Err(error)) => return Err(error.clone()),
-            };
-            match step.into_parts() {
-                Ok(outcome) => return outcome,
-                Err(Continuation {
-                    wait: then_wait,
-                    next: then_next,
-                    read,
-                }) => (next, wait, reader) = (then_next, then_wait, Some(read)),
+        let endpoint = &*config.endpoint;
+        if current.is_none() {
+            // Nothing is asked of a provider (or an identity provider) for a login that
+            // could not be sent anyway.
+            if let Some(refusal) = config.refusal(endpoint.origin()) {
+                return Err(refusal);
             }
+            if !endpoint.can_log_in() {
+                return Err(Error::MissingCredentials);
+            }
+        }
+        let timeout = config.refresh_timeout;
+        let deadline = Deadline::new(timeout);
+        let mut client = TokenClient::new(self, exchange, timeout, deadline.clone());
+        let conversation = match current {
+            Some(current) => endpoint.refresh(&mut client, current),
+            None => endpoint.login(&mut client),
+        };
+        tokio::select! {
+            biased;
+            outcome = conversation => outcome,
+            () = deadline.passed() => Err(Error::Timeout { exchange, after: timeout }),
         }
     }
 
     /// Sends `request` and reads the whole answer.
-    async fn ask(
-        &mut self,
-        exchange: Exchange,
-        request: Request<Bytes>,
-    ) -> Result<(http::response::Parts, Bytes), Error> {
+    async fn ask(&mut self, exchange: Exchange, request: Request<Bytes>) -> Result<Answer, Error> {
         // The path only: a base URI may carry user:password@.
         tracing::debug!(%exchange, path = request.uri().path(), "token request");
         if let Some(refusal) = self.config.refusal(request.uri()) {
@@ -285,17 +250,8 @@ where
         let (parts, body) = response.into_http().into_parts();
         self.server_wait = server_wait(parts.status, &parts.headers, SystemTime::now());
         let body = read_capped(exchange, &parts.headers, body).await?;
-        Ok((parts, body))
+        Ok(Answer::new(exchange, parts.status, parts.headers, body))
     }
-}
-
-/// The answer to a request of `exchange` the layer gave `timeout`, as it came back.
-fn answer_to(
-    exchange: Exchange,
-    timeout: Duration,
-    (parts, body): &(http::response::Parts, Bytes),
-) -> Answer<'_> {
-    Answer::new(exchange, parts.status, &parts.headers, body).within(timeout)
 }
 
 /// `attempt`, or [`Error::Timeout`] once `timeout` has passed.

@@ -132,8 +132,19 @@ impl Grant {
         self.refresh_token.as_ref()
     }
 
-    /// `Bearer <token>`, marked sensitive so HTTP/2 never indexes it and `Debug` hides it.
-    pub(crate) fn bearer_header(&self) -> HeaderValue {
+    /// `Bearer <token>`, marked sensitive so HTTP/2 never indexes it and `Debug` hides it:
+    /// what the layer puts on requests, and what a refresh request usually carries.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_token_refresh::{Grant, Secret};
+    ///
+    /// let grant = Grant::new(Secret::new("t0ken").unwrap(), Duration::from_secs(60));
+    /// let header = grant.bearer_header();
+    /// assert_eq!(header, "Bearer t0ken");
+    /// assert!(header.is_sensitive());
+    /// ```
+    pub fn bearer_header(&self) -> HeaderValue {
         let token = self.access_token.expose();
         let mut buf = BytesMut::with_capacity("Bearer ".len() + token.len());
         buf.put_slice(b"Bearer ");

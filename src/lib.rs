@@ -51,11 +51,12 @@
 //!   refresh is under way) from its **refresh point**, then **dead** (no longer sent) from its
 //!   **dead point**, a safety margin before it **expires**. A token is **revoked** when the
 //!   server no longer takes it: a request carrying it was answered 401 (its phase says so),
-//!   or a refresh of it was rejected in a way [`TokenEndpoint::is_revocation`] recognises.
+//!   or a refresh of it failed in a way [`TokenEndpoint::classify`] calls
+//!   [`FailureKind::Revoked`].
 //!   Only a new login replaces a revoked token, when the endpoint can log in.
 //! - **Exchange** ([`Exchange`]): one login or one refresh, sent through the wrapped service.
-//!   A login may take several requests (a device grant polls until the user approves: see
-//!   [`LoginStep`]); it is still one exchange.
+//!   A login may take several requests (a device grant polls until the user approves),
+//!   sent through one [`TokenClient`]; it is still one exchange.
 //!   **Rejected** ([`Error::Rejected`]): the endpoint answered an exchange and said no, with
 //!   its status and the protocol's own [`ErrorCode`].
 //! - **Flight**: the one attempt at a new token that every waiting caller shares, with its
@@ -188,8 +189,8 @@ mod settings;
 mod state;
 mod status;
 
-pub use endpoint::{Answer, LoginFuture, LoginStep, TokenEndpoint};
-pub use error::{DeviceGrantEnd, Error, ErrorCode, Exchange, ProviderError};
+pub use endpoint::{Answer, FailureKind, TokenClient, TokenEndpoint};
+pub use error::{printable, DeviceGrantEnd, Error, ErrorCode, Exchange, ProviderError};
 pub use event::TokenEvent;
 pub use future::ResponseFuture;
 pub use grant::{Grant, InvalidLifetime, InvalidSecret, Secret};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::endpoint::TokenEndpoint;
+use crate::endpoint::erased::DynEndpoint;
 use crate::event::Hook;
 use crate::origin::Origin;
 use crate::record::Metrics;
@@ -15,7 +15,7 @@ use crate::state::{Timing, TokenState};
 /// The layer's settings, as its builder methods leave them.
 #[derive(Clone)]
 pub(crate) struct Settings {
-    pub(crate) endpoint: Arc<dyn TokenEndpoint>,
+    pub(crate) endpoint: Arc<dyn DynEndpoint>,
     pub(crate) timing: Timing,
     pub(crate) refresh_timeout: Duration,
     pub(crate) extra_origins: Vec<Origin>,

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::ServiceBuilder;
 use tower_token_refresh::{
-    Answer, Error, ErrorCode, Exchange, Grant, Secret, TokenEndpoint, TokenRefreshLayer,
+    Answer, Error, ErrorCode, Exchange, FailureKind, Secret, TokenEndpoint, TokenRefreshLayer,
 };
 
 use crate::oauth2::answer::oauth_error;
@@ -23,8 +23,13 @@ use crate::oauth2::{
 };
 use crate::{grant_for, ClientAuth, OAuth2RefreshGrant};
 
-fn answer_with<'a>(status: StatusCode, headers: &'a HeaderMap, body: &'a str) -> Answer<'a> {
-    Answer::new(Exchange::Refresh, status, headers, body.as_bytes())
+fn answer_with(status: StatusCode, _: &HeaderMap, body: &str) -> Answer {
+    Answer::new(Exchange::Refresh, status, HeaderMap::new(), body.to_owned())
+}
+
+/// What each answer here trades in.
+fn traded() -> Secret {
+    Secret::new("traded-refresh").unwrap()
 }
 
 fn offline_grant(client_auth: ClientAuth) -> OAuth2RefreshGrant {
@@ -35,18 +40,18 @@ fn offline_grant(client_auth: ClientAuth) -> OAuth2RefreshGrant {
         client_auth,
         refresh_token: Secret::new("tGzv3JOkF0XG5Qx2TlKWIA").unwrap(),
         default_lifetime: Duration::from_secs(60),
+        rotated: Arc::default(),
     }
 }
 
 #[test]
 fn an_answer_without_a_refresh_token_keeps_the_old_one() {
     let grant = offline_grant(ClientAuth::Body(Secret::new("x").unwrap()));
-    let current = Grant::new(Secret::new("old-access").unwrap(), Duration::ZERO)
-        .with_refresh_token(Secret::new("kept-refresh").unwrap());
+    let kept = Secret::new("kept-refresh").unwrap();
     let headers = HeaderMap::new();
     let body = r#"{"access_token":"new-access","token_type":"Bearer","expires_in":60}"#;
-    let answer = answer_with(StatusCode::OK, &headers, body).replacing(&current);
-    let refreshed = grant.read_answer(answer).unwrap();
+    let answer = answer_with(StatusCode::OK, &headers, body);
+    let refreshed = grant.read_answer(answer, &kept).unwrap();
     assert_eq!(refreshed.access_token().expose(), "new-access");
     assert_eq!(refreshed.refresh_token().unwrap().expose(), "kept-refresh");
 }
@@ -91,8 +96,7 @@ fn form_encoding_round_trips() {
 fn refresh_request_is_rfc_6749_section_6() {
     // RFC 6749 section 2.3.1's example client and section 6's example refresh token.
     let grant = offline_grant(ClientAuth::Basic(Secret::new("gX1fBat3bV").unwrap()));
-    let current = grant.initial_grant().unwrap();
-    let request = grant.refresh_request(&current);
+    let request = grant.refresh_request(&grant.refresh_token);
     assert_eq!(request.method(), Method::POST);
     assert_eq!(request.uri(), &grant.token_url);
     assert_eq!(request.headers()[CONTENT_TYPE], FORM);
@@ -107,7 +111,7 @@ fn refresh_request_is_rfc_6749_section_6() {
     );
 
     let grant = offline_grant(ClientAuth::Body(Secret::new("gX1fBat3bV").unwrap()));
-    let request = grant.refresh_request(&current);
+    let request = grant.refresh_request(&grant.refresh_token);
     assert!(request.headers().get(AUTHORIZATION).is_none());
     let form = parse_form(request.body()).unwrap();
     assert_eq!(form["client_secret"], "gX1fBat3bV");
@@ -118,12 +122,13 @@ fn refresh_request_is_rfc_6749_section_6() {
 }
 
 #[test]
-fn the_initial_grant_refreshes_before_anything_is_sent() {
+fn it_starts_from_a_refresh_token_alone() {
     let grant = offline_grant(ClientAuth::Body(Secret::new("x").unwrap()));
-    let initial = grant.initial_grant().unwrap();
-    assert_eq!(initial.lifetime(), Duration::ZERO);
-    assert_eq!(initial.refresh_token(), Some(&grant.refresh_token));
-    assert!(grant.login().is_none());
+    assert!(grant.can_log_in(), "its login trades the refresh token");
+    assert!(
+        grant.initial_grant().is_none(),
+        "no placeholder access token"
+    );
 }
 
 #[test]
@@ -133,7 +138,7 @@ fn answers_rotate_the_refresh_token() {
     let body = r#"{"access_token":"2YotnFZFEjr1zCsicMWpAA","token_type":"bearer",
                    "expires_in":3600,"refresh_token":"new-rt"}"#;
     let next = grant
-        .read_answer(answer_with(StatusCode::OK, &headers, body))
+        .read_answer(answer_with(StatusCode::OK, &headers, body), &traded())
         .unwrap();
     assert_eq!(next.access_token().expose(), "2YotnFZFEjr1zCsicMWpAA");
     assert_eq!(next.lifetime(), Duration::from_secs(3600));
@@ -141,7 +146,7 @@ fn answers_rotate_the_refresh_token() {
 
     let no_expiry = r#"{"access_token":"a","token_type":"Bearer","refresh_token":"r"}"#;
     let next = grant
-        .read_answer(answer_with(StatusCode::OK, &headers, no_expiry))
+        .read_answer(answer_with(StatusCode::OK, &headers, no_expiry), &traded())
         .unwrap();
     assert_eq!(next.lifetime(), grant.default_lifetime);
 
@@ -162,14 +167,9 @@ fn answers_rotate_the_refresh_token() {
             r#"{"access_token":"a","token_type":"Bearer","expires_in":0,"refresh_token":"r"}"#,
             "not positive",
         ),
-        // Without the grant being replaced there is no refresh token to keep.
-        (
-            r#"{"access_token":"a","token_type":"Bearer","expires_in":60}"#,
-            "no refresh_token",
-        ),
         ("not json at all", "not JSON"),
     ] {
-        match grant.read_answer(answer_with(StatusCode::OK, &headers, body)) {
+        match grant.read_answer(answer_with(StatusCode::OK, &headers, body), &traded()) {
             Err(Error::InvalidResponse { reason, .. }) => {
                 assert!(reason.contains(why), "{body}: {reason}")
             }
@@ -184,7 +184,10 @@ fn error_answers_become_rejections() {
     let headers = HeaderMap::new();
     let body = r#"{"error":"invalid_grant","error_description":"refresh token already used"}"#;
     let error = grant
-        .read_answer(answer_with(StatusCode::BAD_REQUEST, &headers, body))
+        .read_answer(
+            answer_with(StatusCode::BAD_REQUEST, &headers, body),
+            &traded(),
+        )
         .unwrap_err();
     match &error {
         Error::Rejected {
@@ -206,22 +209,29 @@ fn error_answers_become_rejections() {
         None,
         "no Ocient code in an OAuth answer"
     );
-    assert!(grant.is_revocation(&error));
+    assert_eq!(grant.classify(&error), FailureKind::Revoked);
 
     let body = r#"{"error":"invalid_client"}"#;
     let error = grant
-        .read_answer(answer_with(StatusCode::UNAUTHORIZED, &headers, body))
+        .read_answer(
+            answer_with(StatusCode::UNAUTHORIZED, &headers, body),
+            &traded(),
+        )
         .unwrap_err();
     assert_eq!(oauth_error(&error), Some("invalid_client"));
-    assert!(
-        !grant.is_revocation(&error),
-        "the refresh token may be fine"
+    assert_eq!(
+        grant.classify(&error),
+        FailureKind::Refused,
+        "the refresh token may be fine, the client is not"
     );
 
     let error = grant
-        .read_answer(answer_with(StatusCode::BAD_GATEWAY, &headers, "<html>"))
+        .read_answer(
+            answer_with(StatusCode::BAD_GATEWAY, &headers, "<html>"),
+            &traded(),
+        )
         .unwrap_err();
-    assert!(!grant.is_revocation(&error));
+    assert_eq!(grant.classify(&error), FailureKind::Away);
 }
 
 #[test]
@@ -242,7 +252,7 @@ fn a_lifetime_the_crate_refuses_is_refused_here_too() {
     ] {
         let body = answer(expires_in);
         let error = grant
-            .read_answer(answer_with(StatusCode::OK, &headers, &body))
+            .read_answer(answer_with(StatusCode::OK, &headers, &body), &traded())
             .unwrap_err();
         match &error {
             Error::InvalidResponse { reason, .. } => assert_eq!(reason, why, "{expires_in}"),
@@ -251,7 +261,7 @@ fn a_lifetime_the_crate_refuses_is_refused_here_too() {
     }
     let body = answer("1e300");
     let grant = grant
-        .read_answer(answer_with(StatusCode::OK, &headers, &body))
+        .read_answer(answer_with(StatusCode::OK, &headers, &body), &traded())
         .unwrap();
     assert_eq!(
         grant.lifetime(),
@@ -334,7 +344,11 @@ async fn rotation_across_several_lifetimes_and_reuse_refused() {
     let error = say_hello(&stale_service, &server).await.unwrap_err();
     let error = error.downcast_ref::<Error>().expect("a token error");
     assert_eq!(oauth_error(error), Some("invalid_grant"), "{error}");
-    assert!(stale.is_revocation(error));
+    assert_eq!(
+        stale.classify(error),
+        FailureKind::Refused,
+        "a spent refresh token at login is refused, not asked again unasked"
+    );
     assert_eq!(server.stats().reuse_refused, 2);
 
     // The first client is unaffected.

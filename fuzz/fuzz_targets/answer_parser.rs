@@ -26,7 +26,7 @@ use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, StatusCode};
 use libfuzzer_sys::fuzz_target;
 use tower_token_refresh::{
-    Answer, Exchange, IdentityToken, InvalidSecret, OcientAuth, Secret, TokenEndpoint,
+    Answer, Exchange, IdentityToken, InvalidSecret, OcientAuth, Secret,
 };
 
 /// The longest lifetime the layer believes, whatever the server says.
@@ -60,7 +60,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         OcientAuth::new(base).sso_token_from(|| async { Ok(IdentityToken::id_token(PASSWORD)) })
     };
-    let result = auth.read_answer(Answer::new(exchange, status, &headers, body));
+    let result = auth.read_answer(Answer::new(exchange, status, headers, body.to_vec()));
 
     match &result {
         Ok(grant) => {

@@ -1,146 +1,147 @@
-//! The protocol seam: how to ask for a token and how to read the answer.
+//! The protocol seam: how to obtain a token, and what a failure means.
 //!
 //! The layer knows when to ask; a [`TokenEndpoint`] knows how. [`OcientAuth`](crate::OcientAuth)
 //! is the Ocient implementation; another token service (an OAuth 2.0 refresh-token grant, say)
 //! plugs in by implementing this trait.
 
 use std::future::Future;
-use std::pin::Pin;
-use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode, Uri};
+use http::{HeaderMap, StatusCode, Uri};
 
 use crate::error::{Error, Exchange};
 use crate::grant::Grant;
 
-mod login;
+mod client;
+pub(crate) mod erased;
+mod failure;
+#[cfg(test)]
+pub(crate) mod script;
 
-pub use login::LoginStep;
-pub(crate) use login::{Continuation, Reader};
+pub use client::TokenClient;
+pub(crate) use client::{BoxFuture, Deadline, Transport};
+pub use failure::FailureKind;
 
-/// The answer to a login or refresh request, read in full.
+/// The answer to a login or refresh request, read in full: what
+/// [`TokenClient::send`] returns.
 ///
 /// Its `Debug` shows the status and sizes only: the body holds the token.
 #[non_exhaustive]
-pub struct Answer<'a> {
+pub struct Answer {
     /// Which request this answers.
     pub exchange: Exchange,
     /// The HTTP status.
     pub status: StatusCode,
     /// The response headers.
-    pub headers: &'a HeaderMap,
+    pub headers: HeaderMap,
     /// The whole body (at most 1 MiB; larger answers never reach the protocol).
-    pub body: &'a [u8],
-    /// For a refresh, the grant it trades in: a protocol whose server may leave out a new
-    /// refresh token (OAuth 2.0) keeps the old one from here.
-    pub current: Option<&'a Grant>,
-    /// How long the layer gives each token request, answer included (its refresh timeout):
-    /// a login that asks the server to hold its next request (a long poll) asks for less.
-    pub request_timeout: Duration,
+    pub body: Bytes,
 }
 
-impl std::fmt::Debug for Answer<'_> {
+impl std::fmt::Debug for Answer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Answer")
             .field("exchange", &self.exchange)
             .field("status", &self.status)
             .field("headers", &self.headers.len())
             .field("body_len", &self.body.len())
-            .field("current", &self.current)
-            .field("request_timeout", &self.request_timeout)
             .finish()
     }
 }
 
-impl<'a> Answer<'a> {
-    /// An answer to `exchange`, to a request given the layer's default refresh timeout
-    /// (see [`within`](Self::within)).
+impl Answer {
+    /// An answer to `exchange`: for testing how a protocol reads one.
     pub fn new(
         exchange: Exchange,
         status: StatusCode,
-        headers: &'a HeaderMap,
-        body: &'a [u8],
+        headers: HeaderMap,
+        body: impl Into<Bytes>,
     ) -> Self {
         Answer {
             exchange,
             status,
             headers,
-            body,
-            current: None,
-            request_timeout: crate::layer::DEFAULT_REFRESH_TIMEOUT,
+            body: body.into(),
         }
-    }
-
-    /// The answer to a request the layer gave `timeout`.
-    #[must_use]
-    pub fn within(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
-        self
-    }
-
-    /// The answer to a refresh of `current`.
-    #[must_use]
-    pub fn replacing(mut self, current: &'a Grant) -> Self {
-        self.current = Some(current);
-        self
     }
 }
 
-/// A login request being built: see [`TokenEndpoint::login`].
-pub type LoginFuture<'a> = Pin<Box<dyn Future<Output = Result<Request<Bytes>, Error>> + Send + 'a>>;
-
-/// Builds login and refresh requests for one token service and reads its answers.
+/// Obtains tokens from one token service: its login and its refresh, written as plain async
+/// code over a [`TokenClient`], and what its failures mean ([`classify`](Self::classify)).
 ///
-/// Implement [`origin`](Self::origin), [`refresh_request`](Self::refresh_request),
-/// [`read_answer`](Self::read_answer) and [`is_revocation`](Self::is_revocation); and,
-/// where they apply, [`login`](Self::login) (without it the endpoint never logs in: it
-/// starts from [`initial_grant`](Self::initial_grant) and refreshes it while the server
-/// allows), [`allows_plain_http`](Self::allows_plain_http), and
+/// Implement [`origin`](Self::origin) and [`refresh`](Self::refresh); and, where they
+/// apply, [`can_log_in`](Self::can_log_in) with [`login`](Self::login) (without them the
+/// endpoint starts from [`initial_grant`](Self::initial_grant) and refreshes it while the
+/// server allows), [`classify`](Self::classify) for a server whose refusals the default does
+/// not recognise, [`allows_plain_http`](Self::allows_plain_http), and
 /// [`other_origins`](Self::other_origins) with [`fail_over`](Self::fail_over) for a
 /// cluster.
 ///
-/// Every request is sent through the service the layer wraps, so it shares its connection
-/// pool, TLS and proxy settings. Implementations hold credentials; their `Debug` must not
-/// show them. What an answer can produce is built with [`Grant::from_expires_in`],
-/// [`Error::rejected`], [`Error::invalid_response`] and [`Error::transport`].
+/// Every request goes through the service the layer wraps, so it shares its connection
+/// pool, TLS and proxy settings, and each step is bounded by the layer's refresh timeout
+/// (see [`TokenClient`]). A login of several requests (a challenge, a device grant that
+/// polls until the user approves) is a loop. Implementations hold credentials; their
+/// `Debug` must not show them. What an answer produces is built with
+/// [`Grant::from_expires_in`], [`Error::rejected`], [`Error::invalid_response`], and for a
+/// credentials source of the implementation's own, [`Error::provider`].
 ///
 /// ```
-/// use bytes::Bytes;
-/// use http::{Request, Uri};
-/// use tower_token_refresh::{Answer, Error, Grant, LoginFuture, Secret, TokenEndpoint};
+/// use http::{Request, StatusCode, Uri};
+/// use tower_token_refresh::{
+///     Answer, Error, FailureKind, Grant, Secret, TokenClient, TokenEndpoint,
+/// };
 ///
-/// /// Logs in with a password read at each login, and refreshes nothing (every token
-/// /// that dies leads to a new login).
+/// /// Logs in with a password read at each login, and refreshes with the token.
 /// #[derive(Debug)]
 /// struct FileLogin {
 ///     api: Uri,
+/// }
+///
+/// impl FileLogin {
+///     fn read(&self, answer: Answer) -> Result<Grant, Error> {
+///         if !answer.status.is_success() {
+///             let reason = String::from_utf8_lossy(&answer.body);
+///             return Err(Error::rejected(answer.exchange, answer.status, None, reason));
+///         }
+///         let token = std::str::from_utf8(&answer.body).unwrap_or_default().trim();
+///         let token = Secret::new(token)
+///             .map_err(|e| Error::invalid_response(answer.exchange, e.to_string()))?;
+///         Grant::from_expires_in(token, 300.0)
+///             .map_err(|e| Error::invalid_response(answer.exchange, e.to_string()))
+///     }
 /// }
 ///
 /// impl TokenEndpoint for FileLogin {
 ///     fn origin(&self) -> &Uri {
 ///         &self.api
 ///     }
-///     fn login(&self) -> Option<LoginFuture<'_>> {
-///         Some(Box::pin(async move {
-///             let password = tokio::fs::read_to_string("/run/secrets/api")
-///                 .await
-///                 .map_err(|e| Error::transport(tower_token_refresh::Exchange::Login, e))?;
-///             Ok(Request::post(format!("{}login", self.api)).body(Bytes::from(password)).unwrap())
-///         }))
+///     fn can_log_in(&self) -> bool {
+///         true
 ///     }
-///     fn refresh_request(&self, _current: &Grant) -> Request<Bytes> {
-///         Request::post(format!("{}refresh", self.api)).body(Bytes::new()).unwrap()
+///     async fn login(&self, client: &mut TokenClient<'_>) -> Result<Grant, Error> {
+///         // A local failure, not the server's: the layer neither fails over nor blames it.
+///         let password = tokio::fs::read_to_string("/run/secrets/api")
+///             .await
+///             .map_err(Error::provider)?;
+///         let request = Request::post(format!("{}login", self.api)).body(password.into());
+///         let answer = client.send(request.expect("a valid request")).await?;
+///         self.read(answer)
 ///     }
-///     fn read_answer(&self, answer: Answer<'_>) -> Result<Grant, Error> {
-///         let token = std::str::from_utf8(answer.body).unwrap_or_default().trim();
-///         let token = Secret::new(token)
-///             .map_err(|e| Error::invalid_response(answer.exchange, e.to_string()))?;
-///         Grant::from_expires_in(token, 300.0)
-///             .map_err(|e| Error::invalid_response(answer.exchange, e.to_string()))
+///     async fn refresh(&self, client: &mut TokenClient<'_>, current: &Grant) -> Result<Grant, Error> {
+///         let request = Request::post(format!("{}refresh", self.api))
+///             .header("authorization", current.bearer_header())
+///             .body(Default::default());
+///         let answer = client.send(request.expect("a valid request")).await?;
+///         self.read(answer)
 ///     }
-///     fn is_revocation(&self, error: &Error) -> bool {
-///         matches!(error, Error::Rejected { status, .. } if status.as_u16() == 401)
+///     fn classify(&self, error: &Error) -> FailureKind {
+///         match error {
+///             // This server says 400 for a wrong password.
+///             Error::Rejected { status, .. } if *status == StatusCode::BAD_REQUEST => {
+///                 FailureKind::Refused
+///             }
+///             other => FailureKind::of(other),
+///         }
 ///     }
 /// }
 /// # let _ = tower_token_refresh::TokenRefreshLayer::new(FileLogin { api: Uri::from_static("https://api") });
@@ -149,44 +150,44 @@ pub trait TokenEndpoint: std::fmt::Debug + Send + Sync + 'static {
     /// The URI whose origin (scheme, host, port) gets the token.
     fn origin(&self) -> &Uri;
 
-    /// The login request, built when a login is about to be sent (credentials may be
-    /// fetched first: a secret manager, a mounted file that rotates); `None` when this
-    /// endpoint cannot log in (the default).
-    ///
-    /// Whether the endpoint can log in follows from this: a revoked token leads to a new
-    /// login exactly when it returns `Some`. The layer may call it only to ask that, and
-    /// drop the future unpolled, so the future should do its work when polled, not when
-    /// created (an `async` block does).
-    fn login(&self) -> Option<LoginFuture<'_>> {
-        None
+    /// Whether this endpoint can [`login`](Self::login) (`false` unless implemented): a
+    /// token that is revoked or dead leads to a new login exactly when it can.
+    fn can_log_in(&self) -> bool {
+        false
     }
 
-    /// Reads the answer to the [`login`](Self::login) request. The default reads it as the
-    /// whole login, with [`read_answer`](Self::read_answer).
+    /// Obtains a new grant from nothing but the credentials. The default fails with
+    /// [`Error::MissingCredentials`]: implement it together with
+    /// [`can_log_in`](Self::can_log_in).
     ///
-    /// A login that takes more than one request (a device grant, which polls until the
-    /// user approves) answers [`LoginStep::then`] with the next request and how to read
-    /// what comes of it, until it is [`LoginStep::done`]. The layer sends each request
-    /// through the wrapped service, bounds each by its refresh timeout (a wait asked with
-    /// [`LoginStep::after`] does not count), and takes the whole conversation as one login:
-    /// callers wait for it like for any login. The endpoint bounds the conversation: one
-    /// that never ends keeps its callers waiting.
-    fn read_login_answer(&self, answer: Answer<'_>) -> LoginStep<'_> {
-        LoginStep::done(self.read_answer(answer))
+    /// The layer calls it only when a login may be sent (never towards an origin it would
+    /// refuse in the clear), and shares one login among every waiting caller.
+    fn login(
+        &self,
+        client: &mut TokenClient<'_>,
+    ) -> impl Future<Output = Result<Grant, Error>> + Send {
+        let _ = client;
+        std::future::ready(Err(Error::MissingCredentials))
     }
 
-    /// The request that trades `current` for a fresh grant.
-    fn refresh_request(&self, current: &Grant) -> Request<Bytes>;
+    /// Trades `current` for a fresh grant. A refresh failure that
+    /// [`classify`](Self::classify) calls [`FailureKind::Revoked`] leads to a login when
+    /// the endpoint can log in. The layer removes `current`'s tokens from any error text
+    /// the server echoed.
+    fn refresh(
+        &self,
+        client: &mut TokenClient<'_>,
+        current: &Grant,
+    ) -> impl Future<Output = Result<Grant, Error>> + Send;
 
-    /// Turns an answer into a grant, or into the error that explains why not.
-    fn read_answer(&self, answer: Answer<'_>) -> Result<Grant, Error>;
-
-    /// Whether `error` says the token is revoked (expired, unknown, no longer taken by the
-    /// server), so refreshing it cannot help and only a new login can.
-    ///
-    /// Such an error is a judgement, not an outage: the layer does not fail over to another
-    /// node for it, and waits the full backoff before asking again.
-    fn is_revocation(&self, error: &Error) -> bool;
+    /// What `error`, the outcome of a login or refresh, means for the next attempt: see
+    /// [`FailureKind`] for what the layer does with each kind. The default is
+    /// [`FailureKind::of`]; a protocol overrides it for the answers its server gives (a
+    /// vendor code that says "wrong password", a 400 that says "unknown client") and
+    /// defers to it for the rest.
+    fn classify(&self, error: &Error) -> FailureKind {
+        FailureKind::of(error)
+    }
 
     /// A token obtained elsewhere, to use before logging in. Its lifetime counts from now.
     fn initial_grant(&self) -> Option<Grant> {
@@ -206,9 +207,9 @@ pub trait TokenEndpoint: std::fmt::Debug + Send + Sync + 'static {
         Vec::new()
     }
 
-    /// A token request to the current node failed in a way another node might not (a
-    /// transport error, a timeout, a 5xx): moves the following requests to the next node
-    /// and returns `(from, to)`, or `None` when there is no other node.
+    /// A token request to the current node failed as [`FailureKind::Away`] (and not in a
+    /// credentials provider): moves the following requests to the next node and returns
+    /// `(from, to)`, or `None` when there is no other node.
     fn fail_over(&self) -> Option<(Uri, Uri)> {
         None
     }
@@ -218,6 +219,9 @@ pub trait TokenEndpoint: std::fmt::Debug + Send + Sync + 'static {
 mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
+    use std::time::Duration;
+
+    use http::Request;
 
     use super::*;
 
@@ -229,65 +233,49 @@ mod tests {
         fn origin(&self) -> &Uri {
             &self.0
         }
-        fn refresh_request(&self, _: &Grant) -> Request<Bytes> {
+        async fn refresh(&self, _: &mut TokenClient<'_>, _: &Grant) -> Result<Grant, Error> {
             unreachable!("never asked")
-        }
-        fn read_answer(&self, _: Answer<'_>) -> Result<Grant, Error> {
-            unreachable!("never asked")
-        }
-        fn is_revocation(&self, _: &Error) -> bool {
-            false
         }
     }
 
-    #[test]
-    fn by_default_there_is_one_node_in_the_clear_nowhere_and_no_login() {
+    /// A transport that is never asked to send.
+    struct Unused;
+
+    impl Transport for Unused {
+        fn send(
+            &mut self,
+            _: Exchange,
+            _: Request<Bytes>,
+            _: Duration,
+        ) -> BoxFuture<'_, Result<Answer, Error>> {
+            unreachable!("never asked")
+        }
+    }
+
+    #[tokio::test]
+    async fn by_default_there_is_one_node_in_the_clear_nowhere_and_no_login() {
         let endpoint = Minimal(Uri::from_static("https://sql-node"));
-        assert!(endpoint.login().is_none());
+        assert!(!endpoint.can_log_in());
         assert!(endpoint.other_origins().is_empty());
         assert!(endpoint.fail_over().is_none());
         assert!(!endpoint.allows_plain_http());
         assert!(endpoint.initial_grant().is_none());
+        let timeout = Duration::from_secs(1);
+        let deadline = Deadline::new(timeout);
+        let mut unused = Unused;
+        let mut client = TokenClient::new(&mut unused, Exchange::Login, timeout, deadline);
+        let login = TokenEndpoint::login(&endpoint, &mut client).await;
+        assert!(matches!(login, Err(Error::MissingCredentials)), "{login:?}");
+        let refused = Error::rejected(Exchange::Login, StatusCode::FORBIDDEN, None, "");
+        assert_eq!(endpoint.classify(&refused), FailureKind::Refused);
     }
 
     #[test]
-    fn by_default_a_login_answer_is_the_whole_login() {
-        let endpoint = AsyncLoginOnly(Uri::from_static("https://sql-node"));
-        let headers = HeaderMap::new();
-        let answer = Answer::new(Exchange::Login, StatusCode::OK, &headers, b"t0ken");
-        assert_eq!(
-            answer.request_timeout,
-            crate::layer::DEFAULT_REFRESH_TIMEOUT
-        );
-        let answer = answer.within(std::time::Duration::from_secs(7));
-        assert_eq!(answer.request_timeout, std::time::Duration::from_secs(7));
-        let step = endpoint.read_login_answer(answer);
-        assert!(step.is_done());
-        let shown = format!("{step:?}");
-        assert!(shown.starts_with("Done(Ok(Grant {"), "{shown}");
-        assert!(
-            !shown.contains("t0ken"),
-            "its Debug shows no token: {shown}"
-        );
-        let Ok(Ok(grant)) = step.into_parts() else {
-            panic!("read as the whole login");
-        };
-        assert_eq!(grant.access_token().expose(), "t0ken");
-    }
-
-    #[test]
-    fn a_login_goes_on_after_the_wait_it_asks_for() {
-        let next = Box::pin(std::future::ready(Err(Error::MissingCredentials)));
-        let more = LoginStep::then(next, |_| LoginStep::done(Err(Error::MissingCredentials)));
-        assert!(!more.is_done());
-        let more = more.after(std::time::Duration::from_secs(5));
-        assert_eq!(format!("{more:?}"), "Continue { wait: 5s, .. }");
-        let Err(next) = more.into_parts() else {
-            panic!("not over");
-        };
-        assert_eq!(next.wait, std::time::Duration::from_secs(5));
-        let over = LoginStep::done(Err(Error::MissingCredentials)).after(Duration::from_secs(1));
-        assert!(over.is_done(), "a login that is over stays over");
+    fn an_answer_shows_no_body() {
+        let answer = Answer::new(Exchange::Login, StatusCode::OK, HeaderMap::new(), "t0ken");
+        let shown = format!("{answer:?}");
+        assert!(shown.contains("body_len: 5"), "{shown}");
+        assert!(!shown.contains("t0ken"), "{shown}");
     }
 
     /// Logs in asynchronously and implements nothing optional: the way rotating
@@ -295,36 +283,35 @@ mod tests {
     #[derive(Debug)]
     struct AsyncLoginOnly(Uri);
 
-    impl TokenEndpoint for AsyncLoginOnly {
-        fn origin(&self) -> &Uri {
-            &self.0
-        }
-        fn login(&self) -> Option<LoginFuture<'_>> {
-            Some(Box::pin(async {
-                // As a secret manager would: the request is ready only later.
-                tokio::task::yield_now().await;
-                Ok(Request::post("http://127.0.0.1/login")
-                    .body(Bytes::new())
-                    .unwrap())
-            }))
-        }
-        fn refresh_request(&self, _: &Grant) -> Request<Bytes> {
-            Request::post("http://127.0.0.1/refresh")
-                .body(Bytes::new())
-                .unwrap()
-        }
-        fn read_answer(&self, answer: Answer<'_>) -> Result<Grant, Error> {
+    impl AsyncLoginOnly {
+        fn read(answer: Answer) -> Result<Grant, Error> {
             if !answer.status.is_success() {
                 return Err(Error::rejected(answer.exchange, answer.status, None, ""));
             }
-            let token = String::from_utf8_lossy(answer.body).into_owned();
+            let token = String::from_utf8_lossy(&answer.body).into_owned();
             let token = crate::grant::Secret::new(token)
                 .map_err(|e| Error::invalid_response(answer.exchange, e.to_string()))?;
             Grant::from_expires_in(token, 60.0)
                 .map_err(|e| Error::invalid_response(answer.exchange, e.to_string()))
         }
-        fn is_revocation(&self, error: &Error) -> bool {
-            matches!(error, Error::Rejected { status, .. } if *status == StatusCode::UNAUTHORIZED)
+    }
+
+    impl TokenEndpoint for AsyncLoginOnly {
+        fn origin(&self) -> &Uri {
+            &self.0
+        }
+        fn can_log_in(&self) -> bool {
+            true
+        }
+        async fn login(&self, client: &mut TokenClient<'_>) -> Result<Grant, Error> {
+            // As a secret manager would: the request is ready only later.
+            tokio::task::yield_now().await;
+            let request = Request::post("http://127.0.0.1/login").body(Bytes::new());
+            Self::read(client.send(request.unwrap()).await?)
+        }
+        async fn refresh(&self, client: &mut TokenClient<'_>, _: &Grant) -> Result<Grant, Error> {
+            let request = Request::post("http://127.0.0.1/refresh").body(Bytes::new());
+            Self::read(client.send(request.unwrap()).await?)
         }
     }
 

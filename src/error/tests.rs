@@ -37,7 +37,7 @@ struct Sealed(#[source] std::io::Error);
 fn a_provider_error_is_told_only_to_whoever_asks_for_it() {
     let cause = std::io::Error::other("disk gone");
     let error = Error::Provider {
-        source: ProviderError::new(Box::new(Sealed(cause))),
+        source: ProviderError::new(Sealed(cause)),
     };
     assert_eq!(error.to_string(), "the credentials provider failed");
     let debug = format!("{error:?}");

@@ -6,11 +6,11 @@ use std::future::{ready, Ready};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{Response, Uri};
+use http::{Response, StatusCode, Uri};
 use http_body_util::Full;
 
 use super::*;
-use crate::endpoint::TokenEndpoint;
+use crate::endpoint::{TokenClient, TokenEndpoint};
 use crate::error::ErrorCode;
 use crate::ocient::OcientAuth;
 
@@ -32,20 +32,23 @@ impl tower_service::Service<Request<Full<Bytes>>> for Unused {
     }
 }
 
-fn cause(endpoint: impl TokenEndpoint, error: Error) -> Cause {
-    let endpoint: Arc<dyn TokenEndpoint> = Arc::new(endpoint);
+fn fetcher(endpoint: impl TokenEndpoint) -> Fetcher<Unused, Full<Bytes>> {
+    let endpoint: Arc<dyn crate::endpoint::erased::DynEndpoint> = Arc::new(endpoint);
     let revokers = crate::revoker::Revokers::none();
     let timeout = Duration::from_secs(1);
     let metrics = Arc::new(crate::record::Metrics::new("test"));
     let config = Arc::new(Config::new(endpoint, &[], timeout, revokers, metrics));
-    let fetcher = Fetcher::<Unused, Full<Bytes>> {
+    Fetcher::<Unused, Full<Bytes>> {
         service: Unused,
         config,
         server_wait: None,
         hook: None,
         _body: PhantomData,
-    };
-    fetcher.setback(error).cause
+    }
+}
+
+fn cause(endpoint: impl TokenEndpoint, error: Error) -> Cause {
+    fetcher(endpoint).setback(error).cause
 }
 
 fn rejected(status: u16, vendor_code: i64) -> Error {
@@ -101,29 +104,52 @@ fn anything_else_the_server_said_is_unusable() {
     }
 }
 
-/// An endpoint that recognises no revocation, as a protocol without such codes might.
+/// An endpoint whose server refuses credentials with a 400 and says so in its own words.
 #[derive(Debug)]
-struct NothingRevoked(OcientAuth);
+struct BadUser(Uri);
 
-impl TokenEndpoint for NothingRevoked {
+impl TokenEndpoint for BadUser {
     fn origin(&self) -> &Uri {
-        self.0.origin()
+        &self.0
     }
-    fn refresh_request(&self, current: &Grant) -> Request<Bytes> {
-        self.0.refresh_request(current)
+    async fn refresh(&self, _: &mut TokenClient<'_>, _: &Grant) -> Result<Grant, Error> {
+        unreachable!("never asked")
     }
-    fn read_answer(&self, answer: Answer<'_>) -> Result<Grant, Error> {
-        self.0.read_answer(answer)
-    }
-    fn is_revocation(&self, _: &Error) -> bool {
-        false
+    fn classify(&self, error: &Error) -> FailureKind {
+        match error.code() {
+            Some(ErrorCode::Named(code)) if code == "bad_user" => FailureKind::Refused,
+            _ => FailureKind::of(error),
+        }
     }
 }
 
 #[test]
-fn a_401_or_403_judges_the_credentials_whatever_the_endpoint_calls_a_revocation() {
-    for status in [401, 403] {
-        let cause = cause(NothingRevoked(node()), rejected(status, 0));
-        assert_eq!(cause, Cause::Rejection, "{status}");
+fn the_endpoints_classification_is_what_the_layer_reads() {
+    let bad_user = Some(ErrorCode::Named("bad_user".into()));
+    let refused = Error::rejected(Exchange::Login, StatusCode::BAD_REQUEST, bad_user, "");
+    let endpoint = || BadUser(Uri::from_static("https://api"));
+    assert_eq!(cause(endpoint(), refused), Cause::Rejection);
+    let other = Error::rejected(Exchange::Login, StatusCode::BAD_REQUEST, None, "");
+    assert_eq!(cause(endpoint(), other), Cause::Unusable);
+}
+
+#[test]
+fn only_a_node_that_failed_is_failed_over_from() {
+    let fetcher = fetcher(node());
+    let away = [
+        Error::transport(Exchange::Login, "connection refused"),
+        rejected(502, -1),
+        Error::InsecureTransport {
+            origin: "http://sql-node".into(),
+        },
+    ];
+    for error in away {
+        assert!(fetcher.node_failed(&error), "{error}");
+    }
+    // Away, but every node would meet the same provider.
+    let provider = Error::provider("vault sealed");
+    assert_eq!(FailureKind::of(&provider), FailureKind::Away);
+    for error in [provider, rejected(401, -1), rejected(500, -1208)] {
+        assert!(!fetcher.node_failed(&error), "{error}");
     }
 }

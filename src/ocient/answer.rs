@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use http::StatusCode;
 use serde::Deserialize;
 
-use crate::endpoint::Answer;
+use crate::endpoint::{Answer, FailureKind};
 use crate::error::{Error, ErrorCode, Exchange};
 use crate::grant::{Grant, Secret};
 
@@ -57,12 +57,12 @@ struct TokenAnswer {
 /// Turns an answer into a grant, or into the error that explains why not; `scrub` cleans
 /// the server's own words of any secret before an error repeats them.
 pub(super) fn read(
-    answer: Answer<'_>,
+    answer: Answer,
     shape: Shape,
     scrub: impl Fn(&str) -> String,
 ) -> Result<Grant, Error> {
     let exchange = answer.exchange;
-    let parsed = parse_object::<TokenAnswer>(answer.body);
+    let parsed = parse_object::<TokenAnswer>(&answer.body);
     // A status object that does not parse leaves the answer unparsed: no token is taken
     // from a 2xx whose status cannot be read.
     let status = parsed.as_ref().ok().and_then(|p| p.status.as_ref());
@@ -116,12 +116,12 @@ fn sign_in_lifetime(token: &str) -> f64 {
 
 /// The rejection `answer` carries, if any: a non-2xx status, or a non-zero vendor code in
 /// its status object (in a 2xx answer too).
-pub(super) fn rejection(answer: &Answer<'_>, scrub: impl Fn(&str) -> String) -> Option<Error> {
-    rejection_by(answer, status_of(answer.body).as_ref(), scrub)
+pub(super) fn rejection(answer: &Answer, scrub: impl Fn(&str) -> String) -> Option<Error> {
+    rejection_by(answer, status_of(&answer.body).as_ref(), scrub)
 }
 
 fn rejection_by(
-    answer: &Answer<'_>,
+    answer: &Answer,
     status: Option<&Status>,
     scrub: impl Fn(&str) -> String,
 ) -> Option<Error> {
@@ -155,8 +155,8 @@ pub(super) struct Pending {
 /// is of class HYT (timeout), or its reason says pending, slow_down or timed out. The server's
 /// words for this are not documented: these are the ones Ocient's status object and OAuth
 /// 2.0's device grant use. A 5xx is the server failing, whatever it says.
-pub(super) fn pending(answer: &Answer<'_>) -> Option<Pending> {
-    let Ok(parsed) = parse_object::<TokenAnswer>(answer.body) else {
+pub(super) fn pending(answer: &Answer) -> Option<Pending> {
+    let Ok(parsed) = parse_object::<TokenAnswer>(&answer.body) else {
         return (answer.status == StatusCode::REQUEST_TIMEOUT)
             .then_some(Pending { slow_down: false });
     };
@@ -185,9 +185,11 @@ fn status_of(body: &[u8]) -> Option<Status> {
     parse_object::<Carrier>(body).ok()?.status
 }
 
-/// Whether a rejection says the token is revoked, so only a new login helps.
-pub(super) fn is_revocation(error: &Error) -> bool {
-    match error {
+/// What a failed Ocient login or refresh means: a vendor code that says the credentials or
+/// the token are no good (in any status, a 500 with -1208 too), or a 401 or 403, refuses a
+/// login and revokes a refreshed token; the rest is as for any protocol.
+pub(super) fn classify(error: &Error) -> FailureKind {
+    let no_good = match error {
         Error::Rejected { status, .. } => {
             *status == StatusCode::UNAUTHORIZED
                 || *status == StatusCode::FORBIDDEN
@@ -196,6 +198,13 @@ pub(super) fn is_revocation(error: &Error) -> bool {
                     .is_some_and(|code| TOKEN_NO_GOOD.contains(&code))
         }
         _ => false,
+    };
+    match error {
+        Error::Rejected { exchange, .. } if no_good => match exchange {
+            Exchange::Login => FailureKind::Refused,
+            Exchange::Refresh => FailureKind::Revoked,
+        },
+        error => FailureKind::of(error),
     }
 }
 
@@ -244,30 +253,43 @@ mod tests {
     use super::*;
 
     fn read(status: u16, body: &str) -> Result<Grant, Error> {
-        let headers = http::HeaderMap::new();
+        read_as(Exchange::Login, status, body)
+    }
+
+    fn read_as(exchange: Exchange, status: u16, body: &str) -> Result<Grant, Error> {
         let status = StatusCode::from_u16(status).unwrap();
-        let answer = Answer::new(Exchange::Login, status, &headers, body.as_bytes());
+        let answer = Answer::new(exchange, status, http::HeaderMap::new(), body.to_owned());
         super::read(answer, Shape::Login, str::to_owned)
     }
 
-    fn rejected(status: u16, vendor_code: i64) -> Error {
+    fn rejected(exchange: Exchange, status: u16, vendor_code: i64) -> Error {
         let body = format!(r#"{{"status":{{"vendor_code":{vendor_code}}}}}"#);
-        read(status, &body).unwrap_err()
+        read_as(exchange, status, &body).unwrap_err()
     }
 
     #[test]
     fn every_vendor_code_that_means_the_token_is_no_good_says_so() {
-        for code in [-304, -733, -1204, -1205, -1206, -1207, -1208] {
-            assert!(is_revocation(&rejected(200, code)), "{code} in band");
-            assert!(is_revocation(&rejected(500, code)), "{code} with a 500");
+        let kinds = [
+            (Exchange::Login, FailureKind::Refused),
+            (Exchange::Refresh, FailureKind::Revoked),
+        ];
+        for (exchange, no_good) in kinds {
+            for code in [-304, -733, -1204, -1205, -1206, -1207, -1208] {
+                let in_band = classify(&rejected(exchange, 200, code));
+                assert_eq!(in_band, no_good, "{code} in band");
+                let with_500 = classify(&rejected(exchange, 500, code));
+                assert_eq!(with_500, no_good, "{code} with a 500");
+            }
+            for code in [-1, -1209, 304, 733, 1204, 0] {
+                let kind = classify(&rejected(exchange, 500, code));
+                assert_eq!(kind, FailureKind::Away, "{code} says nothing of the token");
+            }
+            for status in [401, 403] {
+                assert_eq!(classify(&rejected(exchange, status, -1)), no_good);
+            }
         }
-        for code in [-1, -1209, 304, 733, 1204, 0] {
-            assert!(
-                !is_revocation(&rejected(500, code)),
-                "{code} says nothing of the token"
-            );
-        }
-        assert!(is_revocation(&rejected(401, -1)) && is_revocation(&rejected(403, -1)));
+        let in_band = classify(&rejected(Exchange::Login, 200, -1));
+        assert_eq!(in_band, FailureKind::Unusable, "any other code in band");
     }
 
     #[test]

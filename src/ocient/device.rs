@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::answer::{self, Shape};
 use super::OcientAuth;
-use crate::endpoint::{Answer, LoginStep};
+use crate::endpoint::{Answer, FailureKind, TokenClient, TokenEndpoint};
 use crate::error::{printable, DeviceGrantEnd, Error};
 use crate::grant::Grant;
 
@@ -62,107 +62,102 @@ impl fmt::Debug for DeviceCode {
 /// The user's prompt, shared by every clone of the `OcientAuth`.
 pub(super) type Prompt = Arc<dyn Fn(&DeviceCode) + Send + Sync>;
 
-/// A device grant just started: its answer holds the code for the user. Prompts the user,
-/// then polls for the approval until `approval_timeout` has passed.
-pub(super) fn started<'a>(
-    auth: &'a OcientAuth,
+/// Signs in by device grant: asks for a code, prompts the user with it, then polls for the
+/// approval until it comes, the user is refused, or `auth`'s approval timeout passes.
+pub(super) async fn sign_in(
+    auth: &OcientAuth,
     prompt: &Prompt,
-    approval_timeout: Duration,
-    answer: Answer<'_>,
-) -> LoginStep<'a> {
-    let code = match device_code(auth, &answer) {
-        Ok(code) => code,
-        Err(error) => return LoginStep::done(Err(error)),
-    };
+    client: &mut TokenClient<'_>,
+) -> Result<Grant, Error> {
+    let started = client.send(auth.device_grant_request()).await?;
+    let code = device_code(auth, &started)?;
     tracing::debug!("device sign-in waiting for the user's approval");
     prompt(&code);
-    let poll = Poll {
+    let mut poll = Poll {
         auth,
-        user_code: code.user_code,
-        deadline: Instant::now() + approval_timeout,
-        approval_timeout,
+        deadline: Instant::now() + auth.approval_timeout,
         interval: POLL_INTERVAL,
     };
-    poll.after(Duration::ZERO, answer.request_timeout)
+    loop {
+        let sent_at = Instant::now();
+        let server_wait = poll.server_wait(client.timeout());
+        let request = auth.device_verify_request(&code.user_code, server_wait);
+        let sent = client.send(request).await;
+        // Why to ask again, if the approval may still come.
+        let again = match poll.read(sent) {
+            Read::Over(outcome) => return outcome,
+            Read::Again(why) => why,
+        };
+        if Instant::now() >= poll.deadline {
+            let reason = format!("no approval within {:?}", auth.approval_timeout);
+            let timed_out = Error::device_grant(DeviceGrantEnd::TimedOut, &reason);
+            return Err(again.unwrap_or(timed_out));
+        }
+        if let Some(error) = &again {
+            tracing::debug!(%error, "device sign-in poll failed; asking again");
+        }
+        // A server that held the poll has waited already; one that answered at once is
+        // asked again after the interval.
+        client
+            .sleep(poll.interval.saturating_sub(sent_at.elapsed()))
+            .await;
+    }
 }
 
 /// Polling for the approval of one device code.
 struct Poll<'a> {
     auth: &'a OcientAuth,
-    user_code: String,
     deadline: Instant,
-    approval_timeout: Duration,
     /// The least time between two polls: longer each time the server asks to slow down.
     interval: Duration,
 }
 
-impl<'a> Poll<'a> {
-    /// The next poll, sent `wait` from now, for a request the layer gives `request_timeout`.
-    fn after(self, wait: Duration, request_timeout: Duration) -> LoginStep<'a> {
-        let server_wait = self.server_wait(request_timeout, wait);
-        let (auth, user_code) = (self.auth, self.user_code.clone());
-        let next = Box::pin(async move { Ok(auth.device_verify_request(&user_code, server_wait)) });
-        let sent_at = Instant::now() + wait;
-        LoginStep::then(next, move |sent| self.read(sent, sent_at, request_timeout)).after(wait)
-    }
+/// What came of one poll.
+enum Read {
+    /// A grant, or the end of the device grant.
+    Over(Result<Grant, Error>),
+    /// Ask again: the user has not decided yet, or (with the error) the server failed.
+    Again(Option<Error>),
+}
 
+impl Poll<'_> {
     /// The seconds the server may hold a poll: what is left of the approval time, and less
     /// than the layer gives the request, so that the server's answer comes back in time
     /// (with a refresh timeout under two seconds, the one second the server takes at the
     /// least may be too long: that poll times out, and the next one is sent).
-    fn server_wait(&self, request_timeout: Duration, wait: Duration) -> u64 {
+    fn server_wait(&self, request_timeout: Duration) -> u64 {
         let margin = (request_timeout / 4).max(Duration::from_secs(1));
         let for_the_server = request_timeout.saturating_sub(margin);
-        let left = self
-            .deadline
-            .saturating_duration_since(Instant::now() + wait);
+        let left = self.deadline.saturating_duration_since(Instant::now());
         let seconds = for_the_server.min(left).as_secs();
         seconds.clamp(1, MAX_SERVER_WAIT)
     }
 
-    /// What came of a poll sent at `sent_at`: a grant, the end, or another poll.
-    fn read(
-        mut self,
-        sent: Result<Answer<'_>, Error>,
-        sent_at: Instant,
-        request_timeout: Duration,
-    ) -> LoginStep<'a> {
-        // Why to ask again, if the approval may still come.
-        let again = match sent {
+    /// What came of a poll: a grant, the end, or another poll.
+    fn read(&mut self, sent: Result<Answer, Error>) -> Read {
+        match sent {
             Ok(answer) => match answer::pending(&answer) {
                 Some(pending) => {
                     if pending.slow_down {
                         self.interval += POLL_INTERVAL;
                     }
-                    None
+                    Read::Again(None)
                 }
                 None => match self.verdict(answer) {
-                    Err(error) if self.server_failed(&error) => Some(error),
-                    outcome => return LoginStep::done(outcome),
+                    Err(error) if self.server_failed(&error) => Read::Again(Some(error)),
+                    outcome => Read::Over(outcome),
                 },
             },
             // The code stays good while the server is away: a new device grant would ask
             // the user again.
-            Err(error) if self.server_failed(&error) => Some(error),
-            Err(error) => return LoginStep::done(Err(error)),
-        };
-        if Instant::now() >= self.deadline {
-            let reason = format!("no approval within {:?}", self.approval_timeout);
-            let timed_out = Error::device_grant(DeviceGrantEnd::TimedOut, &reason);
-            return LoginStep::done(Err(again.unwrap_or(timed_out)));
+            Err(error) if self.server_failed(&error) => Read::Again(Some(error)),
+            Err(error) => Read::Over(Err(error)),
         }
-        if let Some(error) = again {
-            tracing::debug!(%error, "device sign-in poll failed; asking again");
-        }
-        // A server that held the poll has waited already; one that answered at once is
-        // asked again after the interval.
-        let wait = self.interval.saturating_sub(sent_at.elapsed());
-        self.after(wait, request_timeout)
     }
 
     /// The grant an answer carries, or why there is none: a rejection by a server that
     /// failed stays one (another poll may get past it); any other ends the device grant.
-    fn verdict(&self, answer: Answer<'_>) -> Result<Grant, Error> {
+    fn verdict(&self, answer: Answer) -> Result<Grant, Error> {
         let scrub = |text: &str| self.auth.scrub(text);
         answer::read(answer, Shape::SignIn, scrub).map_err(|error| match &error {
             // A node that has no device grant (404) denies nobody.
@@ -175,15 +170,10 @@ impl<'a> Poll<'a> {
         })
     }
 
-    /// Whether the server could not answer: unreachable, too slow, a 5xx or a 429.
+    /// Whether the server could not answer (unreachable, too slow, a 5xx or a 429), as the
+    /// endpoint classifies every failure.
     fn server_failed(&self, error: &Error) -> bool {
-        match error {
-            Error::Transport { .. } | Error::Timeout { .. } => true,
-            Error::Rejected { status, .. } => {
-                status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
-            }
-            _ => false,
-        }
+        self.auth.classify(error) == FailureKind::Away
     }
 }
 
@@ -191,7 +181,7 @@ impl<'a> Poll<'a> {
 const MAX_FIELD: usize = 2048;
 
 /// The code for the user, from the answer to `/v1/sso_device_grant`.
-fn device_code(auth: &OcientAuth, answer: &Answer<'_>) -> Result<DeviceCode, Error> {
+fn device_code(auth: &OcientAuth, answer: &Answer) -> Result<DeviceCode, Error> {
     if let Some(rejection) = answer::rejection(answer, |text| auth.scrub(text)) {
         return Err(rejection);
     }
@@ -205,7 +195,7 @@ fn device_code(auth: &OcientAuth, answer: &Answer<'_>) -> Result<DeviceCode, Err
         user_code: Option<String>,
     }
     let invalid = |reason: &str| Error::invalid_response(answer.exchange, reason);
-    let started = answer::parse_object::<Started>(answer.body)
+    let started = answer::parse_object::<Started>(&answer.body)
         .map_err(|_| invalid("not a device grant answer"))?;
     let field = |value: Option<String>| {
         value

@@ -6,9 +6,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::AUTHORIZATION;
-use http::{Request, Uri};
+use http::Uri;
 use tokio::time::Instant;
 
 mod answer;
@@ -30,7 +29,7 @@ use requests::{at, host_and_port};
 pub use device::DeviceCode;
 pub use sso::IdentityToken;
 
-use crate::endpoint::{Answer, LoginFuture, LoginStep, TokenEndpoint};
+use crate::endpoint::{Answer, FailureKind, TokenClient, TokenEndpoint};
 use crate::error::{BoxError, Error};
 use crate::grant::{Grant, Secret};
 
@@ -285,6 +284,27 @@ impl OcientAuth {
         self
     }
 
+    /// Reads a token answer as the layer does: the single sign-on answers' looser shape for
+    /// a login by token exchange, the login's for the rest. For fuzzing and tests: the
+    /// layer calls it itself.
+    ///
+    /// ```
+    /// use http::{HeaderMap, StatusCode};
+    /// use tower_token_refresh::{Answer, Exchange, OcientAuth};
+    ///
+    /// let auth = OcientAuth::new("https://sql-node".parse().unwrap()).credentials("jdoe", "pw");
+    /// let body = r#"{"access_token":"t0ken","expires_in":3600}"#;
+    /// let answer = Answer::new(Exchange::Login, StatusCode::OK, HeaderMap::new(), body);
+    /// assert_eq!(auth.read_answer(answer).unwrap().access_token().expose(), "t0ken");
+    /// ```
+    pub fn read_answer(&self, answer: Answer) -> Result<Grant, Error> {
+        let shape = match (&self.sign_in, answer.exchange) {
+            (Some(SignIn::SsoToken(_)), crate::Exchange::Login) => Shape::SignIn,
+            _ => Shape::Login,
+        };
+        answer::read(answer, shape, |text| self.scrub(text))
+    }
+
     /// Removes the secrets this client knows from text the server sent back (before
     /// [`Error::rejected`] shortens it: a cut could leave part of a secret unrecognised).
     fn scrub(&self, text: &str) -> String {
@@ -356,55 +376,43 @@ impl TokenEndpoint for OcientAuth {
         Some(Grant::new(token, left))
     }
 
-    fn login(&self) -> Option<LoginFuture<'_>> {
-        Some(match self.sign_in.as_ref()? {
-            SignIn::Password(credentials) => Box::pin(async move {
-                let (username, password) = credentials.get().await?;
-                Ok(self.login_with(&username, &password))
-            }),
-            SignIn::SsoToken(provider) => Box::pin(async move {
-                let token = provider.get(IdentityToken::expose).await?;
-                if token.expose().is_empty() {
-                    let empty = "the identity provider's token is empty".into();
-                    return Err(Error::Provider {
-                        source: crate::error::ProviderError::new(empty),
-                    });
-                }
-                Ok(self.sso_request(&token))
-            }),
-            SignIn::DeviceGrant(_) => Box::pin(async move { Ok(self.device_grant_request()) }),
-        })
+    fn can_log_in(&self) -> bool {
+        self.sign_in.is_some()
     }
 
-    fn read_login_answer(&self, answer: Answer<'_>) -> LoginStep<'_> {
+    async fn login(&self, client: &mut TokenClient<'_>) -> Result<Grant, Error> {
         match &self.sign_in {
-            Some(SignIn::DeviceGrant(prompt)) => {
-                device::started(self, prompt, self.approval_timeout, answer)
+            Some(SignIn::Password(credentials)) => {
+                let (username, password) = credentials.get().await?;
+                let answer = client.send(self.login_with(&username, &password)).await?;
+                self.read_answer(answer)
             }
-            _ => LoginStep::done(self.read_answer(answer)),
+            Some(SignIn::SsoToken(provider)) => {
+                let token = provider.get(IdentityToken::expose).await?;
+                if token.expose().is_empty() {
+                    return Err(Error::provider("the identity provider's token is empty"));
+                }
+                let answer = client.send(self.sso_request(&token)).await?;
+                self.read_answer(answer)
+            }
+            Some(SignIn::DeviceGrant(prompt)) => device::sign_in(self, prompt, client).await,
+            None => Err(Error::MissingCredentials),
         }
     }
 
-    fn refresh_request(&self, current: &Grant) -> Request<Bytes> {
+    async fn refresh(&self, client: &mut TokenClient<'_>, current: &Grant) -> Result<Grant, Error> {
         let mut body = serde_json::Map::new();
         self.database_field(&mut body);
         let mut request = self.json_post("/v1/token_refresh", body.into());
         request
             .headers_mut()
             .insert(AUTHORIZATION, current.bearer_header());
-        request
+        let answer = client.send(request).await?;
+        self.read_answer(answer)
     }
 
-    fn read_answer(&self, answer: Answer<'_>) -> Result<Grant, Error> {
-        let shape = match (&self.sign_in, answer.exchange) {
-            (Some(SignIn::SsoToken(_)), crate::Exchange::Login) => Shape::SignIn,
-            _ => Shape::Login,
-        };
-        answer::read(answer, shape, |text| self.scrub(text))
-    }
-
-    fn is_revocation(&self, error: &Error) -> bool {
-        answer::is_revocation(error)
+    fn classify(&self, error: &Error) -> FailureKind {
+        answer::classify(error)
     }
 
     fn allows_plain_http(&self) -> bool {

@@ -27,7 +27,7 @@ fn every_error_has_one_label_as_an_outcome_and_as_a_reason() {
         (Error::MissingCredentials, "credentials"),
         (
             Error::Provider {
-                source: ProviderError::new("vault sealed".into()),
+                source: ProviderError::new("vault sealed"),
             },
             "credentials",
         ),

@@ -3,7 +3,8 @@
 //! - `essentials`: the token on every request, one login for concurrent callers, the
 //!   background refresh, dead tokens, a rejected refresh, a wrong password;
 //! - `contract`: the tower contract and where the token goes;
-//! - `plain_http`: nothing secret over plain http to another host;
+//! - `plain_http`: nothing secret over plain http to another host; `custom_endpoint`: a
+//!   protocol of the user's own, its classification read by the layer;
 //! - `spread`: a fleet started together does not refresh together;
 //! - `long_running`: idle refresh, nothing left behind, `warm_up`, `status`, rotating
 //!   passwords; `axum_ready`: the readiness probe the axum example shows;
@@ -18,6 +19,7 @@ mod common;
 
 mod axum_ready;
 mod contract;
+mod custom_endpoint;
 mod debug;
 mod device_grant;
 mod essentials;

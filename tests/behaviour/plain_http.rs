@@ -9,8 +9,7 @@ use http::header::AUTHORIZATION;
 use http::{Request, Uri};
 use ocient_mock::MockOcient;
 use tower_token_refresh::{
-    Answer, Error, Grant, IdentityToken, LoginFuture, OcientAuth, Secret, TokenEndpoint,
-    TokenRefreshLayer,
+    Error, Grant, IdentityToken, OcientAuth, Secret, TokenClient, TokenEndpoint, TokenRefreshLayer,
 };
 
 use crate::common;
@@ -140,26 +139,23 @@ impl TokenEndpoint for Custom {
         &self.api
     }
 
-    fn login(&self) -> Option<LoginFuture<'_>> {
+    fn can_log_in(&self) -> bool {
+        true
+    }
+
+    async fn login(&self, client: &mut TokenClient<'_>) -> Result<Grant, Error> {
         let body = Bytes::from_static(br#"{"username":"jdoe","password":"secret"}"#);
         let uri = format!("{}/v1/login", self.login);
         let request = Request::post(uri)
             .header("content-type", "application/json")
             .body(body)
             .unwrap();
-        Some(Box::pin(std::future::ready(Ok(request))))
-    }
-
-    fn refresh_request(&self, _: &Grant) -> Request<Bytes> {
-        unreachable!("no token is ever obtained")
-    }
-
-    fn read_answer(&self, _: Answer<'_>) -> Result<Grant, Error> {
+        client.send(request).await?;
         Ok(Grant::new(Secret::new("t").unwrap(), secs(60)))
     }
 
-    fn is_revocation(&self, _: &Error) -> bool {
-        false
+    async fn refresh(&self, _: &mut TokenClient<'_>, _: &Grant) -> Result<Grant, Error> {
+        unreachable!("no token is ever obtained")
     }
 }
 

@@ -1,31 +1,33 @@
 //! OcientAuth: its requests, its answers, its secrets and its nodes.
 
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+
 use super::*;
+use crate::endpoint::script::Script;
 use crate::error::Exchange;
-use http::StatusCode;
 
 fn auth() -> OcientAuth {
     OcientAuth::new("http://user:hunter2@sql-node:9090".parse().unwrap())
         .credentials("jdoe", "s3cret-pw")
 }
 
-/// The login request `auth` sends now.
+/// The first request of a login of `auth` now.
 async fn login(auth: &OcientAuth) -> Request<Bytes> {
-    auth.login()
-        .expect("credentials to log in with")
-        .await
-        .unwrap()
+    let mut script = Script::default();
+    let _ = script.login(auth, Duration::from_secs(30)).await;
+    script.sent.remove(0)
+}
+
+/// The request a refresh of `current` by `auth` sends.
+async fn refresh(auth: &OcientAuth, current: &Grant) -> Request<Bytes> {
+    let mut script = Script::default();
+    let _ = script.refresh(auth, current).await;
+    script.sent.remove(0)
 }
 
 fn read(status: u16, body: &str) -> Result<Grant, Error> {
-    let headers = http::HeaderMap::new();
-    let status = StatusCode::from_u16(status).unwrap();
-    auth().read_answer(Answer::new(
-        Exchange::Login,
-        status,
-        &headers,
-        body.as_bytes(),
-    ))
+    answered(status, body, |answer| auth().read_answer(answer))
 }
 
 // Found while fuzzing: `sql_state` came back unscrubbed.
@@ -54,14 +56,8 @@ async fn a_provided_password_is_scrubbed_once_it_was_used() {
     let login = login(&auth).await;
     assert!(String::from_utf8_lossy(login.body()).contains("r0tated-pw"));
     let echo = r#"{"status":{"vendor_code":-304,"reason":"bad r0tated-pw"}}"#;
-    let headers = http::HeaderMap::new();
-    let answer = Answer::new(
-        Exchange::Login,
-        StatusCode::UNAUTHORIZED,
-        &headers,
-        echo.as_bytes(),
-    );
-    let shown = auth.read_answer(answer).unwrap_err().to_string();
+    let shown = answered(401, echo, |answer| auth.read_answer(answer));
+    let shown = shown.unwrap_err().to_string();
     assert!(!shown.contains("r0tated-pw"), "{shown}");
     assert!(!format!("{auth:?}").contains("r0tated-pw"));
 }
@@ -70,8 +66,11 @@ async fn a_provided_password_is_scrubbed_once_it_was_used() {
 async fn a_failing_provider_is_a_credentials_error() {
     let auth = OcientAuth::new("https://sql-node".parse().unwrap())
         .credentials_from(|| async { Err("vault sealed".into()) });
-    let error = auth.login().expect("a login").await.unwrap_err();
+    let mut script = Script::default();
+    let error = script.login(&auth, Duration::from_secs(1)).await;
+    let error = error.unwrap_err();
     assert!(matches!(error, Error::Provider { .. }), "{error}");
+    assert!(script.sent.is_empty(), "nothing sent without credentials");
     let source = std::error::Error::source(&error).expect("the provider's error");
     assert_eq!(source.to_string(), "vault sealed");
     let shown = format!("{error} {error:?}");
@@ -144,10 +143,9 @@ fn debug_names_the_user_and_hides_the_password_fixed_or_provided() {
 #[test]
 fn an_empty_password_redacts_nothing() {
     let auth = OcientAuth::new("https://sql-node".parse().unwrap()).credentials("jdoe", "");
-    let headers = http::HeaderMap::new();
-    let body = br#"{"status":{"vendor_code":-304,"reason":"bad password"}}"#;
-    let answer = Answer::new(Exchange::Login, StatusCode::UNAUTHORIZED, &headers, body);
-    let shown = auth.read_answer(answer).unwrap_err().to_string();
+    let body = r#"{"status":{"vendor_code":-304,"reason":"bad password"}}"#;
+    let shown = answered(401, body, |answer| auth.read_answer(answer));
+    let shown = shown.unwrap_err().to_string();
     assert!(shown.ends_with(": bad password"), "{shown}");
 }
 
@@ -169,20 +167,20 @@ async fn requests_never_carry_the_base_uris_userinfo() {
     let login = login(&auth).await;
     assert_eq!(login.uri(), "http://sql-node:9090/v1/login");
     let grant = Grant::new(Secret::new("t").unwrap(), Duration::from_secs(1));
-    let refresh = auth.refresh_request(&grant);
+    let refresh = refresh(&auth, &grant).await;
     assert_eq!(refresh.uri(), "http://sql-node:9090/v1/token_refresh");
+    assert_eq!(refresh.headers()[http::header::AUTHORIZATION], "Bearer t");
 
     let behind_a_proxy = OcientAuth::new("https://gw.example/ocient/".parse().unwrap());
     let grant = Grant::new(Secret::new("t").unwrap(), Duration::from_secs(1));
-    let refresh = behind_a_proxy.refresh_request(&grant);
+    let refresh = super::tests::refresh(&behind_a_proxy, &grant).await;
     assert_eq!(refresh.uri(), "https://gw.example/ocient/v1/token_refresh");
 }
 
 #[test]
 fn answer_debug_hides_the_body() {
-    let headers = http::HeaderMap::new();
-    let body = br#"{"access_token":"t0ken-in-body"}"#;
-    let answer = Answer::new(Exchange::Login, StatusCode::OK, &headers, body);
+    let body = r#"{"access_token":"t0ken-in-body"}"#;
+    let answer = Answer::new(Exchange::Login, StatusCode::OK, HeaderMap::new(), body);
     let shown = format!("{answer:?}");
     assert!(!shown.contains("t0ken-in-body"), "{shown}");
     assert!(
@@ -195,14 +193,13 @@ mod device;
 mod sso;
 
 /// `body` as a login answer with `status`, read by `read`.
-fn answered<T>(status: u16, body: &str, read: impl FnOnce(Answer<'_>) -> T) -> T {
-    let headers = http::HeaderMap::new();
+fn answered<T>(status: u16, body: &str, read: impl FnOnce(Answer) -> T) -> T {
     let status = StatusCode::from_u16(status).unwrap();
     read(Answer::new(
         Exchange::Login,
         status,
-        &headers,
-        body.as_bytes(),
+        HeaderMap::new(),
+        body.to_owned(),
     ))
 }
 

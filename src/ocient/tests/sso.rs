@@ -40,7 +40,7 @@ async fn the_provider_is_asked_at_each_exchange() {
         std::future::ready(Ok(IdentityToken::id_token(format!("idp-{n}"))))
     });
     assert!(
-        auth.login().is_some(),
+        auth.can_log_in(),
         "asking whether it can log in asks nobody"
     );
     assert_eq!(asked.load(Ordering::SeqCst), 0);
@@ -122,9 +122,8 @@ fn a_missing_token_is_an_invalid_answer_and_a_past_exp_a_clock_to_doubt() {
 #[test]
 fn a_refresh_answer_still_needs_expires_in() {
     let auth = sso(IdentityToken::id_token("idp"));
-    let headers = http::HeaderMap::new();
     let body = format!(r#"{{"access_token":"{}"}}"#, jwt_expiring_in(600));
-    let answer = Answer::new(Exchange::Refresh, StatusCode::OK, &headers, body.as_bytes());
+    let answer = Answer::new(Exchange::Refresh, StatusCode::OK, HeaderMap::new(), body);
     let error = auth.read_answer(answer).unwrap_err();
     assert!(
         error.to_string().contains("expires_in is missing"),
@@ -145,9 +144,10 @@ async fn the_identity_token_is_a_secret_everywhere() {
     let shown = format!("{error} {error:?}");
     assert!(!shown.contains("idp-s3cret"), "{shown}");
     assert_eq!(error.vendor_code(), Some(-1205));
-    assert!(
-        auth.is_revocation(&error),
-        "a token the node refuses needs a new one"
+    assert_eq!(
+        auth.classify(&error),
+        FailureKind::Refused,
+        "an identity token the node refuses is not asked for again unasked"
     );
 }
 
@@ -155,6 +155,7 @@ async fn the_identity_token_is_a_secret_everywhere() {
 async fn a_failing_provider_is_a_provider_error() {
     let auth = OcientAuth::new("https://sql-node".parse().unwrap())
         .sso_token_from(|| async { Err("token file missing".into()) });
-    let error = auth.login().expect("a login").await.unwrap_err();
+    let error = Script::default().login(&auth, Duration::from_secs(1)).await;
+    let error = error.unwrap_err();
     assert!(matches!(error, Error::Provider { .. }), "{error}");
 }

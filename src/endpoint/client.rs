@@ -84,7 +84,7 @@ impl<'a> TokenClient<'a> {
 
     /// Waits `wait` (a poll interval), a wait that no timeout counts.
     pub async fn sleep(&mut self, wait: Duration) {
-        self.deadline.allow(wait + self.timeout);
+        self.deadline.allow(wait.saturating_add(self.timeout));
         tokio::time::sleep(wait).await;
         self.deadline.allow(self.timeout);
     }
@@ -101,6 +101,9 @@ impl<'a> TokenClient<'a> {
     }
 }
 
+/// Far enough ahead to stand for "never", near enough for any `Instant`.
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// When a login or refresh that makes no progress is given up: it only moves later, as
 /// requests are sent and answered and waits are asked for.
 #[derive(Debug, Clone)]
@@ -112,10 +115,13 @@ impl Deadline {
         Deadline(Arc::new(Mutex::new(Instant::now() + timeout)))
     }
 
-    /// Moves the deadline to `time` from now, unless it is later already.
+    /// Moves the deadline to `time` from now, unless it is later already. A time past
+    /// what an `Instant` can hold is as good as never.
     fn allow(&self, time: Duration) {
+        let now = Instant::now();
+        let until = now.checked_add(time).unwrap_or_else(|| now + NEVER);
         let mut at = self.0.lock().unwrap_or_else(|poison| poison.into_inner());
-        *at = (*at).max(Instant::now() + time);
+        *at = (*at).max(until);
     }
 
     fn at(&self) -> Instant {
@@ -151,5 +157,13 @@ mod tests {
         deadline.allow(Duration::from_secs(1)); // never earlier
         watch.await.unwrap();
         assert_eq!(started.elapsed(), Duration::from_secs(6));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endless_wait_neither_overflows_nor_passes() {
+        let deadline = Deadline::new(Duration::from_secs(1));
+        deadline.allow(Duration::MAX);
+        let passed = tokio::time::timeout(Duration::from_secs(3600), deadline.passed()).await;
+        assert!(passed.is_err(), "still waiting an hour later");
     }
 }

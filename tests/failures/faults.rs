@@ -132,6 +132,21 @@ async fn a_hung_token_endpoint_times_out() {
     assert!(matches!(token_error(&error), Error::Timeout { after, .. } if *after == secs(7)));
 }
 
+// A credentials provider that never answers holds nobody longer than the refresh timeout
+// either: the layer bounds a protocol's own work between requests too.
+#[tokio::test(start_paused = true)]
+async fn a_hung_credentials_provider_times_out() {
+    let auth = tower_token_refresh::OcientAuth::new(crate::common::BASE.parse().unwrap())
+        .credentials_from(std::future::pending);
+    let layer = TokenRefreshLayer::new(auth).refresh_timeout(secs(7));
+    let (service, recorder) = layered(MockOcient::new(), layer);
+    let before = Instant::now();
+    let error = send(&service, query()).await.unwrap_err();
+    assert_eq!(Instant::now() - before, secs(7));
+    assert!(matches!(token_error(&error), Error::Timeout { after, .. } if *after == secs(7)));
+    assert!(recorder.seen().is_empty(), "nothing was sent");
+}
+
 /// A body that sends its headers, then never finishes.
 #[derive(Debug)]
 struct StalledBody;

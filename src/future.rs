@@ -18,12 +18,12 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::config::Config;
-use crate::error::{BoxError, Error, Exchange};
+use crate::error::{BoxError, Error};
 use crate::fetch::Fetcher;
 use crate::inner::{HttpResponse, InnerService};
 use crate::record::Called;
 use crate::revoker::Revoker;
-use crate::state::{BoxFuture, Joined, Lookup, Settlement, TokenState, MAX_WAIT_ROUNDS};
+use crate::state::{BoxFuture, Joined, Lookup, Settlement, TokenState};
 
 pin_project! {
     /// Response future of [`TokenRefresh`](crate::TokenRefresh).
@@ -114,7 +114,7 @@ where
         config: Arc<Config>,
     ) -> Self {
         let called = Called::now();
-        let joined = join(&state, &service, &config);
+        let joined = join(&state, &service, &config, 0);
         let future = Box::pin(wait_then_send(
             joined, service, request, state, config, called,
         ));
@@ -144,18 +144,20 @@ where
     }
 }
 
-/// Joins the wait for a usable token, leading the attempt if nobody else is trying; the
-/// settlement to wait for, if a token has to be waited for.
+/// Joins the wait for a usable token after waiting for `rounds` attempts, leading the
+/// attempt if nobody else is trying; the settlement to wait for, if a token has to be
+/// waited for.
 fn join<S, B>(
     state: &Arc<TokenState>,
     service: &S,
     config: &Arc<Config>,
+    rounds: u8,
 ) -> Result<Option<Settlement>, Error>
 where
     S: InnerService<B>,
     B: From<Bytes> + Send + 'static,
 {
-    Ok(match state.join()? {
+    Ok(match state.join_after(rounds)? {
         Joined::Usable => None,
         Joined::Follow(settlement) => Some(settlement),
         Joined::Lead(flight, settlement) => {
@@ -182,28 +184,9 @@ where
     while let Some(settlement) = joined? {
         *rounds += 1;
         settlement.wait().await?;
-        joined = rejoin(state, service, config, *rounds);
+        joined = join(state, service, config, *rounds);
     }
     Ok(())
-}
-
-/// Joins again after `rounds` attempts, unless they were all in vain.
-fn rejoin<S, B>(
-    state: &Arc<TokenState>,
-    service: &S,
-    config: &Arc<Config>,
-    rounds: u8,
-) -> Result<Option<Settlement>, Error>
-where
-    S: InnerService<B>,
-    B: From<Bytes> + Send + 'static,
-{
-    if rounds >= MAX_WAIT_ROUNDS && !state.has_usable_token() {
-        let error =
-            Error::invalid_response(Exchange::Refresh, "every new token was dead on arrival");
-        return Err(error);
-    }
-    join(state, service, config)
 }
 
 /// Waits for the attempt `joined` and any after it until a token is usable, then readies
@@ -252,7 +235,7 @@ where
         }
         // Give the readiness back before waiting again.
         service = service.clone();
-        joined = rejoin(&state, &service, &config, wait.rounds);
+        joined = join(&state, &service, &config, wait.rounds);
     }
 }
 
@@ -267,7 +250,7 @@ where
     S: InnerService<B>,
     B: From<Bytes> + Send + 'static,
 {
-    let joined = join(&state, &service, &config);
+    let joined = join(&state, &service, &config, 0);
     wait_for_token(joined, &state, &mut service, &config, &mut 0).await
 }
 

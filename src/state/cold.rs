@@ -1,6 +1,6 @@
-//! What only the cold path touches, behind the state's mutex: generations, failures and the
-//! backoff they earn, the tasks that belong to the state, what it keeps for later, and the
-//! status it reports from all that.
+//! What only the cold path touches, behind the state's mutex: the token machine, generations,
+//! the tasks that belong to the state, what it keeps for later, and the status it reports
+//! from all that.
 
 use std::mem;
 use std::sync::Arc;
@@ -9,10 +9,10 @@ use std::time::Duration;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use super::backoff::{Failure, Jitter, Timing};
-use super::flight::{Cause, Fetch, Setback};
+use super::backoff::{Jitter, Timing};
+use super::flight::Fetch;
+use super::machine::{Event, Machine, Next};
 use super::token::{Phase, Token};
-use crate::error::Error;
 use crate::grant::Grant;
 use crate::status::{TokenPhase, TokenStatus};
 
@@ -29,12 +29,8 @@ struct Initial {
 pub(super) struct Cold {
     timing: Timing,
     jitter: Jitter,
-    /// The last failure while no token was usable (or one after which the server asked for
-    /// time), and when trying again is allowed: callers get it at once until then.
-    failure: Option<Failure>,
-    /// Somebody asked for a new token now: the flight backing off tries again at once.
-    hurry: bool,
-    consecutive_failures: u32,
+    /// Every decision about the attempts.
+    machine: Machine,
     generation: u64,
     /// The current token's timer.
     timer: Option<AbortHandle>,
@@ -43,15 +39,13 @@ pub(super) struct Cold {
     flight: Option<AbortHandle>,
     /// A token handed in by the user, installed on first use.
     initial: Option<Initial>,
-    /// Why the last attempt failed, until one succeeds.
-    last_error: Option<Error>,
     /// With `refresh_when_idle`: what the last flight fetched with, for the timer to start
     /// a refresh when no request comes. It holds a clone of the wrapped service.
     idle_fetch: Option<Box<dyn Fetch>>,
 }
 
 impl Cold {
-    pub(super) fn new(timing: Timing, initial: Option<Grant>) -> Self {
+    pub(super) fn new(timing: Timing, initial: Option<Grant>, idle_refresh: bool) -> Self {
         let jitter = Jitter::new();
         let initial = initial.map(|grant| Initial {
             grant,
@@ -60,54 +54,28 @@ impl Cold {
         });
         Cold {
             initial,
+            machine: Machine::new(timing, idle_refresh),
             timing,
             jitter,
-            failure: None,
-            hurry: false,
-            consecutive_failures: 0,
             generation: 0,
             timer: None,
             flight: None,
-            last_error: None,
             idle_fetch: None,
         }
     }
 
-    /// The failure callers still take at `now`, rather than start a new attempt.
-    pub(super) fn failure_at(&self, now: Instant) -> Option<&Error> {
-        let failure = self.failure.as_ref()?;
-        failure.holds_at(now).then_some(&failure.error)
+    /// Reports `event` to the machine: what to do next.
+    pub(super) fn on(&mut self, event: Event) -> Next {
+        self.machine.on(event, Instant::now())
     }
 
-    /// When the held failure lets callers try again, if one is held.
-    pub(super) fn retry_after(&self) -> Option<Instant> {
-        self.failure.as_ref().map(|f| f.retry_after)
+    /// A draw in `[0, 1)` to spread a backoff.
+    pub(super) fn jitter(&self) -> f64 {
+        self.jitter.next()
     }
 
-    /// A new attempt begins: callers follow it, not the failure it supersedes.
-    pub(super) fn forget_failure(&mut self) {
-        self.failure = None;
-    }
-
-    /// Somebody wants a new token now: the flight backing off tries at once.
-    pub(super) fn hurry(&mut self) {
-        self.failure = None;
-        self.hurry = true;
-    }
-
-    /// An attempt ended: it answered whoever asked for a new token now.
-    pub(super) fn attempt_ended(&mut self) {
-        self.hurry = false;
-    }
-
-    /// Whether the flight should try again before its backoff ends: somebody hurried it,
-    /// or `revoked` (callers wait for the new token). Callers then follow the new attempt.
-    pub(super) fn retry_now(&mut self, revoked: bool) -> bool {
-        let now = mem::take(&mut self.hurry) || revoked;
-        if now {
-            self.failure = None;
-        }
-        now
+    pub(super) fn machine(&self) -> &Machine {
+        &self.machine
     }
 
     /// The token handed in by the user as the next generation's, once.
@@ -133,73 +101,13 @@ impl Cold {
 
     /// The token made by [`next_token`](Self::next_token) or
     /// [`initial_token`](Self::initial_token) is published, watched by `timer`: the
-    /// previous token's timer stops, and the failures are over.
+    /// previous token's timer stops.
     pub(super) fn installed(&mut self, timer: Option<AbortHandle>) {
         // Only now, with the new token published, stop the old one's timer: its drop
         // guard marks that old token dead, which must not be the current one.
         if let Some(old) = mem::replace(&mut self.timer, timer) {
             old.abort();
         }
-        self.failure = None;
-        self.consecutive_failures = 0;
-        self.last_error = None;
-    }
-
-    /// Records a failed attempt; returns when to try again if the flight should go on.
-    ///
-    /// `alive_until` is the dead point of a token still good. While there is one, the
-    /// flight retries on the full backoff, never later than that. Once there is none (the
-    /// layer is down), the backoff after an outage stays short, and with `idle_refresh`
-    /// the flight keeps trying on its own through anything but a rejection. A server's
-    /// `Retry-After` sets the earliest next attempt either way, capped at the largest
-    /// backoff.
-    pub(super) fn record_failure(
-        &mut self,
-        setback: Setback,
-        alive_until: Option<Instant>,
-        idle_refresh: bool,
-    ) -> Option<Instant> {
-        let Setback {
-            error,
-            cause,
-            server_wait,
-        } = setback;
-        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-        self.last_error = Some(error.clone());
-        let now = Instant::now();
-        let down_after_outage = alive_until.is_none() && cause == Cause::Outage;
-        let backoff = self.timing.backoff(
-            self.consecutive_failures,
-            self.jitter.next(),
-            down_after_outage,
-        );
-        // At most 1.25 x the longest lifetime (the backoff is capped): no `Instant` overflows.
-        let mut retry_after = now + backoff;
-        if let Some(dead_at) = alive_until {
-            retry_after = retry_after.min(dead_at);
-        }
-        let asked = server_wait.map(|wait| now + wait.min(self.timing.max_backoff));
-        if let Some(asked) = asked {
-            retry_after = retry_after.max(asked);
-        }
-        if alive_until.is_none() || asked.is_some() {
-            // Should the token die first, callers take this failure until then.
-            self.failure = Some(Failure { error, retry_after });
-        }
-        // While down, anything but a rejection is worth trying again unasked: a wrong password
-        // repeated on its own could lock the account, and waits for a request.
-        let keep_trying = alive_until.is_some() || (idle_refresh && cause != Cause::Rejection);
-        keep_trying.then_some(retry_after)
-    }
-
-    /// A flight ended without landing, after [`record_failure`](Self::record_failure)
-    /// said when to try again if it did: the next flight waits that out too, or a
-    /// panicking inner service means a refresh storm.
-    pub(super) fn abandoned(&mut self, error: Error, retry_after: Option<Instant>) {
-        if let Some(retry_after) = retry_after {
-            self.failure = Some(Failure { error, retry_after });
-        }
-        self.hurry = false;
     }
 
     /// The task of the flight under way, or the one that starts the next.
@@ -218,14 +126,9 @@ impl Cold {
         self.idle_fetch.as_ref().map(|fetch| fetch.clone_box())
     }
 
-    /// The failures in a row, and how long until the next attempt (at `retry_at`, or when
-    /// the held failure lets callers try again): for logs and the hook.
+    /// The failures in a row, and how long until the next attempt: for logs and the hook.
     pub(super) fn failures_and_wait(&self, retry_at: Option<Instant>) -> (u32, Duration) {
-        let at = retry_at.or(self.retry_after());
-        let wait = at.map_or(Duration::ZERO, |at| {
-            at.saturating_duration_since(Instant::now())
-        });
-        (self.consecutive_failures, wait)
+        self.machine.failures_and_wait(retry_at, Instant::now())
     }
 
     pub(super) fn generation(&self) -> u64 {
@@ -234,7 +137,7 @@ impl Cold {
 
     /// Where the token is: `current`, or else a token handed in and not yet used, shown as
     /// it will be installed (counting from when it was handed in) without installing it.
-    pub(super) fn status(&self, current: Option<Arc<Token>>, refreshing: bool) -> TokenStatus {
+    pub(super) fn status(&self, current: Option<Arc<Token>>) -> TokenStatus {
         let now = Instant::now();
         let current = current.or_else(|| {
             let initial = self.initial.as_ref()?;
@@ -259,9 +162,9 @@ impl Cold {
             generation,
             phase,
             expires_in,
-            refreshing,
-            consecutive_failures: self.consecutive_failures,
-            last_error: self.last_error.clone(),
+            refreshing: self.machine.is_under_way(),
+            consecutive_failures: self.machine.consecutive_failures(),
+            last_error: self.machine.last_error().cloned(),
         }
     }
 

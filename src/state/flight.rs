@@ -122,6 +122,9 @@ pub(crate) trait FlightControl: Send + Sync + 'static {
     /// Whether to try again now: the current token was revoked (only a new one helps, and
     /// callers wait for it), or somebody asked for a new token now.
     fn retry_now(&self) -> bool;
+
+    /// The backoff ran its course: the flight tries again.
+    fn backoff_ended(&self);
 }
 
 /// Owns one flight: one attempt, and its retries while the token is still good.
@@ -191,7 +194,12 @@ impl<C: FlightControl> Flight<C> {
         tokio::pin!(sleep);
         loop {
             tokio::select! {
-                _ = &mut sleep => return,
+                _ = &mut sleep => {
+                    if let Some(control) = self.control.upgrade() {
+                        control.backoff_ended();
+                    }
+                    return;
+                }
                 _ = self.wake_ups.notified() => {
                     // A wake-up can be stale: `Notify` keeps one for a flight that was not
                     // yet waiting, possibly from a revocation long since handled.
@@ -234,6 +242,7 @@ mod tests {
         launched: AtomicUsize,
         settled: AtomicUsize,
         abandoned: AtomicUsize,
+        backoffs_ended: AtomicUsize,
         revoked: AtomicBool,
         wake: Arc<Notify>,
     }
@@ -269,6 +278,10 @@ mod tests {
 
         fn retry_now(&self) -> bool {
             self.revoked.load(Ordering::SeqCst)
+        }
+
+        fn backoff_ended(&self) {
+            self.backoffs_ended.fetch_add(1, Ordering::SeqCst);
         }
     }
 
@@ -323,6 +336,7 @@ mod tests {
         assert_eq!(dummy.settled.load(Ordering::SeqCst), 3);
         run_for(Duration::from_secs(60)).await;
         assert_eq!(dummy.settled.load(Ordering::SeqCst), 3, "landed");
+        assert_eq!(dummy.backoffs_ended.load(Ordering::SeqCst), 2);
         assert_eq!(dummy.abandoned.load(Ordering::SeqCst), 0);
         assert_eq!(
             dummy.launched.load(Ordering::SeqCst),
@@ -355,5 +369,7 @@ mod tests {
         dummy.wake.notify_one();
         run_for(Duration::ZERO).await;
         assert_eq!(dummy.settled.load(Ordering::SeqCst), 2, "retried at once");
+        let ended = dummy.backoffs_ended.load(Ordering::SeqCst);
+        assert_eq!(ended, 0, "cut short, not run out");
     }
 }

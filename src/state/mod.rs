@@ -6,13 +6,19 @@
 //! Everything else (starting a flight, recording a failure, waiting) is the cold path and
 //! takes a plain mutex that is never held across an `.await`.
 //!
-//! Each file owns its data: `hot.rs` the published token, `cold.rs` what the mutex guards,
-//! `flight.rs` the flight, `token.rs` a token's timeline; [`TokenState`], here, joins them.
+//! Every decision of the cold path is the [`machine`]'s: the entry points here (a request
+//! that finds the token due or has none, `refresh_now`, a 401, the flight's outcome, its
+//! backoff, an idle timer) report an event and carry out what it answers.
+//!
+//! Each file owns its data: `hot.rs` the published token, `machine.rs` the attempt's status
+//! and its failures, `cold.rs` what the mutex guards, `flight.rs` the flight, `token.rs` a
+//! token's timeline; [`TokenState`], here, joins them.
 
 mod backoff;
 mod cold;
 mod flight;
 mod hot;
+mod machine;
 mod token;
 
 #[cfg(test)]
@@ -32,17 +38,15 @@ pub(crate) use flight::{BoxFuture, Cause, Fetch, Flight, Plan, Setback, Settleme
 use flight::{FlightControl, Settled};
 use hot::Hot;
 pub(crate) use hot::Lookup;
+use machine::{Event, Next};
+use token::OnDue;
 pub(crate) use token::Token;
-use token::{OnDue, Phase};
 
-use crate::error::{Error, Exchange};
+use crate::error::Error;
 use crate::event::{self, Hook, TokenEvent};
 use crate::grant::Grant;
 use crate::record::Metrics;
 use crate::status::TokenStatus;
-
-/// Rounds a waiter makes before concluding that tokens die faster than they arrive.
-pub(crate) const MAX_WAIT_ROUNDS: u8 = 3;
 
 /// How a caller without a usable token takes part in getting one.
 #[derive(Debug)]
@@ -99,7 +103,7 @@ impl TokenState {
         Arc::new_cyclic(|me| TokenState {
             hot: Hot::new(refresh_when_idle),
             refreshing: AtomicBool::new(false),
-            cold: Mutex::new(Cold::new(timing, initial)),
+            cold: Mutex::new(Cold::new(timing, initial, refresh_when_idle)),
             settled: watch::Sender::new(Settled::Pending),
             wake_flight: Arc::default(),
             hook,
@@ -140,51 +144,48 @@ impl TokenState {
 
     /// Starts a background refresh unless one is under way. The caller does not wait.
     pub(crate) fn refresh_in_background(self: &Arc<Self>, fetch: impl FnOnce() -> Box<dyn Fetch>) {
+        // Lock-free for every request that finds the token due while a refresh runs.
         if self.refreshing.load(Ordering::Acquire) {
             return;
         }
-        let flight = {
-            let mut cold = self.lock();
-            let backing_off = cold.failure_at(Instant::now()).is_some();
-            if self.refreshing.load(Ordering::Acquire) || backing_off {
-                return;
-            }
-            self.begin_flight(&mut cold)
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!(error = %Error::NoRuntime, "cannot start a token refresh");
+            return;
         };
-        match flight {
-            Ok(flight) => flight.launch(fetch()),
-            Err(error) => tracing::debug!(%error, "cannot start a token refresh"),
+        let next = self.decide(&mut self.lock(), Event::Due);
+        if matches!(next, Next::Start) {
+            Flight::new(self, runtime).launch(fetch());
         }
     }
 
     /// Joins the wait for a usable token: there is one now, or the caller waits on the
     /// attempt under way, or it leads a new one (and must launch the returned flight).
     /// During a backoff after a failure with no usable token, the failure comes back at once.
+    #[cfg(test)]
     pub(crate) fn join(self: &Arc<Self>) -> Result<Joined, Error> {
+        self.join_after(0)
+    }
+
+    /// [`join`](Self::join), for a caller that has waited for `rounds` attempts already.
+    pub(crate) fn join_after(self: &Arc<Self>, rounds: u8) -> Result<Joined, Error> {
         // Released waiters mostly find the new token here, without the lock.
         if self.has_usable_token() {
             return Ok(Joined::Usable);
         }
         // Without a runtime there is no timer to watch an initial token, nor a task to fetch one.
-        tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let mut cold = self.lock();
         self.install_initial(&mut cold);
-        if self.has_usable_token() {
-            return Ok(Joined::Usable);
-        }
+        let usable = self.has_usable_token();
         // Subscribed under the lock: the flight settles under it too, so no outcome can slip
         // between our check and our wait.
         let settled = Settlement(self.settled.subscribe());
-        // A flight that keeps trying while the layer is down backs off like any other: until
-        // its next attempt, callers are turned away at once rather than held.
-        if let Some(error) = cold.failure_at(Instant::now()) {
-            return Err(error.clone());
+        match self.decide(&mut cold, Event::Wanted { usable, rounds }) {
+            Next::Send => Ok(Joined::Usable),
+            Next::TurnAway(error) => Err(error),
+            Next::Start => Ok(Joined::Lead(Flight::new(self, runtime), settled)),
+            _ => Ok(Joined::Follow(settled)),
         }
-        if self.refreshing.load(Ordering::Acquire) {
-            return Ok(Joined::Follow(settled));
-        }
-        let flight = self.begin_flight(&mut cold)?;
-        Ok(Joined::Lead(flight, settled))
     }
 
     /// Asks for a new token now, whatever the phase and however long the backoff: joins the
@@ -193,19 +194,21 @@ impl TokenState {
     pub(crate) fn refresh_now(
         self: &Arc<Self>,
     ) -> Result<(Settlement, Option<Flight<TokenState>>), Error> {
-        tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let mut cold = self.lock();
         self.install_initial(&mut cold);
         let settled = Settlement(self.settled.subscribe());
-        if !self.refreshing.load(Ordering::Acquire) {
-            let flight = self.begin_flight(&mut cold)?;
-            return Ok((settled, Some(flight)));
-        }
-        // Callers follow the hurried attempt rather than the last failure.
-        cold.hurry();
+        let next = self.decide(&mut cold, Event::RefreshNow);
         drop(cold);
-        self.wake_flight.notify_one();
-        Ok((settled, None))
+        match next {
+            Next::Start => Ok((settled, Some(Flight::new(self, runtime)))),
+            next => {
+                if matches!(next, Next::Follow { wake: true }) {
+                    self.wake_flight.notify_one();
+                }
+                Ok((settled, None))
+            }
+        }
     }
 
     /// A request carrying `generation` was answered 401: that token is revoked.
@@ -215,7 +218,9 @@ impl TokenState {
             self.metrics.revoked();
             #[cfg(feature = "metrics")]
             self.expire_now_unless_replaced(generation);
-            self.wake_flight.notify_one();
+            if matches!(self.decide(&mut self.lock(), Event::Revoked), Next::Wake) {
+                self.wake_flight.notify_one();
+            }
             self.report(TokenEvent::Revoked { generation });
         }
     }
@@ -235,10 +240,17 @@ impl TokenState {
     /// Where the token is now. Takes the cold lock briefly, which no request on the hot
     /// path ever waits for, and changes nothing.
     pub(crate) fn status(&self) -> TokenStatus {
-        let cold = self.lock();
-        // Read under the lock, as the flight settles: the token and this agree.
-        let refreshing = self.refreshing.load(Ordering::Acquire);
-        cold.status(self.hot.current(), refreshing)
+        // Read under the lock, as the flight settles: the token and the attempt agree.
+        self.lock().status(self.hot.current())
+    }
+
+    /// Reports `event` to the machine, and publishes whether an attempt is under way for
+    /// the requests that ask without the lock.
+    fn decide(&self, cold: &mut Cold, event: Event) -> Next {
+        let next = cold.on(event);
+        let under_way = cold.machine().is_under_way();
+        self.refreshing.store(under_way, Ordering::Release);
+        next
     }
 
     /// Tells the user's hook; never called with the lock held, so the hook may use the layer.
@@ -265,15 +277,6 @@ impl TokenState {
         }
     }
 
-    /// Marks a flight as under way; the caller launches it once the lock is released
-    /// (a task dropped by a shutting-down runtime must not find the lock held).
-    fn begin_flight(self: &Arc<Self>, cold: &mut Cold) -> Result<Flight<TokenState>, Error> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
-        cold.forget_failure();
-        self.refreshing.store(true, Ordering::Release);
-        Ok(Flight::new(self, runtime))
-    }
-
     /// Makes `grant`, obtained by a request sent at `sent_at`, the current token.
     fn install(&self, cold: &mut Cold, grant: Grant, sent_at: Instant) {
         let token = cold.next_token(grant, sent_at);
@@ -291,12 +294,10 @@ impl TokenState {
         cold.installed(timer);
     }
 
-    /// Records a failed attempt; returns when to try again if the flight should go on (see
-    /// [`Cold::record_failure`]).
-    fn record_failure(&self, cold: &mut Cold, setback: Setback) -> Option<Instant> {
-        // The clock is asked too: a late timer must not make the flight retry at once.
-        let alive_until = self.hot.living(Instant::now()).map(|t| t.dead_at);
-        cold.record_failure(setback, alive_until, self.refresh_when_idle)
+    /// The dead point of the current token if it is still good, by the clock as well (a
+    /// late timer must not make a flight retry at once).
+    fn alive_until(&self) -> Option<Instant> {
+        self.hot.living(Instant::now()).map(|t| t.dead_at)
     }
 
     /// What the timer does at the refresh point when no request comes.
@@ -347,12 +348,8 @@ impl FlightControl for TokenState {
 
     fn plan(&self) -> Plan {
         let current = self.hot.current();
-        let now = Instant::now();
         Plan {
-            login_first: match current.as_deref() {
-                None => true,
-                Some(t) => t.phase() == Phase::Revoked || now >= t.expires_at,
-            },
+            login_first: machine::login_first(current.as_deref(), Instant::now()),
             current: current.map(|t| t.grant.clone()),
             hook: self.hook.clone(),
         }
@@ -360,23 +357,29 @@ impl FlightControl for TokenState {
 
     fn settle(&self, outcome: Result<Grant, Setback>, sent_at: Instant) -> Option<Instant> {
         let mut cold = self.lock();
-        cold.attempt_ended();
         let (retry_at, outcome) = match outcome {
             Ok(grant) => {
+                self.decide(&mut cold, Event::Obtained);
                 self.install(&mut cold, grant.clone(), sent_at);
                 self.settled.send_replace(Settled::Installed);
                 (None, Ok(grant))
             }
             Err(setback) => {
-                let error = setback.error.clone();
-                let retry_at = self.record_failure(&mut cold, setback);
+                let failed = Event::Failed {
+                    setback,
+                    alive_until: self.alive_until(),
+                    jitter: cold.jitter(),
+                };
+                let Next::Settle {
+                    error, retry_at, ..
+                } = self.decide(&mut cold, failed)
+                else {
+                    unreachable!("a failure settles")
+                };
                 self.settled.send_replace(Settled::Failed(error.clone()));
                 (retry_at, Err(error))
             }
         };
-        if retry_at.is_none() {
-            self.refreshing.store(false, Ordering::Release);
-        }
         let generation = cold.generation();
         let failures = cold.failures_and_wait(retry_at);
         // Logs and the hook only once the lock is released: a subscriber or a hook may well
@@ -394,17 +397,22 @@ impl FlightControl for TokenState {
     }
 
     fn abandon(&self) {
-        let error = Error::transport(Exchange::Refresh, "the token refresh task ended early");
         let mut cold = self.lock();
-        let setback = Setback::new(error.clone(), Cause::Outage);
-        let retry_at = self.record_failure(&mut cold, setback);
-        cold.abandoned(error.clone(), retry_at);
-        self.refreshing.store(false, Ordering::Release);
+        let died = Event::Died {
+            alive_until: self.alive_until(),
+            jitter: cold.jitter(),
+        };
+        let Next::Settle {
+            error,
+            idle_retry_at,
+            ..
+        } = self.decide(&mut cold, died)
+        else {
+            unreachable!("a death settles")
+        };
         self.settled.send_replace(Settled::Failed(error.clone()));
-        if self.refresh_when_idle {
-            // Nobody may ask (an idle service, a pod out of rotation): start again once the
-            // backoff ends, as a request would.
-            let next = cold.retry_after().and_then(|at| self.idle_retry_at(at));
+        if let Some(at) = idle_retry_at {
+            let next = self.idle_retry_at(at);
             cold.set_flight(next);
         }
         let failures = cold.failures_and_wait(None);
@@ -418,7 +426,12 @@ impl FlightControl for TokenState {
 
     fn retry_now(&self) -> bool {
         let revoked = self.hot.is_revoked();
-        self.lock().retry_now(revoked)
+        let next = self.decide(&mut self.lock(), Event::WokenUp { revoked });
+        matches!(next, Next::RetryNow)
+    }
+
+    fn backoff_ended(&self) {
+        self.decide(&mut self.lock(), Event::BackoffEnded);
     }
 }
 

@@ -47,16 +47,16 @@ async fn a_failure_at_the_very_dead_point_is_not_retried_in_the_background() {
     let _idle = install_unwatched(&state);
     let dead_at = state.hot.current().unwrap().dead_at;
     tokio::time::advance(dead_at - Instant::now() - Duration::from_nanos(1)).await;
-    let just_before = state.record_failure(&mut state.lock(), outage());
+    let just_before = record_failure(&state, outage());
     assert_eq!(
         just_before,
         Some(dead_at),
         "retried no later than the dead point"
     );
     tokio::time::advance(Duration::from_nanos(1)).await;
-    assert_eq!(state.record_failure(&mut state.lock(), outage()), None);
+    assert_eq!(record_failure(&state, outage()), None);
     assert!(
-        state.lock().retry_after().is_some(),
+        state.lock().machine().held_until().is_some(),
         "callers get the failure"
     );
 }
@@ -67,9 +67,9 @@ async fn a_failure_for_a_token_marked_dead_early_is_not_retried_in_the_backgroun
     let _idle = install_unwatched(&state);
     // Marked dead before its time, as when its timer is gone.
     state.hot.current().unwrap().advance(Phase::Dead);
-    assert_eq!(state.record_failure(&mut state.lock(), outage()), None);
+    assert_eq!(record_failure(&state, outage()), None);
     assert!(
-        state.lock().retry_after().is_some(),
+        state.lock().machine().held_until().is_some(),
         "callers get the failure"
     );
 }

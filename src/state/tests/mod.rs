@@ -18,6 +18,19 @@ use crate::grant::{Grant, Secret};
 mod late_timer;
 mod recovery;
 
+/// Reports a failed attempt to `state`'s machine as its flight would; when to try again.
+fn record_failure(state: &TokenState, setback: Setback) -> Option<Instant> {
+    let failed = super::machine::Event::Failed {
+        setback,
+        alive_until: state.alive_until(),
+        jitter: 0.5,
+    };
+    match state.decide(&mut state.lock(), failed) {
+        super::machine::Next::Settle { retry_at, .. } => retry_at,
+        other => panic!("a failure settles, not {other:?}"),
+    }
+}
+
 /// What the fake answers a fetch with.
 enum Step {
     /// A token living that many seconds.
@@ -310,7 +323,7 @@ async fn callers_get_the_last_failure_until_the_backoff_ends() {
     let script = Script::of([Step::Fail, Step::Grant(100)]);
     let state = state(10);
     assert!(lead(&state, &script).wait().await.is_err());
-    let retry_after = state.lock().retry_after().unwrap();
+    let retry_after = state.lock().machine().held_until().unwrap();
 
     tokio::time::advance(retry_after - Instant::now() - Duration::from_nanos(1)).await;
     assert!(state.join().is_err(), "still backing off");

@@ -10,7 +10,7 @@ fn idle_state() -> Arc<TokenState> {
 
 /// How long from now the next attempt may start, by the failure callers are given.
 fn held_for(state: &TokenState) -> Duration {
-    let retry_after = state.lock().retry_after().expect("a failure");
+    let retry_after = state.lock().machine().held_until().expect("a failure");
     retry_after - Instant::now()
 }
 

@@ -16,6 +16,7 @@
 
 mod backoff;
 mod cold;
+mod control;
 mod flight;
 mod hot;
 mod machine;
@@ -34,8 +35,8 @@ use tokio::time::Instant;
 
 pub(crate) use backoff::Timing;
 use cold::Cold;
+use flight::Settled;
 pub(crate) use flight::{BoxFuture, Cause, Fetch, Flight, Plan, Setback, Settlement};
-use flight::{FlightControl, Settled};
 use hot::Hot;
 pub(crate) use hot::Lookup;
 use machine::{Event, Next};
@@ -332,106 +333,6 @@ impl TokenState {
             tracing::debug!("refreshing an idle token at its refresh point");
             self.refresh_in_background(|| fetch);
         }
-    }
-}
-
-impl FlightControl for TokenState {
-    fn launching(&self, fetch: &dyn Fetch) {
-        if self.refresh_when_idle {
-            self.keep_fetcher(fetch.clone_box());
-        }
-    }
-
-    fn launched(&self, task: AbortHandle) {
-        self.lock().set_flight(Some(task));
-    }
-
-    fn plan(&self) -> Plan {
-        let current = self.hot.current();
-        Plan {
-            login_first: machine::login_first(current.as_deref(), Instant::now()),
-            current: current.map(|t| t.grant.clone()),
-            hook: self.hook.clone(),
-        }
-    }
-
-    fn settle(&self, outcome: Result<Grant, Setback>, sent_at: Instant) -> Option<Instant> {
-        let mut cold = self.lock();
-        let (retry_at, outcome) = match outcome {
-            Ok(grant) => {
-                self.decide(&mut cold, Event::Obtained);
-                self.install(&mut cold, grant.clone(), sent_at);
-                self.settled.send_replace(Settled::Installed);
-                (None, Ok(grant))
-            }
-            Err(setback) => {
-                let failed = Event::Failed {
-                    setback,
-                    alive_until: self.alive_until(),
-                    jitter: cold.jitter(),
-                };
-                let Next::Settle {
-                    error, retry_at, ..
-                } = self.decide(&mut cold, failed)
-                else {
-                    unreachable!("a failure settles")
-                };
-                self.settled.send_replace(Settled::Failed(error.clone()));
-                (retry_at, Err(error))
-            }
-        };
-        let generation = cold.generation();
-        let failures = cold.failures_and_wait(retry_at);
-        // Logs and the hook only once the lock is released: a subscriber or a hook may well
-        // send requests through this very layer.
-        drop(cold);
-        match &outcome {
-            Ok(grant) => {
-                let lifetime_secs = grant.lifetime().as_secs_f64();
-                tracing::debug!(generation, lifetime_secs, "new access token");
-                self.report(TokenEvent::Obtained { generation, grant });
-            }
-            Err(error) => self.report_failure(error, failures),
-        }
-        retry_at
-    }
-
-    fn abandon(&self) {
-        let mut cold = self.lock();
-        let died = Event::Died {
-            alive_until: self.alive_until(),
-            jitter: cold.jitter(),
-        };
-        let Next::Settle {
-            error,
-            idle_retry_at,
-            ..
-        } = self.decide(&mut cold, died)
-        else {
-            unreachable!("a death settles")
-        };
-        self.settled.send_replace(Settled::Failed(error.clone()));
-        if let Some(at) = idle_retry_at {
-            let next = self.idle_retry_at(at);
-            cold.set_flight(next);
-        }
-        let failures = cold.failures_and_wait(None);
-        drop(cold);
-        self.report_failure(&error, failures);
-    }
-
-    fn wake_ups(&self) -> Arc<Notify> {
-        Arc::clone(&self.wake_flight)
-    }
-
-    fn retry_now(&self) -> bool {
-        let revoked = self.hot.is_revoked();
-        let next = self.decide(&mut self.lock(), Event::WokenUp { revoked });
-        matches!(next, Next::RetryNow)
-    }
-
-    fn backoff_ended(&self) {
-        self.decide(&mut self.lock(), Event::BackoffEnded);
     }
 }
 

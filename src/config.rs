@@ -8,7 +8,7 @@ use http::Uri;
 use crate::endpoint::erased::DynEndpoint;
 use crate::error::Error;
 use crate::origin::Origin;
-use crate::record::Metrics;
+use crate::record::Record;
 use crate::revoker::{Revoker, Revokers};
 
 /// What every clone of a service shares besides the token.
@@ -21,7 +21,8 @@ pub(crate) struct Config {
     plain_http_allowed: bool,
     /// What responses revoke their token through.
     revokers: Revokers,
-    pub(crate) metrics: Arc<Metrics>,
+    /// Where transitions are reported.
+    pub(crate) record: Arc<Record>,
 }
 
 /// Where a request goes, as far as the token is concerned.
@@ -42,7 +43,7 @@ impl Config {
         extra_origins: &[Origin],
         refresh_timeout: Duration,
         revokers: Revokers,
-        metrics: Arc<Metrics>,
+        record: Arc<Record>,
     ) -> Config {
         let nodes = endpoint.other_origins();
         let origins = Origin::of(endpoint.origin())
@@ -56,7 +57,7 @@ impl Config {
             origins,
             refresh_timeout,
             revokers,
-            metrics,
+            record,
         }
     }
 
@@ -136,9 +137,9 @@ mod tests {
         };
         let extra: Vec<Origin> = extra.iter().map(|uri| origin(uri)).collect();
         let revokers = Revokers::none();
-        let metrics = Arc::new(Metrics::new("test"));
+        let record = Arc::new(Record::new("test", None));
         let timeout = Duration::from_secs(1);
-        Config::new(Arc::new(endpoint), &extra, timeout, revokers, metrics)
+        Config::new(Arc::new(endpoint), &extra, timeout, revokers, record)
     }
 
     fn route(config: &Config, uri: &str) -> String {

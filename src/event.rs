@@ -48,32 +48,3 @@ pub enum TokenEvent<'a> {
 
 /// The user's hook, shared by every clone of a service.
 pub(crate) type Hook = Arc<dyn Fn(&TokenEvent<'_>) + Send + Sync>;
-
-/// Logs a failed login or refresh and tells the user's hook.
-pub(crate) fn failed(
-    hook: Option<&Hook>,
-    error: &Error,
-    consecutive_failures: u32,
-    retry_in: Duration,
-) {
-    let retry_in_ms = retry_in.as_millis() as u64;
-    tracing::warn!(%error, failures = consecutive_failures, retry_in_ms, "token request failed");
-    let event = TokenEvent::Failed {
-        error,
-        consecutive_failures,
-        retry_in,
-    };
-    tell(hook, &event);
-}
-
-/// Tells the user's hook, if there is one. Never call it with a lock held: the hook may
-/// use the layer.
-pub(crate) fn tell(hook: Option<&Hook>, event: &TokenEvent<'_>) {
-    if let Some(hook) = hook {
-        // A panicking hook must not take a flight or a response down with it.
-        let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(event)));
-        if called.is_err() {
-            tracing::warn!("the on_token hook panicked");
-        }
-    }
-}

@@ -18,9 +18,9 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use crate::config::Config;
 use crate::endpoint::{Answer, Deadline, FailureKind, TokenClient, Transport};
 use crate::error::{BoxError, Error, Exchange};
-use crate::event::{self, Hook, TokenEvent};
 use crate::grant::Grant;
 use crate::inner::{HttpResponse, InnerService};
+use crate::record::Transition;
 use crate::retry_after::server_wait;
 use crate::state::{BoxFuture, Cause, Fetch, Plan, Setback};
 
@@ -33,8 +33,6 @@ pub(crate) struct Fetcher<S, B> {
     config: Arc<Config>,
     /// What the last answer's `Retry-After` asked for, if anything.
     server_wait: Option<Duration>,
-    /// The user's hook, lent by the state for the attempt under way.
-    hook: Option<Hook>,
     _body: PhantomData<fn(B)>,
 }
 
@@ -45,7 +43,6 @@ impl<S: Clone, B> Clone for Fetcher<S, B> {
             service: self.service.clone(),
             config: Arc::clone(&self.config),
             server_wait: None,
-            hook: None,
             _body: PhantomData,
         }
     }
@@ -96,7 +93,6 @@ where
             service,
             config: Arc::clone(config),
             server_wait: None,
-            hook: None,
             _body: PhantomData,
         })
     }
@@ -121,9 +117,7 @@ where
         let Plan {
             current,
             login_first,
-            hook,
         } = plan;
-        self.hook = hook;
         let can_log_in = self.config.endpoint.can_log_in();
         let current = match current {
             Some(current) if !(login_first && can_log_in) => current,
@@ -153,14 +147,12 @@ where
                 return Err(error);
             };
             failovers_left -= 1;
-            self.config.metrics.failed_over();
-            tracing::warn!(%from, %to, %error, "token request failed; trying another node");
-            let event = TokenEvent::FailedOver {
+            let failed_over = Transition::FailedOver {
                 from: &from,
                 to: &to,
                 error: &error,
             };
-            event::tell(self.hook.as_ref(), &event);
+            self.config.record.emit(failed_over);
         }
     }
 
@@ -184,7 +176,7 @@ where
             None => Exchange::Login,
         };
         let config = Arc::clone(&self.config);
-        let timer = config.metrics.exchange(exchange);
+        let timer = config.record.exchange(exchange);
         let outcome = match current {
             Some(current) => self
                 .converse(exchange, Some(current))

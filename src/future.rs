@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::error::{BoxError, Error};
 use crate::fetch::Fetcher;
 use crate::inner::{HttpResponse, InnerService};
-use crate::record::Called;
+use crate::record::Transition;
 use crate::revoker::Revoker;
 use crate::state::{BoxFuture, Joined, Lookup, Settlement, TokenState};
 
@@ -113,7 +113,7 @@ where
         state: Arc<TokenState>,
         config: Arc<Config>,
     ) -> Self {
-        let called = Called::now();
+        let called = tokio::time::Instant::now();
         let joined = join(&state, &service, &config, 0);
         let future = Box::pin(wait_then_send(
             joined, service, request, state, config, called,
@@ -198,20 +198,20 @@ async fn wait_then_send<S, B>(
     mut request: Request<B>,
     state: Arc<TokenState>,
     config: Arc<Config>,
-    called: Called,
+    called: tokio::time::Instant,
 ) -> Result<S::Response, BoxError>
 where
     S: InnerService<B>,
     B: From<Bytes> + Send + 'static,
 {
     // Dropped with the future if the caller gives up: the wait is recorded all the same.
-    let mut wait = config.metrics.wait(called);
+    let mut wait = config.record.wait(called);
     loop {
         let waited = wait_for_token(joined, &state, &mut service, &config, &mut wait.rounds);
         let waited = waited.await;
         wait.over();
         if let Err(error) = waited {
-            config.metrics.turned_away(&error);
+            config.record.emit(Transition::TurnedAway { error: &error });
             return Err(error.into());
         }
         poll_fn(|cx| service.poll_ready(cx))

@@ -18,6 +18,7 @@ use crate::fetch::Fetcher;
 use crate::future::{self, ResponseFuture};
 use crate::inner::InnerService;
 use crate::layer::TokenRefreshLayer;
+use crate::record::Transition;
 use crate::state::{Lookup, Token, TokenState};
 use crate::status::TokenStatus;
 
@@ -216,7 +217,8 @@ where
             Route::Elsewhere => return ResponseFuture::passed_through(self.inner.call(request)),
             Route::Insecure(origin) => {
                 let error = origin.refused();
-                self.config.metrics.turned_away(&error);
+                let turned_away = Transition::TurnedAway { error: &error };
+                self.config.record.emit(turned_away);
                 // Nothing will be sent: the readiness we were granted goes back unused.
                 drop(self.unready_clone());
                 return ResponseFuture::failed(error);

@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::endpoint::erased::DynEndpoint;
 use crate::event::Hook;
 use crate::origin::Origin;
-use crate::record::Metrics;
+use crate::record::Record;
 use crate::revoker::Revokers;
 use crate::state::{Timing, TokenState};
 
@@ -35,22 +35,19 @@ impl Settings {
     /// A new token state and configuration for these settings.
     pub(crate) fn share(&self) -> Shared {
         let initial = self.endpoint.initial_grant();
-        // The hook is kept by the state alone, which lends it to each attempt.
-        let hook = self.hook.clone();
-        let metrics = Arc::new(Metrics::new(&self.name()));
+        let record = Arc::new(Record::new(&self.name(), self.hook.clone()));
         let state = TokenState::new(
             self.timing,
             initial,
-            hook,
             self.refresh_when_idle,
-            Arc::clone(&metrics),
+            Arc::clone(&record),
         );
         let config = Config::new(
             Arc::clone(&self.endpoint),
             &self.extra_origins,
             self.refresh_timeout,
             Revokers::new(&state),
-            metrics,
+            record,
         );
         Shared {
             state,

@@ -36,13 +36,12 @@ fn fetcher(endpoint: impl TokenEndpoint) -> Fetcher<Unused, Full<Bytes>> {
     let endpoint: Arc<dyn crate::endpoint::erased::DynEndpoint> = Arc::new(endpoint);
     let revokers = crate::revoker::Revokers::none();
     let timeout = Duration::from_secs(1);
-    let metrics = Arc::new(crate::record::Metrics::new("test"));
-    let config = Arc::new(Config::new(endpoint, &[], timeout, revokers, metrics));
+    let record = Arc::new(crate::record::Record::new("test", None));
+    let config = Arc::new(Config::new(endpoint, &[], timeout, revokers, record));
     Fetcher::<Unused, Full<Bytes>> {
         service: Unused,
         config,
         server_wait: None,
-        hook: None,
         _body: PhantomData,
     }
 }

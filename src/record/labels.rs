@@ -23,15 +23,13 @@ pub(super) fn kind(exchange: Exchange) -> &'static str {
 }
 
 /// The `outcome` of a login or refresh that ended in `outcome`.
-pub(super) fn outcome<T>(outcome: &Result<T, Error>) -> &'static str {
-    outcome
-        .as_ref()
-        .map_or_else(|e| Failure::of(e).label(), |_| "ok")
+pub(super) fn outcome(outcome: Result<(), &Error>) -> &'static str {
+    outcome.map_or_else(|e| Failure::of(e).label(), |()| "ok")
 }
 
 /// Why a login or refresh failed, or why a request was turned away: the values of the
 /// `outcome` (besides `ok`) and `reason` labels. This sorts errors for people reading a
-/// dashboard; how the layer retries is sorted apart (`fetch::Cause`), by what a next attempt
+/// dashboard; how the layer retries is sorted apart (`FailureKind`), by what a next attempt
 /// may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Failure {

@@ -46,11 +46,11 @@ fn every_error_has_one_label_as_an_outcome_and_as_a_reason() {
             Failure::ALL.contains(&failure),
             "a reason registered at zero"
         );
-        let outcome = labels::outcome::<()>(&Err(error));
+        let outcome = labels::outcome(Err(&error));
         assert_eq!(outcome, label, "the same word as an outcome");
         assert_eq!(failure.ends_exchanges(), label != "no_runtime");
     }
-    assert_eq!(labels::outcome(&Ok(())), "ok");
+    assert_eq!(labels::outcome(Ok(())), "ok");
 }
 
 #[test]

@@ -126,13 +126,14 @@ impl Cold {
         self.idle_fetch.as_ref().map(|fetch| fetch.clone_box())
     }
 
+    #[cfg(test)]
+    pub(super) fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// The failures in a row, and how long until the next attempt: for logs and the hook.
     pub(super) fn failures_and_wait(&self, retry_at: Option<Instant>) -> (u32, Duration) {
         self.machine.failures_and_wait(retry_at, Instant::now())
-    }
-
-    pub(super) fn generation(&self) -> u64 {
-        self.generation
     }
 
     /// Where the token is: `current`, or else a token handed in and not yet used, shown as

@@ -10,7 +10,6 @@ use tokio::time::Instant;
 use super::flight::{Fetch, FlightControl, Plan, Settled};
 use super::machine::{self, Event, Next};
 use super::{Setback, TokenState};
-use crate::event::TokenEvent;
 use crate::grant::Grant;
 
 impl FlightControl for TokenState {
@@ -29,7 +28,6 @@ impl FlightControl for TokenState {
         Plan {
             login_first: machine::login_first(current.as_deref(), Instant::now()),
             current: current.map(|t| t.grant.clone()),
-            hook: self.hook.clone(),
         }
     }
 
@@ -38,9 +36,9 @@ impl FlightControl for TokenState {
         let (retry_at, outcome) = match outcome {
             Ok(grant) => {
                 self.decide(&mut cold, Event::Obtained);
-                self.install(&mut cold, grant.clone(), sent_at);
+                let installed = self.install(&mut cold, grant.clone(), sent_at);
                 self.settled.send_replace(Settled::Installed);
-                (None, Ok(grant))
+                (None, Ok((grant, installed)))
             }
             Err(setback) => {
                 let failed = Event::Failed {
@@ -58,18 +56,13 @@ impl FlightControl for TokenState {
                 (retry_at, Err(error))
             }
         };
-        let generation = cold.generation();
         let failures = cold.failures_and_wait(retry_at);
-        // Logs and the hook only once the lock is released: a subscriber or a hook may well
-        // send requests through this very layer.
+        // Told only once the lock is released: a subscriber or a hook may well send requests
+        // through this very layer.
         drop(cold);
         match &outcome {
-            Ok(grant) => {
-                let lifetime_secs = grant.lifetime().as_secs_f64();
-                tracing::debug!(generation, lifetime_secs, "new access token");
-                self.report(TokenEvent::Obtained { generation, grant });
-            }
-            Err(error) => self.report_failure(error, failures),
+            Ok((grant, installed)) => self.emit_installed(*installed, Some(grant)),
+            Err(error) => self.emit_failure(error, failures),
         }
         retry_at
     }
@@ -95,7 +88,7 @@ impl FlightControl for TokenState {
         }
         let failures = cold.failures_and_wait(None);
         drop(cold);
-        self.report_failure(&error, failures);
+        self.emit_failure(&error, failures);
     }
 
     fn wake_ups(&self) -> Arc<Notify> {

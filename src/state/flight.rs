@@ -11,7 +11,6 @@ use tokio::task::AbortHandle;
 use tokio::time::{sleep_until, Instant};
 
 use crate::error::Error;
-use crate::event::Hook;
 use crate::grant::Grant;
 
 /// A boxed future: only on the cold path.
@@ -32,8 +31,6 @@ pub(crate) struct Plan {
     pub(crate) current: Option<Grant>,
     /// The current token is expired or revoked: a refresh would only be rejected.
     pub(crate) login_first: bool,
-    /// The user's hook, lent to the attempt to report what happens on the way (a failover).
-    pub(crate) hook: Option<Hook>,
 }
 
 /// A failed attempt, and what it says about the next one.
@@ -258,7 +255,6 @@ mod tests {
             Plan {
                 current: None,
                 login_first: true,
-                hook: None,
             }
         }
 

@@ -44,9 +44,8 @@ use token::OnDue;
 pub(crate) use token::Token;
 
 use crate::error::Error;
-use crate::event::{self, Hook, TokenEvent};
 use crate::grant::Grant;
-use crate::record::Metrics;
+use crate::record::{Record, Transition};
 use crate::status::TokenStatus;
 
 /// How a caller without a usable token takes part in getting one.
@@ -72,11 +71,11 @@ pub(crate) struct TokenState {
     /// Cuts a flight's backoff short when its token is revoked under it, or when somebody
     /// asks for a new token now.
     wake_flight: Arc<Notify>,
-    hook: Option<Hook>,
     /// Refresh at the refresh point even when no request comes, and keep trying while the
     /// layer is down.
     refresh_when_idle: bool,
-    metrics: Arc<Metrics>,
+    /// Where every transition is told.
+    record: Arc<Record>,
     /// This state itself, for the timers that start idle refreshes: weak, so a timer never
     /// keeps the state alive.
     me: Weak<TokenState>,
@@ -97,9 +96,8 @@ impl TokenState {
     pub(crate) fn new(
         timing: Timing,
         initial: Option<Grant>,
-        hook: Option<Hook>,
         refresh_when_idle: bool,
-        metrics: Arc<Metrics>,
+        record: Arc<Record>,
     ) -> Arc<Self> {
         Arc::new_cyclic(|me| TokenState {
             hot: Hot::new(refresh_when_idle),
@@ -107,9 +105,8 @@ impl TokenState {
             cold: Mutex::new(Cold::new(timing, initial, refresh_when_idle)),
             settled: watch::Sender::new(Settled::Pending),
             wake_flight: Arc::default(),
-            hook,
             refresh_when_idle,
-            metrics,
+            record,
             me: Weak::clone(me),
         })
     }
@@ -176,12 +173,17 @@ impl TokenState {
         // Without a runtime there is no timer to watch an initial token, nor a task to fetch one.
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let mut cold = self.lock();
-        self.install_initial(&mut cold);
+        let handed_in = self.install_initial(&mut cold);
         let usable = self.has_usable_token();
         // Subscribed under the lock: the flight settles under it too, so no outcome can slip
         // between our check and our wait.
         let settled = Settlement(self.settled.subscribe());
-        match self.decide(&mut cold, Event::Wanted { usable, rounds }) {
+        let next = self.decide(&mut cold, Event::Wanted { usable, rounds });
+        drop(cold);
+        if let Some(installed) = handed_in {
+            self.emit_installed(installed, None);
+        }
+        match next {
             Next::Send => Ok(Joined::Usable),
             Next::TurnAway(error) => Err(error),
             Next::Start => Ok(Joined::Lead(Flight::new(self, runtime), settled)),
@@ -197,10 +199,13 @@ impl TokenState {
     ) -> Result<(Settlement, Option<Flight<TokenState>>), Error> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let mut cold = self.lock();
-        self.install_initial(&mut cold);
+        let handed_in = self.install_initial(&mut cold);
         let settled = Settlement(self.settled.subscribe());
         let next = self.decide(&mut cold, Event::RefreshNow);
         drop(cold);
+        if let Some(installed) = handed_in {
+            self.emit_installed(installed, None);
+        }
         match next {
             Next::Start => Ok((settled, Some(Flight::new(self, runtime)))),
             next => {
@@ -215,26 +220,10 @@ impl TokenState {
     /// A request carrying `generation` was answered 401: that token is revoked.
     pub(crate) fn revoke(&self, generation: u64) {
         if self.hot.revoke(generation) {
-            tracing::debug!(generation, "token revoked by the server; replacing it");
-            self.metrics.revoked();
-            #[cfg(feature = "metrics")]
-            self.expire_now_unless_replaced(generation);
             if matches!(self.decide(&mut self.lock(), Event::Revoked), Next::Wake) {
                 self.wake_flight.notify_one();
             }
-            self.report(TokenEvent::Revoked { generation });
-        }
-    }
-
-    /// Tells the metrics that the revoked token of `generation` is unusable from now, unless
-    /// a newer one was installed meanwhile: under the lock, as installs are, so the expiry
-    /// never goes back to a revoked token.
-    #[cfg(feature = "metrics")]
-    fn expire_now_unless_replaced(&self, generation: u64) {
-        let _installs = self.lock();
-        let current = self.hot.current();
-        if current.is_some_and(|token| token.generation == generation) {
-            self.metrics.unusable_now();
+            self.record.emit(Transition::Revoked { generation });
         }
     }
 
@@ -254,13 +243,23 @@ impl TokenState {
         next
     }
 
-    /// Tells the user's hook; never called with the lock held, so the hook may use the layer.
-    fn report(&self, event: TokenEvent<'_>) {
-        event::tell(self.hook.as_ref(), &event);
+    /// Tells the listeners that the token of `generation`, expiring at `expires_at`, is
+    /// now the one sent. Never with the lock held (nor any other `emit`): the hook may use
+    /// the layer.
+    fn emit_installed(&self, (generation, expires_at): (u64, Instant), obtained: Option<&Grant>) {
+        self.record.emit(Transition::Installed {
+            generation,
+            expires_at,
+            obtained,
+        });
     }
 
-    fn report_failure(&self, error: &Error, (consecutive_failures, retry_in): (u32, Duration)) {
-        event::failed(self.hook.as_ref(), error, consecutive_failures, retry_in);
+    fn emit_failure(&self, error: &Error, (consecutive_failures, retry_in): (u32, Duration)) {
+        self.record.emit(Transition::Failed {
+            error,
+            consecutive_failures,
+            retry_in,
+        });
     }
 
     fn lock(&self) -> MutexGuard<'_, Cold> {
@@ -271,28 +270,27 @@ impl TokenState {
     }
 
     /// Installs the token handed in by the user, at the first `join` or `refresh_now`:
-    /// before either, no flight can have published a token it would replace.
-    fn install_initial(&self, cold: &mut Cold) {
-        if let Some(token) = cold.initial_token() {
-            self.publish(cold, token);
-        }
+    /// before either, no flight can have published a token it would replace. Its
+    /// generation and expiry, to tell once the lock is released.
+    fn install_initial(&self, cold: &mut Cold) -> Option<(u64, Instant)> {
+        let token = cold.initial_token()?;
+        Some(self.publish(cold, token))
     }
 
     /// Makes `grant`, obtained by a request sent at `sent_at`, the current token.
-    fn install(&self, cold: &mut Cold, grant: Grant, sent_at: Instant) {
+    fn install(&self, cold: &mut Cold, grant: Grant, sent_at: Instant) -> (u64, Instant) {
         let token = cold.next_token(grant, sent_at);
-        self.publish(cold, token);
+        self.publish(cold, token)
     }
 
     /// Makes `token`, the next generation's, the current token, and starts its timer.
-    fn publish(&self, cold: &mut Cold, token: Token) {
+    fn publish(&self, cold: &mut Cold, token: Token) -> (u64, Instant) {
         let token = Arc::new(token);
-        // Under the lock, so the gauges follow the generations in order (a recorder never
-        // calls back into the layer).
-        self.metrics.installed(token.generation, token.expires_at);
+        let installed = (token.generation, token.expires_at);
         let timer = token.watch(self.idle_refresh());
         self.hot.publish(token);
         cold.installed(timer);
+        installed
     }
 
     /// The dead point of the current token if it is still good, by the clock as well (a

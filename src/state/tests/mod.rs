@@ -118,15 +118,15 @@ fn grant(n: usize, secs: u64) -> Grant {
 }
 
 fn state(first_backoff: u64) -> Arc<TokenState> {
-    TokenState::new(timing(first_backoff), None, None, false, metrics())
+    TokenState::new(timing(first_backoff), None, false, record(None))
+}
+
+/// Where a state under test tells its transitions: `hook`, if any.
+fn record(hook: Option<crate::event::Hook>) -> Arc<crate::record::Record> {
+    Arc::new(crate::record::Record::new("test", hook))
 }
 
 /// Backoffs from `first_backoff` s to 600 s, or 2 s while down after an outage.
-/// Metrics for a state under test, recorded nowhere.
-fn metrics() -> Arc<crate::record::Metrics> {
-    Arc::new(crate::record::Metrics::new("test"))
-}
-
 fn timing(first_backoff: u64) -> Timing {
     Timing {
         refresh_at: 0.5,
@@ -342,7 +342,7 @@ async fn the_hook_hears_when_the_next_attempt_may_start() {
             log.lock().unwrap().push(*retry_in);
         }
     });
-    let state = TokenState::new(timing(8), None, Some(hook), false, metrics());
+    let state = TokenState::new(timing(8), None, false, record(Some(hook)));
     let script = Script::of([Step::Fail]);
     assert!(lead(&state, &script).wait().await.is_err());
     let heard = heard.lock().unwrap().clone();
@@ -366,7 +366,7 @@ async fn debug_shows_the_generation_and_phase_but_never_the_token() {
 #[tokio::test(start_paused = true)]
 async fn status_shows_a_handed_in_token_without_installing_it() {
     let handed_in = grant(0, 100);
-    let state = TokenState::new(timing(1), Some(handed_in), None, true, metrics());
+    let state = TokenState::new(timing(1), Some(handed_in), true, record(None));
     advance(secs(60)).await;
     let status = state.status();
     assert_eq!(status.generation, 1);

@@ -5,7 +5,7 @@ use super::*;
 
 /// A state that refreshes when idle (and so keeps trying while down), backoff from 1 s.
 fn idle_state() -> Arc<TokenState> {
-    TokenState::new(timing(1), None, None, true, metrics())
+    TokenState::new(timing(1), None, true, record(None))
 }
 
 /// How long from now the next attempt may start, by the failure callers are given.

@@ -132,6 +132,8 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
+#[cfg(feature = "sso")]
+mod base64url;
 mod body;
 #[cfg(feature = "tls")]
 mod client;

@@ -1,11 +1,11 @@
 //! [`MockOcient`]: building one, and the knobs a test turns while it runs.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 use crate::fault::Fault;
-use crate::state::{Counters, State};
+use crate::state::{Counters, Shared, State};
 
 /// An in-memory Ocient HTTP Query API.
 ///
@@ -13,7 +13,7 @@ use crate::state::{Counters, State};
 /// clone kept by a test observes a server started from another clone.
 #[derive(Clone)]
 pub struct MockOcient {
-    shared: Arc<Mutex<State>>,
+    shared: Shared,
 }
 
 impl MockOcient {
@@ -21,7 +21,7 @@ impl MockOcient {
     /// 24 hours after login, no latency, failures answered as HTTP 401.
     pub fn new() -> Self {
         Self {
-            shared: Arc::new(Mutex::new(State::new())),
+            shared: Shared::new(),
         }
     }
 
@@ -133,8 +133,7 @@ impl MockOcient {
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        // A panicking test thread must not take every later request down with it.
-        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shared.lock()
     }
 }
 

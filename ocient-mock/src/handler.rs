@@ -1,5 +1,7 @@
 //! The request handler: routing, and answering login and token refresh
-//! (`execute.rs` answers queries).
+//! (`execute.rs` answers queries, `handler/device.rs` the device grant).
+
+mod device;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -70,7 +72,7 @@ impl MockOcient {
         let (parts, body) = request.into_parts();
         let response = match Route::of(&parts.method, parts.uri.path()) {
             Route::Token(endpoint) => self.token_request(endpoint, &parts.headers, body).await,
-            Route::DevicePoll => self.device_poll(&parts.headers, body).await,
+            Route::DevicePoll => device::poll(self.shared(), &parts.headers, body).await,
             Route::Execute => self.execute(&parts, body).await,
             Route::WrongMethod => Failure::protocol(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -122,7 +124,7 @@ impl MockOcient {
             TokenRoute::Login => self.login(headers, body).await.map(answered),
             TokenRoute::Refresh => self.refresh(headers, body).await.map(answered),
             TokenRoute::SsoExchange => self.sso_exchange(headers, body).await,
-            TokenRoute::DeviceGrant => self.device_grant(headers, body).await,
+            TokenRoute::DeviceGrant => device::grant(self.shared(), headers, body).await,
         };
         match outcome {
             Ok(response) => response,

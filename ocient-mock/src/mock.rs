@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::MutexGuard;
 use std::time::Duration;
 
+use crate::device::DeviceApproval;
 use crate::fault::Fault;
 use crate::state::{Counters, Shared, State};
 
@@ -134,6 +135,26 @@ impl MockOcient {
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.shared.lock()
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+/// Single sign-on: what the identity provider would decide.
+impl MockOcient {
+    /// What device grant polls answer; [`DeviceApproval::Pending`] by default.
+    #[must_use]
+    pub fn device_approval(self, approval: DeviceApproval) -> Self {
+        self.set_device_approval(approval);
+        self
+    }
+
+    /// Sets the user's decision from now on, for every user code; polls
+    /// being held hear it at once.
+    pub fn set_device_approval(&self, approval: DeviceApproval) {
+        self.lock().devices.set_approval(approval);
     }
 }
 

@@ -1,7 +1,9 @@
 //! The request handler: routing, and answering login and token refresh
-//! (`execute.rs` answers queries, `handler/device.rs` the device grant).
+//! (`execute.rs` answers queries, `handler/sso.rs` single sign-on and
+//! `handler/device.rs` the device grant).
 
 mod device;
+mod sso;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -123,7 +125,7 @@ impl MockOcient {
         let outcome = match endpoint {
             TokenRoute::Login => self.login(headers, body).await.map(answered),
             TokenRoute::Refresh => self.refresh(headers, body).await.map(answered),
-            TokenRoute::SsoExchange => self.sso_exchange(headers, body).await,
+            TokenRoute::SsoExchange => sso::exchange(self.shared(), headers, body).await,
             TokenRoute::DeviceGrant => device::grant(self.shared(), headers, body).await,
         };
         match outcome {

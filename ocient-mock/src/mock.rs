@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use crate::device::DeviceApproval;
 use crate::fault::Fault;
+#[cfg(feature = "sso")]
+use crate::jwks::TrustedIssuer;
+use crate::sso::SsoAnswer;
 use crate::state::{Counters, Shared, State};
 
 /// An in-memory Ocient HTTP Query API.
@@ -142,8 +145,54 @@ impl MockOcient {
     }
 }
 
-/// Single sign-on: what the identity provider would decide.
+/// Single sign-on: what `/v1/sso_token` trusts and answers, and what the
+/// user decides for the device grant.
 impl MockOcient {
+    /// The identity-provider tokens `/v1/sso_token` accepts, as `id_token`
+    /// or `access_token` alike, each signing in the user `sso-user`. Replaces
+    /// the tokens set before. No feature is needed: the mock compares them
+    /// as strings, so any string will do.
+    #[must_use]
+    pub fn sso_tokens(self, tokens: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.set_sso_tokens(tokens);
+        self
+    }
+
+    /// Replaces the accepted identity-provider tokens from now on, as an
+    /// identity provider revoking or rotating them would. Ocient tokens
+    /// already issued stay valid.
+    pub fn set_sso_tokens(&self, tokens: impl IntoIterator<Item = impl Into<String>>) {
+        let tokens = tokens.into_iter().map(Into::into).collect();
+        self.lock().sso.set_tokens(tokens);
+    }
+
+    /// How a successful `/v1/sso_token` answers; [`SsoAnswer::LikeLogin`]
+    /// by default.
+    #[must_use]
+    pub fn sso_answer(self, answer: SsoAnswer) -> Self {
+        self.set_sso_answer(answer);
+        self
+    }
+
+    /// Changes how `/v1/sso_token` answers from now on.
+    pub fn set_sso_answer(&self, answer: SsoAnswer) {
+        self.lock().knobs.sso_answer = answer;
+    }
+
+    /// `/v1/sso_token` also accepts JWTs this issuer signed: a signature
+    /// that verifies against one of its keys, `iss` equal to its issuer,
+    /// `aud` holding its audience if it has one, an `exp` still ahead and no
+    /// `nbf` still to come. The JWT's `sub` is the user signed in. Trusting
+    /// an issuer of the same name again replaces its keys, as a key rotation
+    /// would.
+    #[cfg(feature = "sso")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sso")))]
+    #[must_use]
+    pub fn trust_issuer(self, issuer: TrustedIssuer) -> Self {
+        self.lock().sso.trust(issuer);
+        self
+    }
+
     /// What device grant polls answer; [`DeviceApproval::Pending`] by default.
     #[must_use]
     pub fn device_approval(self, approval: DeviceApproval) -> Self {

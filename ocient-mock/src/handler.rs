@@ -1,8 +1,9 @@
 //! The request handler: routing, and answering login and token refresh
-//! (`execute.rs` answers queries, `handler/sso.rs` single sign-on and
-//! `handler/device.rs` the device grant).
+//! (`handler/execute.rs` answers queries, `handler/sso.rs` single sign-on
+//! and `handler/device.rs` the device grant).
 
 mod device;
+mod execute;
 mod sso;
 
 use std::convert::Infallible;
@@ -75,7 +76,7 @@ impl MockOcient {
         let response = match Route::of(&parts.method, parts.uri.path()) {
             Route::Token(endpoint) => self.token_request(endpoint, &parts.headers, body).await,
             Route::DevicePoll => device::poll(self.shared(), &parts.headers, body).await,
-            Route::Execute => self.execute(&parts, body).await,
+            Route::Execute => execute::execute(self.shared(), &parts, body).await,
             Route::WrongMethod => Failure::protocol(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "42000",

@@ -138,7 +138,6 @@ mod body;
 #[cfg(feature = "tls")]
 mod client;
 mod device;
-mod execute;
 mod fault;
 mod handler;
 #[cfg(feature = "sso")]

@@ -1,11 +1,21 @@
-//! [`MockOcient`]: building one, and the knobs a test turns while it runs.
+//! [`MockOcient`]: building one, the knobs a test turns while it runs, and
+//! the tower `Service` whose calls go to the router (`handler.rs`) with the
+//! shared state. The handlers and the state they work on never name the
+//! mock, so they can be read, and changed, without it.
 
+use std::convert::Infallible;
 use std::fmt;
 use std::sync::MutexGuard;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::{Request, Response};
+use http_body::Body;
+
+use crate::body::{BoxError, MockBody};
 use crate::device::DeviceApproval;
 use crate::fault::Fault;
+use crate::handler::{self, ResponseFuture};
 #[cfg(feature = "sso")]
 use crate::jwks::TrustedIssuer;
 use crate::sso::SsoAnswer;
@@ -139,10 +149,6 @@ impl MockOcient {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.shared.lock()
     }
-
-    pub(crate) fn shared(&self) -> &Shared {
-        &self.shared
-    }
 }
 
 /// Single sign-on: what `/v1/sso_token` trusts and answers, and what the
@@ -204,6 +210,27 @@ impl MockOcient {
     /// being held hear it at once.
     pub fn set_device_approval(&self, approval: DeviceApproval) {
         self.lock().devices.set_approval(approval);
+    }
+}
+
+/// Every call goes to the router with a handle on the shared state, the same
+/// whether a test calls it in process or [`serve`](MockOcient::serve) does.
+impl<B> tower_service::Service<Request<B>> for MockOcient
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<MockBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        handler::call(self.shared.clone(), request)
     }
 }
 

@@ -151,8 +151,8 @@ impl MockOcient {
     }
 }
 
-/// Single sign-on: what `/v1/sso_token` trusts and answers, and what the
-/// user decides for the device grant.
+// Single sign-on: what `/v1/sso_token` trusts and answers, and what the user
+// decides for the device grant. The state they set is in sso.rs and device.rs.
 impl MockOcient {
     /// The identity-provider tokens `/v1/sso_token` accepts, as `id_token`
     /// or `access_token` alike, each signing in the user `sso-user`. Replaces
@@ -213,8 +213,9 @@ impl MockOcient {
     }
 }
 
-/// Every call goes to the router with a handle on the shared state, the same
-/// whether a test calls it in process or [`serve`](MockOcient::serve) does.
+/// In process, the same answers as over HTTP from [`serve`](MockOcient::serve).
+// Each call goes to the router with a handle on the shared state: the
+// handlers never see the mock.
 impl<B> tower_service::Service<Request<B>> for MockOcient
 where
     B: Body + Send + 'static,

@@ -1,5 +1,12 @@
-//! The request handler: routing, and answering login and token refresh
-//! (`execute.rs` answers queries).
+//! The request handler: routing each request to its endpoint, and what all
+//! token requests share (counting, latency, injected faults). Each endpoint
+//! is a function of the shared state beside this router, in `handler/`; the
+//! state they read and change knows nothing of them.
+
+mod device;
+mod execute;
+mod login;
+mod sso;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -9,17 +16,12 @@ use std::task::{Context, Poll};
 
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::Body;
-use tokio::time::Instant;
 
-use crate::body::BoxError;
-use crate::body::MockBody;
-use crate::mock::MockOcient;
-use crate::state::TokenRoute;
-use crate::wire::{
-    bearer, json, read_json, require_json, Failure, Issued, LoginRequest, RefreshRequest,
-};
+use crate::body::{BoxError, MockBody};
+use crate::state::{Shared, TokenRoute};
+use crate::wire::{json, Failure};
 
-/// The future returned by [`MockOcient`]'s `Service::call`.
+/// The future returned by [`MockOcient`](crate::MockOcient)'s `Service::call`.
 pub struct ResponseFuture {
     inner: Pin<Box<dyn Future<Output = Result<Response<MockBody>, Infallible>> + Send>>,
 }
@@ -61,126 +63,89 @@ fn is_execute(path: &str) -> bool {
         .is_some_and(|database| !database.is_empty() && !database.contains('/'))
 }
 
-impl MockOcient {
-    async fn respond<B>(self, request: Request<B>) -> Response<MockBody>
-    where
-        B: Body,
-        B::Error: Into<BoxError>,
-    {
-        let (parts, body) = request.into_parts();
-        let response = match Route::of(&parts.method, parts.uri.path()) {
-            Route::Token(endpoint) => self.token_request(endpoint, &parts.headers, body).await,
-            Route::DevicePoll => self.device_poll(&parts.headers, body).await,
-            Route::Execute => self.execute(&parts, body).await,
-            Route::WrongMethod => Failure::protocol(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "42000",
-                "method not allowed",
-            )
-            .into_response(),
-            Route::NotFound => {
-                Failure::protocol(StatusCode::NOT_FOUND, "42000", "not found").into_response()
-            }
-        };
-        // The path is safe to log: tokens travel in headers and bodies only.
-        tracing::debug!(
-            method = %parts.method,
-            path = parts.uri.path(),
-            status = %response.status(),
-            "Ocient mock answered"
-        );
-        response
-    }
-
-    async fn token_request<B>(
-        &self,
-        endpoint: TokenRoute,
-        headers: &HeaderMap,
-        body: B,
-    ) -> Response<MockBody>
-    where
-        B: Body,
-        B::Error: Into<BoxError>,
-    {
-        let (fault, latency) = {
-            let mut state = self.lock();
-            (state.begin_token_request(endpoint), state.knobs.latency)
-        };
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
-        if let Some(fault) = fault {
-            tracing::debug!(
-                ?endpoint,
-                fault = fault.name(),
-                "Ocient mock injecting a fault"
-            );
-            return fault.into_response().await;
-        }
-        let answered = |issued| json(StatusCode::OK, &issued);
-        let outcome = match endpoint {
-            TokenRoute::Login => self.login(headers, body).await.map(answered),
-            TokenRoute::Refresh => self.refresh(headers, body).await.map(answered),
-            TokenRoute::SsoExchange => self.sso_exchange(headers, body).await,
-            TokenRoute::DeviceGrant => self.device_grant(headers, body).await,
-        };
-        match outcome {
-            Ok(response) => response,
-            Err(failure) => {
-                self.lock().counters.failed_token_requests += 1;
-                failure.into_response()
-            }
-        }
-    }
-
-    async fn login<B>(&self, headers: &HeaderMap, body: B) -> Result<Issued, Failure>
-    where
-        B: Body,
-        B::Error: Into<BoxError>,
-    {
-        require_json(headers)?;
-        let creds: LoginRequest = read_json(body).await?.ok_or_else(Failure::malformed_json)?;
-        let mut state = self.lock();
-        let in_band = state.knobs.errors_in_band;
-        state
-            .login(creds, Instant::now())
-            .map_err(|status| Failure::auth(status, in_band))
-    }
-
-    async fn refresh<B>(&self, headers: &HeaderMap, body: B) -> Result<Issued, Failure>
-    where
-        B: Body,
-        B::Error: Into<BoxError>,
-    {
-        require_json(headers)?;
-        let request: RefreshRequest = read_json(body).await?.unwrap_or_default();
-        let now = Instant::now();
-        let mut state = self.lock();
-        let in_band = state.knobs.errors_in_band;
-        bearer(headers)
-            .and_then(|token| state.refresh(token, request.database, now))
-            .map_err(|status| Failure::auth(status, in_band))
-    }
-}
-
-impl<B> tower_service::Service<Request<B>> for MockOcient
+/// The whole of a call to the mock: the future owns its handle on the
+/// state, so it outlives the `MockOcient` it came from.
+pub(crate) fn call<B>(shared: Shared, request: Request<B>) -> ResponseFuture
 where
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    type Response = Response<MockBody>;
-    type Error = Infallible;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+    ResponseFuture {
+        inner: Box::pin(async move { Ok(respond(&shared, request).await) }),
     }
+}
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let mock = self.clone();
-        ResponseFuture {
-            inner: Box::pin(async move { Ok(mock.respond(request).await) }),
+async fn respond<B>(shared: &Shared, request: Request<B>) -> Response<MockBody>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let (parts, body) = request.into_parts();
+    let response = match Route::of(&parts.method, parts.uri.path()) {
+        Route::Token(endpoint) => token_request(shared, endpoint, &parts.headers, body).await,
+        Route::DevicePoll => device::poll(shared, &parts.headers, body).await,
+        Route::Execute => execute::execute(shared, &parts, body).await,
+        Route::WrongMethod => Failure::protocol(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "42000",
+            "method not allowed",
+        )
+        .into_response(),
+        Route::NotFound => {
+            Failure::protocol(StatusCode::NOT_FOUND, "42000", "not found").into_response()
+        }
+    };
+    // The path is safe to log: tokens travel in headers and bodies only.
+    tracing::debug!(
+        method = %parts.method,
+        path = parts.uri.path(),
+        status = %response.status(),
+        "Ocient mock answered"
+    );
+    response
+}
+
+/// What every token request shares, whatever its endpoint: it is counted,
+/// delayed by the latency knob, and answered with the next queued fault
+/// instead if there is one; a refusal counts as a failed token request.
+async fn token_request<B>(
+    shared: &Shared,
+    endpoint: TokenRoute,
+    headers: &HeaderMap,
+    body: B,
+) -> Response<MockBody>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let (fault, latency) = {
+        let mut state = shared.lock();
+        (state.begin_token_request(endpoint), state.knobs.latency)
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(fault) = fault {
+        tracing::debug!(
+            ?endpoint,
+            fault = fault.name(),
+            "Ocient mock injecting a fault"
+        );
+        return fault.into_response().await;
+    }
+    let answered = |issued| json(StatusCode::OK, &issued);
+    let outcome = match endpoint {
+        TokenRoute::Login => login::login(shared, headers, body).await.map(answered),
+        TokenRoute::Refresh => login::refresh(shared, headers, body).await.map(answered),
+        TokenRoute::SsoExchange => sso::exchange(shared, headers, body).await,
+        TokenRoute::DeviceGrant => device::grant(shared, headers, body).await,
+    };
+    match outcome {
+        Ok(response) => response,
+        Err(failure) => {
+            shared.lock().counters.failed_token_requests += 1;
+            failure.into_response()
         }
     }
 }

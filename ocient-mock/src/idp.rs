@@ -10,8 +10,8 @@ use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
 
+use crate::base64url;
 use crate::jwks::TrustedIssuer;
-use crate::jwt::base64url_encode;
 
 /// The audience tokens are for unless [`TestIdentityProvider::audience`] says otherwise.
 const DEFAULT_AUDIENCE: &str = "ocient";
@@ -64,7 +64,7 @@ impl TestIdentityProvider {
             .expect("ring reads back the PKCS#8 it just wrote");
         // A key's own hash: a new key, a new kid, as after a real rotation.
         let thumb = digest(&SHA256, key.public_key().as_ref());
-        let kid = base64url_encode(&thumb.as_ref()[..12]);
+        let kid = base64url::encode(&thumb.as_ref()[..12]);
         Self {
             issuer: issuer.into(),
             audience: DEFAULT_AUDIENCE.to_owned(),
@@ -116,14 +116,14 @@ impl TestIdentityProvider {
     pub(crate) fn sign(&self, header: &Value, claims: &Value) -> String {
         let signed = format!(
             "{}.{}",
-            base64url_encode(header.to_string()),
-            base64url_encode(claims.to_string())
+            base64url::encode(header.to_string()),
+            base64url::encode(claims.to_string())
         );
         let signature = self
             .key
             .sign(&self.rng, signed.as_bytes())
             .expect("the OS random number generator failed to sign");
-        format!("{signed}.{}", base64url_encode(signature))
+        format!("{signed}.{}", base64url::encode(signature))
     }
 
     #[cfg(test)]
@@ -140,8 +140,8 @@ impl TestIdentityProvider {
         json!({"keys": [{
             "kty": "EC",
             "crv": "P-256",
-            "x": base64url_encode(x),
-            "y": base64url_encode(y),
+            "x": base64url::encode(x),
+            "y": base64url::encode(y),
             "kid": self.kid,
             "alg": "ES256",
             "use": "sig",

@@ -11,7 +11,7 @@ use ring::signature::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::jwt::base64url;
+use crate::base64url;
 
 /// The bytes of a P-256 coordinate.
 const P256_COORDINATE: usize = 32;
@@ -208,8 +208,8 @@ impl Jwk {
 impl PublicKey {
     fn rsa(n: Option<&str>, e: Option<&str>) -> Result<Self, &'static str> {
         const MALFORMED: &str = "an RSA key needs `n` and `e` in base64url";
-        let mut n = n.and_then(base64url).ok_or(MALFORMED)?;
-        let mut e = e.and_then(base64url).ok_or(MALFORMED)?;
+        let mut n = n.and_then(base64url::decode).ok_or(MALFORMED)?;
+        let mut e = e.and_then(base64url::decode).ok_or(MALFORMED)?;
         // RFC 7518 forbids leading zeros, some providers send them, ring refuses them.
         for number in [&mut n, &mut e] {
             let zeros = number.iter().take_while(|&&byte| byte == 0).count();
@@ -224,7 +224,7 @@ impl PublicKey {
     fn p256(x: Option<&str>, y: Option<&str>) -> Result<Self, &'static str> {
         const MALFORMED: &str = "a P-256 key needs `x` and `y` of 32 bytes in base64url";
         let coordinate = |text: Option<&str>| {
-            text.and_then(base64url)
+            text.and_then(base64url::decode)
                 .filter(|bytes| bytes.len() == P256_COORDINATE)
                 .ok_or(MALFORMED)
         };

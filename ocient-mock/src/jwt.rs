@@ -3,12 +3,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::alphabet::URL_SAFE;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use base64::Engine as _;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use crate::base64url;
 use crate::jwks::TrustedIssuer;
 use crate::wire::ApiStatus;
 
@@ -16,14 +14,6 @@ use crate::wire::ApiStatus;
 /// issued may carry an `nbf` still to come here. `exp` gets no leeway, so a
 /// token issued with no lifetime at all is expired at once.
 const NBF_LEEWAY_SECS: f64 = 30.0;
-
-/// Base64url, with or without the padding JWTs leave out.
-const BASE64URL: GeneralPurpose = GeneralPurpose::new(
-    &URL_SAFE,
-    GeneralPurposeConfig::new()
-        .with_encode_padding(false)
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
 
 #[derive(Deserialize)]
 struct Header {
@@ -45,14 +35,6 @@ struct Claims {
 enum Audience {
     One(String),
     Many(Vec<String>),
-}
-
-pub(crate) fn base64url(text: &str) -> Option<Vec<u8>> {
-    BASE64URL.decode(text).ok()
-}
-
-pub(crate) fn base64url_encode(bytes: impl AsRef<[u8]>) -> String {
-    BASE64URL.encode(bytes)
 }
 
 /// The `sub` of a JWT one of `issuers` signed, still valid at `now`.
@@ -80,7 +62,7 @@ pub(crate) fn subject(
         .iter()
         .find(|issuer| issuer.issuer() == iss)
         .ok_or(ApiStatus::UNKNOWN_ISSUER)?;
-    let signature = base64url(signature).ok_or(ApiStatus::SIGNATURE_MISMATCH)?;
+    let signature = base64url::decode(signature).ok_or(ApiStatus::SIGNATURE_MISMATCH)?;
     let kid = header.kid.as_deref();
     if !issuer.verifies(&header.alg, kid, signed.as_bytes(), &signature) {
         return Err(ApiStatus::SIGNATURE_MISMATCH);
@@ -122,7 +104,7 @@ impl Audience {
 }
 
 fn decode_json<T: DeserializeOwned>(part: &str) -> Option<T> {
-    serde_json::from_slice(&base64url(part)?).ok()
+    serde_json::from_slice(&base64url::decode(part)?).ok()
 }
 
 #[cfg(test)]

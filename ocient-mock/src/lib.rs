@@ -132,11 +132,12 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
+#[cfg(feature = "sso")]
+mod base64url;
 mod body;
 #[cfg(feature = "tls")]
 mod client;
 mod device;
-mod execute;
 mod fault;
 mod handler;
 #[cfg(feature = "sso")]

@@ -1,11 +1,25 @@
-//! [`MockOcient`]: building one, and the knobs a test turns while it runs.
+//! [`MockOcient`]: building one, the knobs a test turns while it runs, and
+//! the tower `Service` whose calls go to the router (`handler.rs`) with the
+//! shared state. The handlers and the state they work on never name the
+//! mock, so they can be read, and changed, without it.
 
+use std::convert::Infallible;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::MutexGuard;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::{Request, Response};
+use http_body::Body;
+
+use crate::body::{BoxError, MockBody};
+use crate::device::DeviceApproval;
 use crate::fault::Fault;
-use crate::state::{Counters, State};
+use crate::handler::{self, ResponseFuture};
+#[cfg(feature = "sso")]
+use crate::jwks::TrustedIssuer;
+use crate::sso::SsoAnswer;
+use crate::state::{Counters, Shared, State};
 
 /// An in-memory Ocient HTTP Query API.
 ///
@@ -13,7 +27,7 @@ use crate::state::{Counters, State};
 /// clone kept by a test observes a server started from another clone.
 #[derive(Clone)]
 pub struct MockOcient {
-    shared: Arc<Mutex<State>>,
+    shared: Shared,
 }
 
 impl MockOcient {
@@ -21,7 +35,7 @@ impl MockOcient {
     /// 24 hours after login, no latency, failures answered as HTTP 401.
     pub fn new() -> Self {
         Self {
-            shared: Arc::new(Mutex::new(State::new())),
+            shared: Shared::new(),
         }
     }
 
@@ -133,8 +147,91 @@ impl MockOcient {
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        // A panicking test thread must not take every later request down with it.
-        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shared.lock()
+    }
+}
+
+// Single sign-on: what `/v1/sso_token` trusts and answers, and what the user
+// decides for the device grant. The state they set is in sso.rs and device.rs.
+impl MockOcient {
+    /// The identity-provider tokens `/v1/sso_token` accepts, as `id_token`
+    /// or `access_token` alike, each signing in the user `sso-user`. Replaces
+    /// the tokens set before. No feature is needed: the mock compares them
+    /// as strings, so any string will do.
+    #[must_use]
+    pub fn sso_tokens(self, tokens: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.set_sso_tokens(tokens);
+        self
+    }
+
+    /// Replaces the accepted identity-provider tokens from now on, as an
+    /// identity provider revoking or rotating them would. Ocient tokens
+    /// already issued stay valid.
+    pub fn set_sso_tokens(&self, tokens: impl IntoIterator<Item = impl Into<String>>) {
+        let tokens = tokens.into_iter().map(Into::into).collect();
+        self.lock().sso.set_tokens(tokens);
+    }
+
+    /// How a successful `/v1/sso_token` answers; [`SsoAnswer::LikeLogin`]
+    /// by default.
+    #[must_use]
+    pub fn sso_answer(self, answer: SsoAnswer) -> Self {
+        self.set_sso_answer(answer);
+        self
+    }
+
+    /// Changes how `/v1/sso_token` answers from now on.
+    pub fn set_sso_answer(&self, answer: SsoAnswer) {
+        self.lock().knobs.sso_answer = answer;
+    }
+
+    /// `/v1/sso_token` also accepts JWTs this issuer signed: a signature
+    /// that verifies against one of its keys, `iss` equal to its issuer,
+    /// `aud` holding its audience if it has one, an `exp` still ahead and no
+    /// `nbf` still to come. The JWT's `sub` is the user signed in. Trusting
+    /// an issuer of the same name again replaces its keys, as a key rotation
+    /// would.
+    #[cfg(feature = "sso")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sso")))]
+    #[must_use]
+    pub fn trust_issuer(self, issuer: TrustedIssuer) -> Self {
+        self.lock().sso.trust(issuer);
+        self
+    }
+
+    /// What device grant polls answer; [`DeviceApproval::Pending`] by default.
+    #[must_use]
+    pub fn device_approval(self, approval: DeviceApproval) -> Self {
+        self.set_device_approval(approval);
+        self
+    }
+
+    /// Sets the user's decision from now on, for every user code; polls
+    /// being held hear it at once.
+    pub fn set_device_approval(&self, approval: DeviceApproval) {
+        self.lock().devices.set_approval(approval);
+    }
+}
+
+/// In process, the same answers as over HTTP from [`serve`](MockOcient::serve).
+// Each call goes to the router with a handle on the shared state: the
+// handlers never see the mock.
+impl<B> tower_service::Service<Request<B>> for MockOcient
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<MockBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        handler::call(self.shared.clone(), request)
     }
 }
 

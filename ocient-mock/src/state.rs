@@ -1,6 +1,7 @@
 //! What the server remembers: users, live tokens, queued faults and counters.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -88,6 +89,23 @@ pub(crate) struct State {
     /// The identity-provider tokens `/v1/sso_token` accepts.
     pub(crate) sso: SsoConfig,
     pub(crate) devices: Devices,
+}
+
+/// The one [`State`] behind every clone of a `MockOcient` and every request
+/// in flight: a clone a test keeps sees what a served clone did, and the
+/// handlers need nothing of the mock but this.
+#[derive(Clone)]
+pub(crate) struct Shared(Arc<Mutex<State>>);
+
+impl Shared {
+    pub(crate) fn new() -> Self {
+        Self(Arc::new(Mutex::new(State::new())))
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panicking test thread must not take every later request down with it.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// The requests that count as token requests: faults and latency apply to them.

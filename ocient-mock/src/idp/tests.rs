@@ -3,7 +3,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use super::TestIdentityProvider;
-use crate::jwt::base64url;
+use crate::base64url::decode as base64url;
 use crate::test_support::jwt_claims;
 
 fn header_of(token: &str) -> Value {

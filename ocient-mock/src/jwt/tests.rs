@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use super::base64url_encode;
+use crate::base64url::encode as base64url_encode;
 use crate::idp::TestIdentityProvider;
 use crate::jwks::TrustedIssuer;
 use crate::mock::MockOcient;
@@ -124,7 +124,7 @@ async fn an_rsa_modulus_with_a_leading_zero_still_verifies() {
     let mut jwks: Value = serde_json::from_str(RSA_JWKS).expect("JSON");
     let n = jwks["keys"][0]["n"].as_str().expect("n");
     let mut padded = vec![0];
-    padded.extend(super::base64url(n).expect("base64url"));
+    padded.extend(crate::base64url::decode(n).expect("base64url"));
     jwks["keys"][0]["n"] = json!(base64url_encode(padded));
     let trusted = TrustedIssuer::new(RSA_ISSUER, &jwks.to_string()).expect("key set");
     let mock = MockOcient::new().trust_issuer(trusted);

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::body::{BoxError, MockBody};
 use crate::ids::query_id;
-use crate::mock::MockOcient;
+use crate::state::Shared;
 use crate::wire::{bearer, has_media_type, json, read_json, ApiStatus, Failure, QueryAnswer};
 
 /// The one column of the mock's one row, as `SELECT 1` answers it: named
@@ -81,45 +81,43 @@ impl Format {
     }
 }
 
-impl MockOcient {
-    /// The token first, as for every authenticated call: a refused query's
-    /// body is never read. A good token counts as a good query even when
-    /// its body is then refused, since the counters are about tokens.
-    pub(crate) async fn execute<B>(&self, request: &Parts, body: B) -> Response<MockBody>
-    where
-        B: Body,
-        B::Error: Into<BoxError>,
-    {
-        if let Err(failure) = self.admit_query(&request.headers) {
-            return failure.into_response();
-        }
-        match Format::requested(request, body).await {
-            Ok(format) => json(
-                StatusCode::OK,
-                &QueryAnswer {
-                    query_id: query_id(),
-                    status: ApiStatus::QUERY_OK,
-                    data: format.rows(),
-                },
-            ),
-            Err(failure) => failure.into_response(),
-        }
+/// The token first, as for every authenticated call: a refused query's
+/// body is never read. A good token counts as a good query even when its
+/// body is then refused, since the counters are about tokens.
+pub(super) async fn execute<B>(shared: &Shared, request: &Parts, body: B) -> Response<MockBody>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    if let Err(failure) = admit_query(shared, &request.headers) {
+        return failure.into_response();
     }
+    match Format::requested(request, body).await {
+        Ok(format) => json(
+            StatusCode::OK,
+            &QueryAnswer {
+                query_id: query_id(),
+                status: ApiStatus::QUERY_OK,
+                data: format.rows(),
+            },
+        ),
+        Err(failure) => failure.into_response(),
+    }
+}
 
-    /// Checks the query's token and counts the query by it.
-    fn admit_query(&self, headers: &HeaderMap) -> Result<(), Failure> {
-        let now = Instant::now();
-        let mut state = self.lock();
-        let verdict = bearer(headers).and_then(|token| state.check(token, now));
-        let counter = match verdict {
-            Ok(()) => &mut state.counters.queries_ok,
-            Err(ApiStatus::NO_SESSION) => &mut state.counters.queries_no_token,
-            Err(_) => &mut state.counters.queries_bad_token,
-        };
-        *counter += 1;
-        let in_band = state.knobs.errors_in_band;
-        verdict.map_err(|status| Failure::auth(status, in_band))
-    }
+/// Checks the query's token and counts the query by it.
+fn admit_query(shared: &Shared, headers: &HeaderMap) -> Result<(), Failure> {
+    let now = Instant::now();
+    let mut state = shared.lock();
+    let verdict = bearer(headers).and_then(|token| state.check(token, now));
+    let counter = match verdict {
+        Ok(()) => &mut state.counters.queries_ok,
+        Err(ApiStatus::NO_SESSION) => &mut state.counters.queries_no_token,
+        Err(_) => &mut state.counters.queries_bad_token,
+    };
+    *counter += 1;
+    let in_band = state.knobs.errors_in_band;
+    verdict.map_err(|status| Failure::auth(status, in_band))
 }
 
 /// The mock never required a `Content-Type` for execute, so only the one

@@ -35,15 +35,18 @@ impl fmt::Display for Exchange {
 ///
 /// ```
 /// # fn handle(err: Box<dyn std::error::Error + Send + Sync>) {
-/// use tower_token_refresh::Error;
+/// use tower_token_refresh::{Error, FailureKind};
 ///
 /// match err.downcast_ref::<Error>() {
-///     Some(e) if e.vendor_code() == Some(-304) => eprintln!("wrong user or password"),
+///     Some(e) if FailureKind::of(e) == FailureKind::Refused => eprintln!("refused: {e}"),
 ///     Some(other) => eprintln!("no token: {other}"),
 ///     None => eprintln!("the request itself failed: {err}"),
 /// }
 /// # }
 /// ```
+///
+/// With the `ocient` feature, [`vendor_code`](Error::vendor_code) reads an Ocient node's
+/// code: `-304` is a wrong user or password.
 ///
 /// The error is cheap to clone: every caller waiting on one failed attempt gets a copy. No
 /// variant ever holds the password or a token.
@@ -110,6 +113,8 @@ pub enum Error {
         source: ProviderError,
     },
     /// A device grant (see `OcientAuth::device_grant`) ended without the user's approval.
+    #[cfg(feature = "ocient")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ocient")))]
     #[error("device sign-in {ended}{}", reason_text(reason))]
     #[non_exhaustive]
     DeviceGrant {
@@ -131,6 +136,8 @@ pub enum Error {
 }
 
 /// How a device grant ended without a token: see [`Error::DeviceGrant`].
+#[cfg(feature = "ocient")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ocient")))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DeviceGrantEnd {
@@ -140,6 +147,7 @@ pub enum DeviceGrantEnd {
     TimedOut,
 }
 
+#[cfg(feature = "ocient")]
 impl fmt::Display for DeviceGrantEnd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -155,6 +163,8 @@ impl fmt::Display for DeviceGrantEnd {
 pub enum ErrorCode {
     /// Ocient's status object: its vendor code (`0` when it carried none) and SQLSTATE
     /// (empty when it carried none, `<invalid>` when it was not five letters or digits).
+    #[cfg(feature = "ocient")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ocient")))]
     Ocient {
         /// The vendor code, such as `-304` for a wrong user or password.
         vendor_code: i64,
@@ -168,6 +178,7 @@ pub enum ErrorCode {
 impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            #[cfg(feature = "ocient")]
             ErrorCode::Ocient {
                 vendor_code,
                 sql_state,
@@ -193,7 +204,7 @@ fn reason_text(reason: &str) -> String {
 }
 
 /// The longest `reason` (and named code) an error repeats from the server.
-const MAX_REASON: usize = 256;
+pub(crate) const MAX_REASON: usize = 256;
 
 /// Server text without control characters, so that a log line stays one line and a
 /// terminal takes no orders from it: what [`Error::rejected`] does to a server's reason,
@@ -257,6 +268,7 @@ impl Error {
     ) -> Self {
         let code = code.map(|code| match code {
             ErrorCode::Named(name) => ErrorCode::Named(printable(&name)),
+            #[cfg(feature = "ocient")]
             ErrorCode::Ocient {
                 vendor_code,
                 sql_state,
@@ -270,14 +282,6 @@ impl Error {
             status,
             code,
             reason: printable(reason.as_ref()),
-        }
-    }
-
-    /// A device grant that ended without approval; `reason` is the server's text, if any.
-    pub fn device_grant(ended: DeviceGrantEnd, reason: &str) -> Self {
-        Error::DeviceGrant {
-            ended,
-            reason: printable(reason),
         }
     }
 
@@ -320,14 +324,6 @@ impl Error {
         }
     }
 
-    /// The Ocient vendor code, for an [`Error::Rejected`] by an Ocient node.
-    pub fn vendor_code(&self) -> Option<i64> {
-        match self.code()? {
-            ErrorCode::Ocient { vendor_code, .. } => Some(*vendor_code),
-            ErrorCode::Named(_) => None,
-        }
-    }
-
     /// The token service's own code, for an [`Error::Rejected`] that carried one.
     pub fn code(&self) -> Option<&ErrorCode> {
         match self {
@@ -365,14 +361,15 @@ impl Error {
                 let mut texts = vec![reason];
                 match code {
                     Some(ErrorCode::Named(name)) => texts.push(name),
+                    #[cfg(feature = "ocient")]
                     Some(ErrorCode::Ocient { sql_state, .. }) => texts.push(sql_state),
                     None => {}
                 }
                 texts
             }
-            Error::InvalidResponse { reason, .. } | Error::DeviceGrant { reason, .. } => {
-                vec![reason]
-            }
+            Error::InvalidResponse { reason, .. } => vec![reason],
+            #[cfg(feature = "ocient")]
+            Error::DeviceGrant { reason, .. } => vec![reason],
             _ => Vec::new(),
         }
     }

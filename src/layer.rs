@@ -18,7 +18,7 @@ use crate::status::TokenStatus;
 
 /// How long a login or refresh may take, answer body included, unless set otherwise.
 pub(crate) const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
-/// Ocient's advice: refresh once half the lifetime is left.
+/// Refresh once half the lifetime is left (what Ocient advises, and a common default).
 const DEFAULT_REFRESH_AT: f64 = 0.5;
 const DEFAULT_FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -31,6 +31,8 @@ const MIN_WAIT: Duration = Duration::from_millis(10);
 /// Applies [`TokenRefresh`] to a service.
 ///
 /// ```no_run
+/// # #[cfg(feature = "ocient")]
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use bytes::Bytes;
 /// use http_body_util::Full;
 /// use hyper_rustls::HttpsConnectorBuilder;
@@ -39,7 +41,6 @@ const MIN_WAIT: Duration = Duration::from_millis(10);
 /// use tower::ServiceBuilder;
 /// use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
 ///
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let auth = OcientAuth::new("https://sql-node".parse().unwrap())
 ///     .credentials("jdoe", "secret")
 ///     .database("retail_analytics");
@@ -55,6 +56,7 @@ const MIN_WAIT: Duration = Duration::from_millis(10);
 ///     .service(client);
 /// # let _ = service;
 /// # }
+/// # #[cfg(not(feature = "ocient"))] fn main() {}
 /// ```
 ///
 /// Every service this layer makes, and every clone of them, shares one token: one login,
@@ -181,6 +183,7 @@ impl TokenRefreshLayer {
     /// revoked: for metrics, alerts, or persisting the token for the next process.
     ///
     /// ```
+    /// # #[cfg(feature = "ocient")] {
     /// use std::sync::atomic::{AtomicU64, Ordering};
     /// use std::sync::Arc;
     /// use tower_token_refresh::{OcientAuth, TokenEvent, TokenRefreshLayer};
@@ -194,6 +197,7 @@ impl TokenRefreshLayer {
     ///     }
     /// });
     /// # let _ = layer;
+    /// # }
     /// ```
     ///
     /// The hook runs on the refresh task (or, for a revoked token, in the response future):
@@ -236,11 +240,13 @@ impl TokenRefreshLayer {
     /// origin (`sql-node` for `https://jdoe:pw@sql-node:9443`), never a user or a path.
     ///
     /// ```
+    /// # #[cfg(feature = "ocient")] {
     /// use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
     ///
     /// let auth = OcientAuth::new("https://sql-node".parse().unwrap()).credentials("jdoe", "secret");
     /// let reporting = TokenRefreshLayer::new(auth).name("reporting");
     /// # let _ = reporting;
+    /// # }
     /// ```
     ///
     /// Each event goes to the recorder in force when it happens. The counters and

@@ -7,6 +7,9 @@
 //! a valid token exists.
 //!
 //! ```
+//! # #[cfg(feature = "ocient")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower::BoxError> {
 //! use bytes::Bytes;
 //! use http::Request;
 //! use http_body_util::Full;
@@ -16,8 +19,6 @@
 //! use ocient_mock::MockOcient;
 //! use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
 //!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), tower::BoxError> {
 //! // An Ocient-compatible server on 127.0.0.1; use your SQL node's URI instead.
 //! let server = MockOcient::new().serve().await?;
 //!
@@ -37,6 +38,7 @@
 //! assert_eq!(server.mock().counters().logins, 1);
 //! # Ok(())
 //! # }
+//! # #[cfg(not(feature = "ocient"))] fn main() {}
 //! ```
 //!
 //! # Concepts
@@ -151,6 +153,9 @@
 //!
 //! # Cargo features
 //!
+//! - `ocient` (default): [`OcientAuth`] (password login, single sign-on, several nodes) and
+//!   the Ocient words of [`Error`] (vendor codes, SQLSTATE, device-grant endings). Without
+//!   it the crate is the generic layer and its [`TokenEndpoint`] seam.
 //! - `retry` (default): [`RetryUnauthorized`], a `tower::retry::Policy` that retries a
 //!   request once after a 401.
 //! - `metrics`: the metrics above, through the `metrics` facade (0.24).
@@ -177,6 +182,7 @@ mod future;
 mod grant;
 mod inner;
 mod layer;
+#[cfg(feature = "ocient")]
 mod ocient;
 mod origin;
 mod record;
@@ -190,12 +196,16 @@ mod state;
 mod status;
 
 pub use endpoint::{Answer, FailureKind, TokenClient, TokenEndpoint};
-pub use error::{printable, DeviceGrantEnd, Error, ErrorCode, Exchange, ProviderError};
+#[cfg(feature = "ocient")]
+pub use error::DeviceGrantEnd;
+pub use error::{printable, Error, ErrorCode, Exchange, ProviderError};
 pub use event::TokenEvent;
 pub use future::ResponseFuture;
 pub use grant::{Grant, InvalidLifetime, InvalidSecret, Secret};
 pub use inner::{HttpResponse, InnerService};
 pub use layer::TokenRefreshLayer;
+#[cfg(feature = "ocient")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ocient")))]
 pub use ocient::{DeviceCode, IdentityToken, OcientAuth};
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
@@ -203,7 +213,7 @@ pub use retry::RetryUnauthorized;
 pub use service::TokenRefresh;
 pub use status::{TokenPhase, TokenStatus};
 
-// The README's examples compile as doctests.
-#[cfg(doctest)]
+// The README's examples compile as doctests (they log in to Ocient).
+#[cfg(all(doctest, feature = "ocient"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -204,6 +204,7 @@ fn error_answers_become_rejections() {
         }
         other => panic!("{other:?}"),
     }
+    #[cfg(feature = "ocient")]
     assert_eq!(
         error.vendor_code(),
         None,

@@ -42,8 +42,8 @@ impl FailureKind {
     ///
     /// - transport errors, timeouts, a 5xx or 429 answer, and a provider's failure: `Away`;
     /// - a 401 or 403: `Refused` for a login, `Revoked` for a refresh;
-    /// - the layer's own refusals (no credentials, plain http, a device grant that ended
-    ///   without approval): `Refused`;
+    /// - the layer's own refusals (no credentials, plain http) and a sign-in the user did not
+    ///   approve: `Refused`;
     /// - any other answer: `Unusable`.
     ///
     /// ```
@@ -71,9 +71,10 @@ impl FailureKind {
                 status if status.is_server_error() => FailureKind::Away,
                 _ => FailureKind::Unusable,
             },
-            Error::MissingCredentials
-            | Error::InsecureTransport { .. }
-            | Error::DeviceGrant { .. } => FailureKind::Refused,
+            Error::MissingCredentials | Error::InsecureTransport { .. } => FailureKind::Refused,
+            // The user's answer: asking again at once would only prompt them again.
+            #[cfg(feature = "ocient")]
+            Error::DeviceGrant { .. } => FailureKind::Refused,
             Error::InvalidResponse { .. } | Error::NoRuntime => FailureKind::Unusable,
         }
     }
@@ -126,8 +127,15 @@ mod tests {
         let plain_http = Error::InsecureTransport {
             origin: "http://sql-node".into(),
         };
-        let denied = Error::device_grant(crate::DeviceGrantEnd::Denied, "access_denied");
-        for error in [Error::MissingCredentials, plain_http, denied] {
+        for error in [Error::MissingCredentials, plain_http] {
+            assert_eq!(FailureKind::of(&error), FailureKind::Refused, "{error}");
+        }
+        #[cfg(feature = "ocient")]
+        for ended in [
+            crate::DeviceGrantEnd::Denied,
+            crate::DeviceGrantEnd::TimedOut,
+        ] {
+            let error = Error::device_grant(ended, "");
             assert_eq!(FailureKind::of(&error), FailureKind::Refused, "{error}");
         }
     }

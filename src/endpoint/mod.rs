@@ -278,6 +278,57 @@ mod tests {
         assert!(!shown.contains("t0ken"), "{shown}");
     }
 
+    /// Logs in by answering a challenge: two requests, written as one `async fn`.
+    #[derive(Debug)]
+    struct Challenged(Uri);
+
+    impl TokenEndpoint for Challenged {
+        fn origin(&self) -> &Uri {
+            &self.0
+        }
+        fn can_log_in(&self) -> bool {
+            true
+        }
+        async fn login(&self, client: &mut TokenClient<'_>) -> Result<Grant, Error> {
+            let challenge = Request::post("https://api.test/challenge").body(Bytes::new());
+            let nonce = client.send(challenge.unwrap()).await?.body;
+            let reply = Request::post("https://api.test/login").body(nonce);
+            AsyncLoginOnly::read(client.send(reply.unwrap()).await?)
+        }
+        async fn refresh(&self, _: &mut TokenClient<'_>, _: &Grant) -> Result<Grant, Error> {
+            unreachable!("never asked")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_login_of_several_requests_is_plain_async_code() {
+        let mut script = script::Script::default()
+            .answer(200, "n0nce")
+            .answer(200, "t0ken");
+        let endpoint = Challenged(Uri::from_static("https://api.test/"));
+        let grant = script.login(&endpoint, Duration::from_secs(7)).await;
+        assert_eq!(grant.unwrap().access_token().expose(), "t0ken");
+        assert_eq!(script.sent.len(), 2);
+        assert_eq!(script.sent[1].uri(), "https://api.test/login");
+        assert_eq!(
+            script.sent[1].body(),
+            "n0nce",
+            "the second answers the first"
+        );
+        assert_eq!(
+            script.timeout,
+            Some(Duration::from_secs(7)),
+            "each given the timeout"
+        );
+
+        let mut refused = script::Script::default()
+            .answer(200, "n0nce")
+            .answer(401, "");
+        let error = refused.login(&endpoint, Duration::from_secs(7)).await;
+        let error = error.unwrap_err();
+        assert_eq!(endpoint.classify(&error), FailureKind::Refused, "{error}");
+    }
+
     /// Logs in asynchronously and implements nothing optional: the way rotating
     /// credentials are written.
     #[derive(Debug)]

@@ -41,6 +41,7 @@ impl Script {
     }
 
     /// The next request fails with `error`.
+    #[cfg_attr(not(feature = "ocient"), allow(dead_code))]
     pub(crate) fn fail(mut self, error: Error) -> Self {
         self.answers.push_back((Duration::ZERO, Err(error)));
         self
@@ -58,6 +59,7 @@ impl Script {
     }
 
     /// Runs `endpoint`'s refresh of `current`.
+    #[cfg_attr(not(feature = "ocient"), allow(dead_code))]
     pub(crate) async fn refresh(
         &mut self,
         endpoint: &impl TokenEndpoint,
@@ -70,6 +72,7 @@ impl Script {
     }
 
     /// The JSON body of the `n`th request sent.
+    #[cfg_attr(not(feature = "ocient"), allow(dead_code))]
     pub(crate) fn body(&self, n: usize) -> serde_json::Value {
         serde_json::from_slice(self.sent[n].body()).unwrap()
     }

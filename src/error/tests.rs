@@ -3,10 +3,7 @@
 use super::*;
 
 fn rejected(reason: &str) -> Error {
-    let code = ErrorCode::Ocient {
-        vendor_code: -1205,
-        sql_state: "08004".into(),
-    };
+    let code = ErrorCode::Named("invalid_token".into());
     Error::rejected(
         Exchange::Refresh,
         StatusCode::UNAUTHORIZED,
@@ -20,7 +17,6 @@ fn a_secret_the_server_echoed_is_redacted_everywhere_it_shows() {
     for error in [
         rejected("token t0k3n-abc is unknown, t0k3n-abc!"),
         Error::invalid_response(Exchange::Refresh, "t0k3n-abc is unknown, t0k3n-abc!"),
-        Error::device_grant(DeviceGrantEnd::Denied, "t0k3n-abc is unknown, t0k3n-abc!"),
     ] {
         let error = error.without_secret("t0k3n-abc");
         let shown = format!("{error} {error:?}");
@@ -62,7 +58,6 @@ fn a_rejection_says_its_code_and_keeps_server_text_to_one_short_line() {
         named.code(),
         Some(&ErrorCode::Named("invalid_grant".into()))
     );
-    assert_eq!(named.vendor_code(), None);
     let Error::Rejected { reason, .. } = &named else {
         unreachable!()
     };
@@ -74,14 +69,8 @@ fn a_rejection_says_its_code_and_keeps_server_text_to_one_short_line() {
         ),
         "{named}"
     );
-    let ocient = rejected("no");
-    assert_eq!(ocient.vendor_code(), Some(-1205));
-    assert_eq!(
-        ocient.to_string(),
-        "token refresh rejected: HTTP 401 Unauthorized, vendor_code -1205, sql_state 08004: no"
-    );
     let bare = Error::rejected(Exchange::Login, StatusCode::FORBIDDEN, None, "");
-    assert_eq!((bare.code(), bare.vendor_code()), (None, None));
+    assert_eq!(bare.code(), None);
     assert_eq!(bare.to_string(), "login rejected: HTTP 403 Forbidden");
     assert_eq!(Error::MissingCredentials.code(), None);
 }
@@ -115,27 +104,5 @@ fn a_secret_across_the_cut_or_in_a_code_never_shows() {
     assert_eq!(
         error.code(),
         Some(&ErrorCode::Named("bad <redacted>".into()))
-    );
-    let odd_state = ErrorCode::Ocient {
-        vendor_code: -1,
-        sql_state: "0\u{1b}[2J8".into(),
-    };
-    let error = Error::rejected(Exchange::Login, status, Some(odd_state), "");
-    assert!(error.to_string().ends_with("sql_state 0[2J8"), "{error}");
-}
-
-#[test]
-fn a_device_grant_says_how_it_ended_in_the_servers_words_cleaned_and_cut() {
-    let denied = Error::device_grant(DeviceGrantEnd::Denied, "access_denied\u{1b}[2J: no");
-    assert_eq!(
-        denied.to_string(),
-        "device sign-in denied: access_denied[2J: no"
-    );
-    let timed_out = Error::device_grant(DeviceGrantEnd::TimedOut, "");
-    assert_eq!(timed_out.to_string(), "device sign-in not approved in time");
-    let long = Error::device_grant(DeviceGrantEnd::Denied, &"x".repeat(1000)).shortened();
-    assert_eq!(
-        long.to_string().len(),
-        "device sign-in denied: ".len() + MAX_REASON
     );
 }

@@ -12,6 +12,7 @@ use http_body_util::Full;
 use super::*;
 use crate::endpoint::{TokenClient, TokenEndpoint};
 use crate::error::ErrorCode;
+#[cfg(feature = "ocient")]
 use crate::ocient::OcientAuth;
 
 /// A wrapped service that is never called: only the classing is under test.
@@ -50,6 +51,7 @@ fn cause(endpoint: impl TokenEndpoint, error: Error) -> Cause {
     fetcher(endpoint).setback(error).cause
 }
 
+#[cfg(feature = "ocient")]
 fn rejected(status: u16, vendor_code: i64) -> Error {
     let code = ErrorCode::Ocient {
         vendor_code,
@@ -59,10 +61,12 @@ fn rejected(status: u16, vendor_code: i64) -> Error {
     Error::rejected(Exchange::Login, status, Some(code), "")
 }
 
+#[cfg(feature = "ocient")]
 fn node() -> OcientAuth {
     OcientAuth::new(Uri::from_static("https://sql-node")).credentials("jdoe", "secret")
 }
 
+#[cfg(feature = "ocient")]
 #[test]
 fn what_the_server_could_not_answer_is_an_outage() {
     let transport = Error::transport(Exchange::Login, "connection refused");
@@ -75,6 +79,7 @@ fn what_the_server_could_not_answer_is_an_outage() {
     }
 }
 
+#[cfg(feature = "ocient")]
 #[test]
 fn a_judgement_of_the_credentials_or_the_token_is_a_rejection() {
     let plain_http = Error::InsecureTransport {
@@ -95,6 +100,7 @@ fn a_judgement_of_the_credentials_or_the_token_is_a_rejection() {
     }
 }
 
+#[cfg(feature = "ocient")]
 #[test]
 fn anything_else_the_server_said_is_unusable() {
     let garbage = Error::invalid_response(Exchange::Login, "not JSON");
@@ -134,10 +140,15 @@ fn the_endpoints_classification_is_what_the_layer_reads() {
 
 #[test]
 fn only_a_node_that_failed_is_failed_over_from() {
-    let fetcher = fetcher(node());
+    let fetcher = fetcher(BadUser(Uri::from_static("https://api")));
+    let answered = |status: u16, code: Option<&str>| {
+        let status = StatusCode::from_u16(status).unwrap();
+        let code = code.map(|code| ErrorCode::Named(code.into()));
+        Error::rejected(Exchange::Login, status, code, "")
+    };
     let away = [
         Error::transport(Exchange::Login, "connection refused"),
-        rejected(502, -1),
+        answered(502, None),
         Error::InsecureTransport {
             origin: "http://sql-node".into(),
         },
@@ -148,7 +159,12 @@ fn only_a_node_that_failed_is_failed_over_from() {
     // Away, but every node would meet the same provider.
     let provider = Error::provider("vault sealed");
     assert_eq!(FailureKind::of(&provider), FailureKind::Away);
-    for error in [provider, rejected(401, -1), rejected(500, -1208)] {
+    let judged = [
+        provider,
+        answered(401, None),
+        answered(400, Some("bad_user")),
+    ];
+    for error in judged {
         assert!(!fetcher.node_failed(&error), "{error}");
     }
 }

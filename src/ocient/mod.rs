@@ -30,7 +30,7 @@ pub use device::DeviceCode;
 pub use sso::IdentityToken;
 
 use crate::endpoint::{Answer, FailureKind, TokenClient, TokenEndpoint};
-use crate::error::{BoxError, Error};
+use crate::error::{BoxError, DeviceGrantEnd, Error, ErrorCode};
 use crate::grant::{Grant, Secret};
 
 /// How long the user has to approve a device grant, unless told otherwise.
@@ -417,6 +417,35 @@ impl TokenEndpoint for OcientAuth {
 
     fn allows_plain_http(&self) -> bool {
         self.plain_http
+    }
+}
+
+impl Error {
+    /// The Ocient vendor code, for an [`Error::Rejected`] by an Ocient node: `-304` is a
+    /// wrong user or password.
+    ///
+    /// ```
+    /// use http::{HeaderMap, StatusCode};
+    /// use tower_token_refresh::{Answer, Exchange, OcientAuth};
+    ///
+    /// let auth = OcientAuth::new("https://sql-node".parse().unwrap()).credentials("jdoe", "pw");
+    /// let body = r#"{"status":{"vendor_code":-304,"reason":"bad password"}}"#;
+    /// let answer = Answer::new(Exchange::Login, StatusCode::UNAUTHORIZED, HeaderMap::new(), body);
+    /// assert_eq!(auth.read_answer(answer).unwrap_err().vendor_code(), Some(-304));
+    /// ```
+    pub fn vendor_code(&self) -> Option<i64> {
+        match self.code()? {
+            ErrorCode::Ocient { vendor_code, .. } => Some(*vendor_code),
+            _ => None,
+        }
+    }
+
+    /// A device grant that ended without approval; `reason` is the server's text, if any.
+    pub fn device_grant(ended: DeviceGrantEnd, reason: &str) -> Self {
+        Error::DeviceGrant {
+            ended,
+            reason: crate::error::printable(reason),
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 
-use crate::error::{DeviceGrantEnd, Error, Exchange};
+#[cfg(feature = "ocient")]
+use crate::error::DeviceGrantEnd;
+use crate::error::{Error, Exchange};
 
 pub(super) const REQUESTS: &str = "token_refresh_requests_total";
 pub(super) const DURATION: &str = "token_refresh_request_duration_seconds";
@@ -57,9 +59,11 @@ impl Failure {
     pub(super) fn of(error: &Error) -> Failure {
         match error {
             Error::Rejected { .. } => Failure::Rejected,
+            #[cfg(feature = "ocient")]
             Error::DeviceGrant { ended, .. } if *ended == DeviceGrantEnd::TimedOut => {
                 Failure::Timeout
             }
+            #[cfg(feature = "ocient")]
             Error::DeviceGrant { .. } => Failure::Rejected,
             Error::Transport { .. } => Failure::Transport,
             Error::Timeout { .. } => Failure::Timeout,

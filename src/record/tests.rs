@@ -3,7 +3,7 @@ use std::time::Duration;
 use http::StatusCode;
 
 use super::*;
-use crate::error::{DeviceGrantEnd, ProviderError};
+use crate::error::ProviderError;
 
 #[test]
 fn every_error_has_one_label_as_an_outcome_and_as_a_reason() {
@@ -13,8 +13,6 @@ fn every_error_has_one_label_as_an_outcome_and_as_a_reason() {
             Error::rejected(login, StatusCode::UNAUTHORIZED, None, ""),
             "rejected",
         ),
-        (Error::device_grant(DeviceGrantEnd::Denied, ""), "rejected"),
-        (Error::device_grant(DeviceGrantEnd::TimedOut, ""), "timeout"),
         (Error::transport(login, "refused"), "transport"),
         (
             Error::Timeout {
@@ -51,6 +49,16 @@ fn every_error_has_one_label_as_an_outcome_and_as_a_reason() {
         assert_eq!(failure.ends_exchanges(), label != "no_runtime");
     }
     assert_eq!(labels::outcome(Ok(())), "ok");
+}
+
+#[cfg(feature = "ocient")]
+#[test]
+fn a_device_grant_the_user_denied_is_rejected_and_one_not_approved_in_time_a_timeout() {
+    use crate::error::DeviceGrantEnd;
+    let denied = Error::device_grant(DeviceGrantEnd::Denied, "");
+    assert_eq!(Failure::of(&denied).label(), "rejected");
+    let timed_out = Error::device_grant(DeviceGrantEnd::TimedOut, "");
+    assert_eq!(Failure::of(&timed_out).label(), "timeout");
 }
 
 #[test]

@@ -190,6 +190,7 @@ fn answer_debug_hides_the_body() {
 }
 
 mod device;
+mod errors;
 mod sso;
 
 /// `body` as a login answer with `status`, read by `read`.

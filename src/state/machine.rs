@@ -179,8 +179,10 @@ impl Machine {
             // The try it was waiting for begins: callers follow it now (its held failure,
             // if any, lapses at this very instant).
             Event::BackoffEnded => {
-                self.held = None;
-                self.attempt = Attempt::Running;
+                if let Attempt::BackingOff { .. } = self.attempt {
+                    self.held = None;
+                    self.attempt = Attempt::Running;
+                }
                 Next::Stay
             }
             Event::WokenUp { revoked } => self.woken_up(revoked),

@@ -157,10 +157,15 @@ rows! {
     running_revoked: Running, |_| Event::Revoked => "wake", "running";
     backing_off_revoked: BackingOff, |_| Event::Revoked => "wake", "backing off";
     down_revoked: Down, |_| Event::Revoked => "wake", "down";
+    down_retrying_revoked: DownRetrying, |_| Event::Revoked => "wake", "down, backing off";
 
     // The attempt obtains a token.
     running_obtained: Running, |_| Event::Obtained => "install", "idle";
     down_retrying_obtained: DownRetrying, |_| Event::Obtained => "install", "idle";
+    // Only a running attempt obtains anything; the machine answers the rest alike.
+    idle_obtained: Idle, |_| Event::Obtained => "install", "idle";
+    backing_off_obtained: BackingOff, |_| Event::Obtained => "install", "idle";
+    down_obtained: Down, |_| Event::Obtained => "install", "idle";
 
     // The attempt fails.
     running_fails_with_a_token_left: Running, |now| failed(outage(), Some(now + Duration::from_secs(60))) => "settle, retry later", "backing off";
@@ -169,20 +174,31 @@ rows! {
     running_is_refused_with_no_token: Running, |_| failed(refusal(), None) => "settle, end", "down";
     down_retrying_fails_again: DownRetrying, |_| failed(outage(), None) => "settle, retry later", "down, backing off";
     down_retrying_is_refused: DownRetrying, |_| failed(refusal(), None) => "settle, end", "down";
+    idle_fails: Idle, |_| failed(outage(), None) => "settle, end", "down";
+    backing_off_fails: BackingOff, |now| failed(outage(), Some(now + Duration::from_secs(60))) => "settle, retry later", "backing off";
+    down_fails: Down, |_| failed(refusal(), None) => "settle, end", "down";
 
     // The attempt's task dies.
     running_dies_with_a_token_left: Running, |now| Event::Died { alive_until: Some(now + Duration::from_secs(60)), jitter: 0.5 } => "settle, end", "down";
     running_dies_with_no_token: Running, |_| Event::Died { alive_until: None, jitter: 0.5 } => "settle, end", "down";
     down_retrying_dies: DownRetrying, |_| Event::Died { alive_until: None, jitter: 0.5 } => "settle, a task retries later", "down";
+    idle_dies: Idle, |_| Event::Died { alive_until: None, jitter: 0.5 } => "settle, end", "down";
+    backing_off_dies: BackingOff, |now| Event::Died { alive_until: Some(now + Duration::from_secs(60)), jitter: 0.5 } => "settle, end", "down";
+    down_dies: Down, |_| Event::Died { alive_until: None, jitter: 0.5 } => "settle, end", "down";
 
     // The backoff ends, or is cut short.
     backing_off_backoff_ends: BackingOff, |_| Event::BackoffEnded => "stay", "running";
     down_retrying_backoff_ends: DownRetrying, |_| Event::BackoffEnded => "stay", "running";
+    // Only an attempt backing off has a backoff to end: anything else stays as it is.
+    idle_backoff_ends: Idle, |_| Event::BackoffEnded => "stay", "idle";
+    running_backoff_ends: Running, |_| Event::BackoffEnded => "stay", "running";
+    down_backoff_ends: Down, |_| Event::BackoffEnded => "stay", "down";
     backing_off_woken_stale: BackingOff, |_| Event::WokenUp { revoked: false } => "stay", "backing off";
     backing_off_woken_revoked: BackingOff, |_| Event::WokenUp { revoked: true } => "retry now", "running";
     down_retrying_woken_revoked: DownRetrying, |_| Event::WokenUp { revoked: true } => "retry now", "running";
     idle_woken: Idle, |_| Event::WokenUp { revoked: true } => "stay", "idle";
     running_woken: Running, |_| Event::WokenUp { revoked: true } => "stay", "running";
+    down_woken: Down, |_| Event::WokenUp { revoked: true } => "stay", "down";
 }
 
 #[test]

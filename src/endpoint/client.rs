@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::Request;
 use tokio::time::Instant;
 
-use super::Answer;
+use super::answer::Answer;
 use crate::error::{Error, Exchange};
 
 /// A boxed future on the cold path.

@@ -6,65 +6,22 @@
 
 use std::future::Future;
 
-use bytes::Bytes;
-use http::{HeaderMap, StatusCode, Uri};
+use http::Uri;
 
-use crate::error::{Error, Exchange};
+use crate::error::Error;
 use crate::grant::Grant;
 
+mod answer;
 mod client;
 pub(crate) mod erased;
 mod failure;
 #[cfg(test)]
 pub(crate) mod script;
 
+pub use answer::Answer;
 pub use client::TokenClient;
 pub(crate) use client::{BoxFuture, Deadline, Transport};
 pub use failure::FailureKind;
-
-/// The answer to a login or refresh request, read in full: what
-/// [`TokenClient::send`] returns.
-///
-/// Its `Debug` shows the status and sizes only: the body holds the token.
-#[non_exhaustive]
-pub struct Answer {
-    /// Which request this answers.
-    pub exchange: Exchange,
-    /// The HTTP status.
-    pub status: StatusCode,
-    /// The response headers.
-    pub headers: HeaderMap,
-    /// The whole body (at most 1 MiB; larger answers never reach the protocol).
-    pub body: Bytes,
-}
-
-impl std::fmt::Debug for Answer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Answer")
-            .field("exchange", &self.exchange)
-            .field("status", &self.status)
-            .field("headers", &self.headers.len())
-            .field("body_len", &self.body.len())
-            .finish()
-    }
-}
-
-impl Answer {
-    /// An answer to `exchange`: for testing how a protocol reads one.
-    pub fn new(
-        exchange: Exchange,
-        status: StatusCode,
-        headers: HeaderMap,
-        body: impl Into<Bytes>,
-    ) -> Self {
-        Answer {
-            exchange,
-            status,
-            headers,
-            body: body.into(),
-        }
-    }
-}
 
 /// Obtains tokens from one token service: its login and its refresh, written as plain async
 /// code over a [`TokenClient`], and what its failures mean ([`classify`](Self::classify)).
@@ -221,9 +178,11 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use http::Request;
+    use bytes::Bytes;
+    use http::{HeaderMap, Request, StatusCode};
 
     use super::*;
+    use crate::error::Exchange;
 
     /// An endpoint that says only what it must.
     #[derive(Debug)]

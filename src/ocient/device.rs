@@ -2,18 +2,16 @@
 //! hands out a code, the user approves it on another device, and the layer polls
 //! `/v1/sso_device_grant_verify` until the approval (or the refusal) comes.
 
-use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::answer::{self, Shape};
+use super::device_code::{self, Prompt};
 use super::OcientAuth;
 use crate::endpoint::{Answer, FailureKind, TokenClient, TokenEndpoint};
-use crate::error::{printable, DeviceGrantEnd, Error};
+use crate::error::{DeviceGrantEnd, Error};
 use crate::grant::Grant;
 
 /// How often to ask when the server answers at once that the user has not approved yet
@@ -23,84 +21,48 @@ const POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// The longest wait `/v1/sso_device_grant_verify` takes, in seconds.
 const MAX_SERVER_WAIT: u64 = 600;
 
-/// What the user needs to approve the sign-in: where to go and the code to enter. Handed to
-/// the prompt of [`OcientAuth::device_grant`](crate::OcientAuth::device_grant).
-///
-/// The server's text, without control characters (a terminal takes no orders from it).
-/// `Debug` leaves out the user code.
-#[derive(Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct DeviceCode {
-    /// Where the user goes to approve, e.g. `https://idp.example/device`.
-    pub verification_uri: String,
-    /// The same with the code filled in, when the server gave it: a link or QR code.
-    pub verification_uri_complete: Option<String>,
-    /// The code the user enters there.
-    pub user_code: String,
-}
-
-impl DeviceCode {
-    /// A code to enter at `verification_uri`: for testing a prompt.
-    pub fn new(verification_uri: impl Into<String>, user_code: impl Into<String>) -> Self {
-        DeviceCode {
-            verification_uri: verification_uri.into(),
-            verification_uri_complete: None,
-            user_code: user_code.into(),
-        }
-    }
-}
-
-impl fmt::Debug for DeviceCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DeviceCode")
-            .field("verification_uri", &self.verification_uri)
-            .field("user_code", &"<redacted>")
-            .finish_non_exhaustive()
-    }
-}
-
-/// The user's prompt, shared by every clone of the `OcientAuth`.
-pub(super) type Prompt = Arc<dyn Fn(&DeviceCode) + Send + Sync>;
-
-/// Signs in by device grant: asks for a code, prompts the user with it, then polls for the
-/// approval until it comes, the user is refused, or `auth`'s approval timeout passes.
-pub(super) async fn sign_in(
-    auth: &OcientAuth,
-    prompt: &Prompt,
-    client: &mut TokenClient<'_>,
-) -> Result<Grant, Error> {
-    let started = client.send(auth.device_grant_request()).await?;
-    let code = device_code(auth, &started)?;
-    tracing::debug!("device sign-in waiting for the user's approval");
-    prompt(&code);
-    let mut poll = Poll {
-        auth,
-        deadline: Instant::now() + auth.approval_timeout,
-        interval: POLL_INTERVAL,
-    };
-    loop {
-        let sent_at = Instant::now();
-        let server_wait = poll.server_wait(client.timeout());
-        let request = auth.device_verify_request(&code.user_code, server_wait);
-        let sent = client.send(request).await;
-        // Why to ask again, if the approval may still come.
-        let again = match poll.read(sent) {
-            Read::Over(outcome) => return outcome,
-            Read::Again(why) => why,
+impl OcientAuth {
+    /// Signs in by device grant: asks for a code, prompts the user with it, then polls for
+    /// the approval until it comes, the user is refused, or the approval timeout passes.
+    pub(super) async fn sign_in_by_device(
+        &self,
+        prompt: &Prompt,
+        client: &mut TokenClient<'_>,
+    ) -> Result<Grant, Error> {
+        let auth = self;
+        let started = client.send(auth.device_grant_request()).await?;
+        let code = device_code::read(&started, |text| auth.scrub(text))?;
+        tracing::debug!("device sign-in waiting for the user's approval");
+        prompt(&code);
+        let mut poll = Poll {
+            auth,
+            deadline: Instant::now() + auth.approval_timeout,
+            interval: POLL_INTERVAL,
         };
-        if Instant::now() >= poll.deadline {
-            let reason = format!("no approval within {:?}", auth.approval_timeout);
-            let timed_out = Error::device_grant(DeviceGrantEnd::TimedOut, &reason);
-            return Err(again.unwrap_or(timed_out));
+        loop {
+            let sent_at = Instant::now();
+            let server_wait = poll.server_wait(client.timeout());
+            let request = auth.device_verify_request(&code.user_code, server_wait);
+            let sent = client.send(request).await;
+            // Why to ask again, if the approval may still come.
+            let again = match poll.read(sent) {
+                Read::Over(outcome) => return outcome,
+                Read::Again(why) => why,
+            };
+            if Instant::now() >= poll.deadline {
+                let reason = format!("no approval within {:?}", auth.approval_timeout);
+                let timed_out = Error::device_grant(DeviceGrantEnd::TimedOut, &reason);
+                return Err(again.unwrap_or(timed_out));
+            }
+            if let Some(error) = &again {
+                tracing::debug!(%error, "device sign-in poll failed; asking again");
+            }
+            // A server that held the poll has waited already; one that answered at once is
+            // asked again after the interval.
+            client
+                .sleep(poll.interval.saturating_sub(sent_at.elapsed()))
+                .await;
         }
-        if let Some(error) = &again {
-            tracing::debug!(%error, "device sign-in poll failed; asking again");
-        }
-        // A server that held the poll has waited already; one that answered at once is
-        // asked again after the interval.
-        client
-            .sleep(poll.interval.saturating_sub(sent_at.elapsed()))
-            .await;
     }
 }
 
@@ -175,41 +137,4 @@ impl Poll<'_> {
     fn server_failed(&self, error: &Error) -> bool {
         self.auth.classify(error) == FailureKind::Away
     }
-}
-
-/// The longest verification URI or user code taken from the server.
-const MAX_FIELD: usize = 2048;
-
-/// The code for the user, from the answer to `/v1/sso_device_grant`.
-fn device_code(auth: &OcientAuth, answer: &Answer) -> Result<DeviceCode, Error> {
-    if let Some(rejection) = answer::rejection(answer, |text| auth.scrub(text)) {
-        return Err(rejection);
-    }
-    #[derive(Deserialize)]
-    struct Started {
-        // Parsed so that a status object that does not parse leaves no code to take.
-        #[allow(dead_code)]
-        status: Option<answer::Status>,
-        verification_uri: Option<String>,
-        verification_uri_complete: Option<String>,
-        user_code: Option<String>,
-    }
-    let invalid = |reason: &str| Error::invalid_response(answer.exchange, reason);
-    let started = answer::parse_object::<Started>(&answer.body)
-        .map_err(|_| invalid("not a device grant answer"))?;
-    let field = |value: Option<String>| {
-        value
-            .map(|text| printable(text.trim()))
-            .filter(|text| !text.is_empty() && text.len() <= MAX_FIELD)
-    };
-    let user_code = field(started.user_code).ok_or_else(|| invalid("user_code is missing"))?;
-    let verification_uri_complete = field(started.verification_uri_complete);
-    // Not taken from `verification_uri_complete`, which holds the user code.
-    let verification_uri =
-        field(started.verification_uri).ok_or_else(|| invalid("verification_uri is missing"))?;
-    Ok(DeviceCode {
-        verification_uri,
-        verification_uri_complete,
-        user_code,
-    })
 }

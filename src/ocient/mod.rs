@@ -13,20 +13,22 @@ use tokio::time::Instant;
 mod answer;
 mod credentials;
 mod device;
+mod device_code;
 mod jwt;
 mod nodes;
 mod provider;
 mod requests;
 mod sso;
+mod uri;
 
 use answer::Shape;
 use credentials::Credentials;
-use device::Prompt;
+use device_code::Prompt;
 use nodes::Nodes;
 use provider::Provider;
-use requests::{at, host_and_port};
+use uri::{at, host_and_port};
 
-pub use device::DeviceCode;
+pub use device_code::DeviceCode;
 pub use sso::IdentityToken;
 
 use crate::endpoint::{Answer, FailureKind, TokenClient, TokenEndpoint};
@@ -395,7 +397,7 @@ impl TokenEndpoint for OcientAuth {
                 let answer = client.send(self.sso_request(&token)).await?;
                 self.read_answer(answer)
             }
-            Some(SignIn::DeviceGrant(prompt)) => device::sign_in(self, prompt, client).await,
+            Some(SignIn::DeviceGrant(prompt)) => self.sign_in_by_device(prompt, client).await,
             None => Err(Error::MissingCredentials),
         }
     }

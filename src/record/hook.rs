@@ -1,6 +1,6 @@
 //! The hook listener: the transitions a [`TokenEvent`] names, told to the user's hook.
 
-use super::Transition;
+use super::transition::Transition;
 use crate::event::{Hook, TokenEvent};
 
 /// Tells `hook` of `transition`, if it is one the hook hears of.

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 #[cfg(feature = "metrics")]
 use super::labels::{self, Failure};
-use super::Transition;
+use super::transition::Transition;
 #[cfg(feature = "metrics")]
 use crate::error::{Error, Exchange};
 

@@ -2,7 +2,7 @@
 
 use tokio::time::Instant;
 
-use super::Transition;
+use super::transition::Transition;
 
 /// Logs `transition`, if it is worth a line.
 pub(super) fn hear(transition: &Transition<'_>) {

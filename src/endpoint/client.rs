@@ -101,8 +101,8 @@ impl<'a> TokenClient<'a> {
     }
 }
 
-/// Far enough ahead to stand for "never", near enough for any `Instant`.
-const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// Far enough ahead to stand for "never" (136 years), near enough for any `Instant`.
+const NEVER: Duration = Duration::from_secs(u32::MAX as u64);
 
 /// When a login or refresh that makes no progress is given up: it only moves later, as
 /// requests are sent and answered and waits are asked for.
@@ -157,6 +157,36 @@ mod tests {
         deadline.allow(Duration::from_secs(1)); // never earlier
         watch.await.unwrap();
         assert_eq!(started.elapsed(), Duration::from_secs(6));
+    }
+
+    /// A transport that is never asked to send.
+    struct Unused;
+
+    impl Transport for Unused {
+        fn send(
+            &mut self,
+            _: Exchange,
+            _: Request<Bytes>,
+            _: Duration,
+        ) -> BoxFuture<'_, Result<Answer, Error>> {
+            unreachable!("never asked")
+        }
+    }
+
+    #[test]
+    fn a_client_shows_its_exchange_and_timeout_only() {
+        let timeout = Duration::from_secs(7);
+        let deadline = Deadline::new(timeout);
+        let mut unused = Unused;
+        let client = TokenClient::new(&mut unused, Exchange::Refresh, timeout, deadline);
+        assert_eq!(
+            format!("{client:?}"),
+            "TokenClient { exchange: Refresh, timeout: 7s, .. }"
+        );
+        assert_eq!(
+            (client.exchange(), client.timeout()),
+            (Exchange::Refresh, timeout)
+        );
     }
 
     #[tokio::test(start_paused = true)]

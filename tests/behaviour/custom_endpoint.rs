@@ -1,5 +1,6 @@
 //! A protocol of the user's own, written against the public seam alone: its classification
-//! is what the layer reads, and a credentials source of its own fails as `Error::Provider`.
+//! is what the layer reads, a credentials source of its own fails as `Error::Provider`, and a
+//! wait it asks the client for is not counted against the refresh timeout.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -137,4 +138,61 @@ async fn a_custom_credentials_source_fails_as_a_provider_error_and_sends_nothing
     let source = std::error::Error::source(&error).expect("the source's own error");
     assert_eq!(source.to_string(), "no such file");
     assert_eq!(logins.load(Ordering::SeqCst), 0);
+}
+
+/// Waits `wait` before its one login request: through the client's `sleep` (a poll
+/// interval, which no timeout counts) or on its own.
+#[derive(Debug)]
+struct Patient {
+    api: Uri,
+    wait: std::time::Duration,
+    asks_the_client: bool,
+}
+
+impl TokenEndpoint for Patient {
+    fn origin(&self) -> &Uri {
+        &self.api
+    }
+
+    fn can_log_in(&self) -> bool {
+        true
+    }
+
+    async fn login(&self, client: &mut TokenClient<'_>) -> Result<Grant, Error> {
+        match self.asks_the_client {
+            true => client.sleep(self.wait).await,
+            false => tokio::time::sleep(self.wait).await,
+        }
+        let request = Request::post(format!("{}login", self.api)).body(Bytes::new());
+        client.send(request.unwrap()).await?;
+        Ok(Grant::new(Secret::new("t0ken").unwrap(), secs(60)))
+    }
+
+    async fn refresh(&self, _: &mut TokenClient<'_>, _: &Grant) -> Result<Grant, Error> {
+        unreachable!("never asked")
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_the_protocol_asks_for_is_not_counted_and_one_of_its_own_is() {
+    let login = |asks_the_client| {
+        let endpoint = Patient {
+            api: Uri::from_static("https://api.test/"),
+            wait: secs(10),
+            asks_the_client,
+        };
+        let layer = TokenRefreshLayer::new(endpoint).refresh_timeout(secs(1));
+        let service = layer.layer(refusing(Arc::new(AtomicU64::new(0))));
+        async move {
+            let started = tokio::time::Instant::now();
+            let outcome = service.warm_up().await;
+            (outcome, started.elapsed())
+        }
+    };
+    let (asked, took) = login(true).await;
+    assert!(asked.is_ok(), "{asked:?}");
+    assert_eq!(took, secs(10), "the whole wait, then the answer");
+    let (own, took) = login(false).await;
+    assert!(matches!(own, Err(Error::Timeout { .. })), "{own:?}");
+    assert_eq!(took, secs(1), "cut off at the refresh timeout");
 }

@@ -73,3 +73,48 @@ fn an_instant_reads_as_unix_seconds_by_the_system_clock() {
     assert!((ahead - 60.0).abs() < 1.0, "{ahead}");
     assert!((behind + 60.0).abs() < 1.0, "{behind}");
 }
+
+/// The gauges' values, by name, as the recorder holds them.
+fn gauges(snapshotter: &metrics_util::debugging::Snapshotter) -> Vec<(String, f64)> {
+    use metrics_util::debugging::DebugValue;
+    let mut gauges: Vec<(String, f64)> = (snapshotter.snapshot().into_vec().into_iter())
+        .filter_map(|(key, _, _, value)| match value {
+            DebugValue::Gauge(value) => Some((key.key().name().to_owned(), value.into_inner())),
+            _ => None,
+        })
+        .collect();
+    gauges.sort_by(|a, b| a.0.cmp(&b.0));
+    gauges
+}
+
+#[test]
+fn the_gauges_never_go_back_to_an_older_token_whatever_order_they_hear_in() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let metrics = Metrics::new("test");
+        let now = Instant::now();
+        let installed = |generation, expires_in| Transition::Installed {
+            generation,
+            expires_at: now + Duration::from_secs(expires_in),
+            obtained: None,
+        };
+        metrics.hear(&installed(2, 600));
+        // Told late: the older token's install, and its revocation.
+        metrics.hear(&installed(1, 300));
+        metrics.hear(&Transition::Revoked { generation: 1 });
+        let shown = gauges(&snapshotter);
+        assert_eq!(shown[1], ("token_generation".to_owned(), 2.0));
+        let expiry = shown[0].1 - unix_seconds(now);
+        assert!(
+            (expiry - 600.0).abs() < 1.0,
+            "still the newer token's: {expiry}"
+        );
+        // The current token's revocation shows it unusable from now.
+        metrics.hear(&Transition::Revoked { generation: 2 });
+        let (name, expiry) = gauges(&snapshotter).remove(0);
+        assert_eq!(name, "token_expiry_timestamp_seconds");
+        let unix_now = unix_seconds(now);
+        assert!((expiry - unix_now).abs() < 1.0, "{expiry} vs {unix_now}");
+    });
+}

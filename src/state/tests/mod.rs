@@ -319,6 +319,28 @@ async fn a_401_for_an_older_token_revokes_nothing() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn states_that_fail_together_retry_apart() {
+    let mut retries = Vec::new();
+    for _ in 0..4 {
+        let state = state(10);
+        assert!(lead(&state, &Script::of([Step::Fail]))
+            .wait()
+            .await
+            .is_err());
+        let wait = state.lock().machine().held_until().unwrap() - Instant::now();
+        let spread = Duration::from_millis(7_500)..Duration::from_millis(12_500);
+        assert!(
+            spread.contains(&wait),
+            "10 s, give or take a quarter: {wait:?}"
+        );
+        retries.push(wait);
+    }
+    retries.sort();
+    retries.dedup();
+    assert_eq!(retries.len(), 4, "each its own backoff: {retries:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn callers_get_the_last_failure_until_the_backoff_ends() {
     let script = Script::of([Step::Fail, Step::Grant(100)]);
     let state = state(10);

@@ -245,6 +245,22 @@ async fn a_failed_refresh_keeps_the_token_and_retries_no_later_than_its_dead_poi
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_flight_is_backing_off_between_its_tries_and_running_during_them() {
+    use super::machine::Attempt;
+    let script = Script::of([Step::Grant(100), Step::Fail, Step::FailAfter(10)]);
+    let state = with_token(1, &script).await;
+    advance(secs(61)).await;
+    state.refresh_in_background(|| script.boxed());
+    settle().await;
+    let attempt = state.lock().machine().attempt();
+    assert!(matches!(attempt, Attempt::BackingOff { .. }), "{attempt:?}");
+    // The first backoff is 1 s, give or take a quarter.
+    advance(secs(2)).await;
+    assert_eq!(script.fetches(), 3, "the second try is under way");
+    assert_eq!(state.lock().machine().attempt(), Attempt::Running);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_flight_that_dies_releases_its_waiters_with_an_error() {
     let script = Script::of([Step::Panic]);
     let state = state(10);

@@ -1,8 +1,9 @@
 //! One attempt at a token, sent through the wrapped service.
 //!
 //! The attempt owns a clone of the inner service and drives it itself (ready, then call),
-//! so it never borrows a caller's readiness. Every request and its body are bounded by the
-//! refresh timeout and by a size cap.
+//! so it never borrows a caller's readiness. The endpoint's login or refresh runs over a
+//! [`TokenClient`] whose every request, and the protocol's own work between two, is bounded
+//! by the refresh timeout; every answer by a size cap.
 
 use std::future::poll_fn;
 use std::marker::PhantomData;
@@ -177,12 +178,10 @@ where
         };
         let config = Arc::clone(&self.config);
         let timer = config.record.exchange(exchange);
+        let outcome = self.converse(exchange, current).await;
         let outcome = match current {
-            Some(current) => self
-                .converse(exchange, Some(current))
-                .await
-                .map_err(|e| without_secrets(e, current)),
-            None => self.converse(exchange, None).await,
+            Some(current) => outcome.map_err(|e| without_secrets(e, current)),
+            None => outcome,
         };
         // Cut only now: a secret across the cut would leave part of itself behind.
         let outcome = outcome.map_err(Error::shortened);

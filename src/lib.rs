@@ -62,7 +62,8 @@
 //!   **Rejected** ([`Error::Rejected`]): the endpoint answered an exchange and said no, with
 //!   its status and the protocol's own [`ErrorCode`].
 //! - **Flight**: the one attempt at a new token that every waiting caller shares, with its
-//!   retries (the **backoff**) while it goes on.
+//!   retries (the **backoff**) while it goes on. Its status (idle, running, backing off,
+//!   down) and the token's phase are the two axes of one state machine.
 //! - **Down**: no usable token, and the last exchange failed because the server could not be
 //!   reached or could not answer.
 //! - **Insecure**: a token or credentials bound for plain `http://` on a host that is not
@@ -163,9 +164,11 @@
 //! # Protocols
 //!
 //! The Ocient protocol is [`OcientAuth`]; another token service plugs in by implementing
-//! [`TokenEndpoint`], reading its answers with the crate's own checks
-//! ([`Grant::from_expires_in`], [`Error::rejected`]); see `examples/oauth2_refresh.rs` for the
-//! OAuth 2.0 refresh-token grant.
+//! [`TokenEndpoint`]: its login and refresh as plain `async fn`s that send through a
+//! [`TokenClient`], and what its failures mean as a [`FailureKind`], which decides failover,
+//! backoff and idle retries. Answers are read with the crate's own checks
+//! ([`Grant::from_expires_in`], [`Error::rejected`], [`Error::provider`]); see
+//! `examples/oauth2_refresh.rs` for the OAuth 2.0 refresh-token grant.
 //!
 //! [Ocient HTTP Query API]: https://docs.ocient.com
 #![forbid(unsafe_code)]

@@ -6,7 +6,7 @@ use http::{HeaderMap, StatusCode};
 use crate::error::Exchange;
 
 /// The answer to a login or refresh request, read in full: what
-/// [`TokenClient::send`] returns.
+/// [`TokenClient::send`](crate::TokenClient::send) returns.
 ///
 /// Its `Debug` shows the status and sizes only: the body holds the token.
 #[non_exhaustive]

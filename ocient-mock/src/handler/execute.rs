@@ -326,6 +326,7 @@ mod tests {
             queries_ok: 1,
             queries_bad_token: 1,
             queries_no_token: 1,
+            peak_token_requests_in_flight: 1,
             ..Counters::default()
         };
         assert_eq!(mock.counters(), expected, "a good token counts as one");

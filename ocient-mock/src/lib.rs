@@ -140,6 +140,7 @@ mod client;
 mod device;
 mod fault;
 mod handler;
+mod identity;
 #[cfg(feature = "sso")]
 mod idp;
 #[cfg(feature = "sso")]
@@ -168,6 +169,7 @@ pub use client::{https_client, HttpsClient};
 pub use device::DeviceApproval;
 pub use fault::Fault;
 pub use handler::ResponseFuture;
+pub use identity::IDENTITY_HEADER;
 #[cfg(feature = "sso")]
 pub use idp::TestIdentityProvider;
 #[cfg(feature = "sso")]

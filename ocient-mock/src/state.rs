@@ -1,5 +1,5 @@
-//! What the server remembers: users, live tokens, queued faults, the token
-//! requests being handled, and counters.
+//! What the server remembers: users, live tokens and whom each was issued
+//! to, queued faults, the token requests being handled, and counters.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use crate::device::Devices;
 use crate::fault::Fault;
+use crate::identity::Identity;
 use crate::ids::{access_token, jwt_shaped};
 use crate::knobs::Knobs;
 use crate::sso::SsoConfig;
@@ -43,6 +44,12 @@ pub struct Counters {
     pub queries_bad_token: u64,
     /// Execute requests without an `Authorization` header.
     pub queries_no_token: u64,
+    /// Execute requests whose valid token was issued to another username,
+    /// or for another database, than their
+    /// [`IDENTITY_HEADER`](crate::IDENTITY_HEADER) names: a client that sent
+    /// someone else's token. They are refused, and not counted in
+    /// `queries_ok`.
+    pub queries_wrong_identity: u64,
     /// The most token requests ([`token_requests`](Counters::token_requests))
     /// ever handled at once, each from its arrival until its answer is
     /// ready, the [`latency`](crate::MockOcient::latency) wait included: how
@@ -64,6 +71,9 @@ impl Counters {
 /// What a token grants. Deadlines are `None` when the lifetime is too long
 /// to represent, which means "never".
 struct Session {
+    /// Whom it was issued to: a refreshed token keeps its user, and takes
+    /// the database the refresh names, else its own. An identity claimed on a
+    /// query is held to these.
     username: String,
     database: String,
     expires_at: Option<Instant>,
@@ -256,10 +266,24 @@ impl State {
         self.token_requests_in_flight
     }
 
-    pub(crate) fn check(&self, token: &str, now: Instant) -> Result<(), ApiStatus> {
+    /// Whether a query may use `token`: it must be known and unexpired, and,
+    /// if the test says whose query it is, issued to that identity. Only a
+    /// valid token is held to the claim, so a stale one is refused for being
+    /// stale, as it would be without the claim.
+    pub(crate) fn check(
+        &self,
+        token: &str,
+        claimed: Option<Identity<'_>>,
+        now: Instant,
+    ) -> Result<(), ApiStatus> {
         match self.sessions.get(token) {
             None => Err(ApiStatus::TOKEN_INVALID),
             Some(session) if session.expired(now) => Err(ApiStatus::TOKEN_EXPIRED),
+            Some(session)
+                if claimed.is_some_and(|who| !who.owns(&session.username, &session.database)) =>
+            {
+                Err(ApiStatus::WRONG_IDENTITY)
+            }
             Some(_) => Ok(()),
         }
     }

@@ -107,8 +107,9 @@ where
 }
 
 /// What every token request shares, whatever its endpoint: it is counted,
-/// delayed by the latency knob, and answered with the next queued fault
-/// instead if there is one; a refusal counts as a failed token request.
+/// and counted in flight until its answer is ready, delayed by the latency
+/// knob, and answered with the next queued fault instead if there is one; a
+/// refusal counts as a failed token request.
 async fn token_request<B>(
     shared: &Shared,
     endpoint: TokenRoute,
@@ -119,6 +120,8 @@ where
     B: Body,
     B::Error: Into<BoxError>,
 {
+    // Held to the end, and dropped with the future if it is cancelled.
+    let _in_flight = shared.token_request_in_flight();
     let (fault, latency) = {
         let mut state = shared.lock();
         (state.begin_token_request(endpoint), state.knobs.latency)
@@ -200,6 +203,7 @@ mod tests {
             mock.counters(),
             Counters {
                 logins: 1,
+                peak_token_requests_in_flight: 1,
                 ..Counters::default()
             }
         );
@@ -285,6 +289,7 @@ mod tests {
             queries_ok: 2,
             queries_bad_token: 1,
             queries_no_token: 1,
+            peak_token_requests_in_flight: 1,
             ..Counters::default()
         };
         assert_eq!(mock.counters(), expected);

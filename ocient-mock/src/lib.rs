@@ -25,6 +25,14 @@
 //! handed out either way are refreshed, queried with and revoked like a
 //! login's.
 //!
+//! A test can say whose query it is: [`IDENTITY_HEADER`]
+//! (`x-mock-identity: <username>` or `<username>/<database>`) on an execute
+//! request holds its token to that identity, and a token issued to another
+//! is refused with a 403 and counted in [`Counters::queries_wrong_identity`].
+//! [`Counters::peak_token_requests_in_flight`] is the most token requests
+//! ever handled at once (latency included), and
+//! [`MockOcient::token_requests_in_flight`] how many are now.
+//!
 //! [`serve`] puts any other tower service on a loopback port the same way,
 //! for a test that needs a second server beside the mock (an OAuth
 //! authorization server, the app under test).
@@ -112,6 +120,7 @@
 //! | device poll before the one [`DeviceApproval::ApproveAtPoll`] approves | 400 | -1 | `HYT00` |
 //! | device poll, the user denied ([`DeviceApproval::Deny`]) | 403 | -1 | `28000` |
 //! | device poll still pending at its `timeout` | 408 | -1 | `HYT00` |
+//! | execute: a valid token issued to another user or database than [`IDENTITY_HEADER`] names | 403 | -1205 | `08004` |
 //! | `Content-Type` is not `application/json` | 415 | -1 | `22000` |
 //! | malformed JSON or unreadable body | 400 | -1 | `22000` |
 //! | execute `format` neither `array` nor `collection` | 400 | -1 | `22000` |
@@ -121,7 +130,8 @@
 //!
 //! With [`MockOcient::errors_in_band`] the 401 answers, and the device
 //! poll's `HYT00` and `28000` refusals, become HTTP 200 carrying the same
-//! status object; protocol errors (`22000`, `42000`) keep their HTTP status.
+//! status object; protocol errors (`22000`, `42000`) keep their HTTP status,
+//! and so does a token sent for another identity.
 //! A refused identity-provider token is never echoed in the answer.
 //! A token refresh checks, in this order: the token is known (-1205), its
 //! refresh lifetime (-733), then its expiry (-1208, unless
@@ -140,6 +150,7 @@ mod client;
 mod device;
 mod fault;
 mod handler;
+mod identity;
 #[cfg(feature = "sso")]
 mod idp;
 #[cfg(feature = "sso")]
@@ -168,6 +179,7 @@ pub use client::{https_client, HttpsClient};
 pub use device::DeviceApproval;
 pub use fault::Fault;
 pub use handler::ResponseFuture;
+pub use identity::IDENTITY_HEADER;
 #[cfg(feature = "sso")]
 pub use idp::TestIdentityProvider;
 #[cfg(feature = "sso")]

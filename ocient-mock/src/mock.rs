@@ -139,6 +139,16 @@ impl MockOcient {
         self.lock().counters
     }
 
+    /// How many token requests (logins, refreshes, SSO exchanges, device
+    /// grants) are being handled now, each from its arrival until its answer
+    /// is ready, the [`latency`](Self::latency) wait included. A request
+    /// whose future is dropped before that (a cancelled call, a server shut
+    /// down) leaves the count then. The most there ever were is
+    /// [`Counters::peak_token_requests_in_flight`].
+    pub fn token_requests_in_flight(&self) -> u64 {
+        self.lock().token_requests_in_flight()
+    }
+
     /// How many tokens have been issued; the last one is
     /// `mock.<generation>.<random>`, or a JWT-shaped token whose payload's
     /// `jti` is that.
@@ -259,6 +269,10 @@ impl fmt::Debug for MockOcient {
             .field("pending_faults", &pending_faults)
             .field("sso", &state.sso)
             .field("devices", &state.devices)
+            .field(
+                "token_requests_in_flight",
+                &state.token_requests_in_flight(),
+            )
             .field("counters", &state.counters)
             .finish()
     }

@@ -1,4 +1,5 @@
-//! What the server remembers: users, live tokens, queued faults and counters.
+//! What the server remembers: users, live tokens and whom each was issued
+//! to, queued faults, the token requests being handled, and counters.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -8,6 +9,7 @@ use tokio::time::Instant;
 
 use crate::device::Devices;
 use crate::fault::Fault;
+use crate::identity::Identity;
 use crate::ids::{access_token, jwt_shaped};
 use crate::knobs::Knobs;
 use crate::sso::SsoConfig;
@@ -42,6 +44,17 @@ pub struct Counters {
     pub queries_bad_token: u64,
     /// Execute requests without an `Authorization` header.
     pub queries_no_token: u64,
+    /// Execute requests whose valid token was issued to another username,
+    /// or for another database, than their
+    /// [`IDENTITY_HEADER`](crate::IDENTITY_HEADER) names: a client that sent
+    /// someone else's token. They are refused, and not counted in
+    /// `queries_ok`.
+    pub queries_wrong_identity: u64,
+    /// The most token requests ([`token_requests`](Counters::token_requests))
+    /// ever handled at once, each from its arrival until its answer is
+    /// ready, the [`latency`](crate::MockOcient::latency) wait included: how
+    /// far a client let its token requests overlap.
+    pub peak_token_requests_in_flight: u64,
 }
 
 impl Counters {
@@ -58,6 +71,9 @@ impl Counters {
 /// What a token grants. Deadlines are `None` when the lifetime is too long
 /// to represent, which means "never".
 struct Session {
+    /// Whom it was issued to: a refreshed token keeps its user, and takes
+    /// the database the refresh names, else its own. An identity claimed on a
+    /// query is held to these.
     username: String,
     database: String,
     expires_at: Option<Instant>,
@@ -89,6 +105,8 @@ pub(crate) struct State {
     /// The identity-provider tokens `/v1/sso_token` accepts.
     pub(crate) sso: SsoConfig,
     pub(crate) devices: Devices,
+    /// Token requests being handled now; each [`InFlight`] holds one.
+    token_requests_in_flight: u64,
 }
 
 /// The one [`State`] behind every clone of a `MockOcient` and every request
@@ -105,6 +123,31 @@ impl Shared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panicking test thread must not take every later request down with it.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a token request in, and its peak with it, until the guard
+    /// returned is dropped.
+    pub(crate) fn token_request_in_flight(&self) -> InFlight<'_> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        state.token_requests_in_flight += 1;
+        let peak = &mut state.counters.peak_token_requests_in_flight;
+        *peak = (*peak).max(state.token_requests_in_flight);
+        InFlight(self)
+    }
+}
+
+/// A token request being handled. It counts itself out when dropped rather
+/// than when answered, so a request whose future is dropped before its
+/// answer (a client giving up during the latency wait, a cancelled task, a
+/// server shut down while a [`Fault::Hang`] holds it) leaves the count as
+/// it found it.
+pub(crate) struct InFlight<'a>(&'a Shared);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.token_requests_in_flight = state.token_requests_in_flight.saturating_sub(1);
     }
 }
 
@@ -138,6 +181,7 @@ impl State {
             counters: Counters::default(),
             sso: SsoConfig::default(),
             devices: Devices::default(),
+            token_requests_in_flight: 0,
         }
     }
 
@@ -218,10 +262,28 @@ impl State {
         self.sessions.clear();
     }
 
-    pub(crate) fn check(&self, token: &str, now: Instant) -> Result<(), ApiStatus> {
+    pub(crate) fn token_requests_in_flight(&self) -> u64 {
+        self.token_requests_in_flight
+    }
+
+    /// Whether a query may use `token`: it must be known and unexpired, and,
+    /// if the test says whose query it is, issued to that identity. Only a
+    /// valid token is held to the claim, so a stale one is refused for being
+    /// stale, as it would be without the claim.
+    pub(crate) fn check(
+        &self,
+        token: &str,
+        claimed: Option<Identity<'_>>,
+        now: Instant,
+    ) -> Result<(), ApiStatus> {
         match self.sessions.get(token) {
             None => Err(ApiStatus::TOKEN_INVALID),
             Some(session) if session.expired(now) => Err(ApiStatus::TOKEN_EXPIRED),
+            Some(session)
+                if claimed.is_some_and(|who| !who.owns(&session.username, &session.database)) =>
+            {
+                Err(ApiStatus::WRONG_IDENTITY)
+            }
             Some(_) => Ok(()),
         }
     }

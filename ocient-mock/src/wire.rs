@@ -45,6 +45,10 @@ impl ApiStatus {
         Self::new(-1207, "08004", "token signed by an unknown issuer");
     pub(crate) const REFRESH_EXPIRED: Self =
         Self::new(-733, "42502", "session expired, refresh necessary");
+    /// Not an Ocient answer: the mock's word that a query's token was issued
+    /// to someone other than its `x-mock-identity` header says sent it.
+    pub(crate) const WRONG_IDENTITY: Self =
+        Self::new(-1205, "08004", "token belongs to another identity");
     pub(crate) const INJECTED: Self = Self::new(-1, "58000", "injected failure");
 
     pub(crate) fn reason_for(vendor_code: i64) -> &'static str {

@@ -84,6 +84,7 @@ async fn a_grant_hands_out_a_user_code_as_the_openapi_example_shows() {
     assert_ne!(user_code(&mock).await, code);
     let expected = Counters {
         device_grants: 2,
+        peak_token_requests_in_flight: 1,
         ..Counters::default()
     };
     assert_eq!(mock.counters(), expected);

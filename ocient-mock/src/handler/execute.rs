@@ -1,5 +1,6 @@
-//! `/v1/execute`: admitting a query by its token, the row format it asks
-//! for, and the mock's one row in that format.
+//! `/v1/execute`: admitting a query by its token (and by whose the test says
+//! it is, `identity.rs`), the row format it asks for, and the mock's one row
+//! in that format.
 
 use http::request::Parts;
 use http::{HeaderMap, Method, Response, StatusCode};
@@ -9,6 +10,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::body::{BoxError, MockBody};
+use crate::identity::Identity;
 use crate::ids::query_id;
 use crate::state::Shared;
 use crate::wire::{bearer, has_media_type, json, read_json, ApiStatus, Failure, QueryAnswer};
@@ -105,19 +107,32 @@ where
     }
 }
 
-/// Checks the query's token and counts the query by it.
+/// Checks the query's token, against the identity the test says sent it if
+/// it says, and counts the query by it.
 fn admit_query(shared: &Shared, headers: &HeaderMap) -> Result<(), Failure> {
     let now = Instant::now();
+    let claimed = Identity::claimed(headers);
     let mut state = shared.lock();
-    let verdict = bearer(headers).and_then(|token| state.check(token, now));
+    let verdict = bearer(headers).and_then(|token| state.check(token, claimed, now));
     let counter = match verdict {
         Ok(()) => &mut state.counters.queries_ok,
         Err(ApiStatus::NO_SESSION) => &mut state.counters.queries_no_token,
+        Err(ApiStatus::WRONG_IDENTITY) => &mut state.counters.queries_wrong_identity,
         Err(_) => &mut state.counters.queries_bad_token,
     };
     *counter += 1;
     let in_band = state.knobs.errors_in_band;
-    verdict.map_err(|status| Failure::auth(status, in_band))
+    verdict.map_err(|status| match status {
+        // 403 even with `errors_in_band`: this is no authentication outcome
+        // of Ocient's but a client sending one identity's token for another,
+        // and a 200 carrying -1205 would have it log in again and hide the
+        // mix-up behind a retry.
+        ApiStatus::WRONG_IDENTITY => Failure {
+            http: StatusCode::FORBIDDEN,
+            status,
+        },
+        status => Failure::auth(status, in_band),
+    })
 }
 
 /// The mock never required a `Content-Type` for execute, so only the one
@@ -326,6 +341,7 @@ mod tests {
             queries_ok: 1,
             queries_bad_token: 1,
             queries_no_token: 1,
+            peak_token_requests_in_flight: 1,
             ..Counters::default()
         };
         assert_eq!(mock.counters(), expected, "a good token counts as one");

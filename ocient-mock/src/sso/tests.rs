@@ -252,6 +252,7 @@ async fn token_request_faults_hit_exchanges_and_device_grants_too() {
         sso_exchanges: 2,
         device_grants: 1,
         failed_token_requests: 2,
+        peak_token_requests_in_flight: 1,
         ..Counters::default()
     };
     assert_eq!(mock.counters(), expected);

@@ -1,8 +1,13 @@
 use std::time::Duration;
 
-use http::StatusCode;
+use http::{Method, StatusCode};
+use serde_json::json;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::PRUNE_FLOOR;
+use crate::device::DeviceApproval;
+use crate::fault::Fault;
 use crate::mock::MockOcient;
 use crate::test_support::*;
 
@@ -162,4 +167,111 @@ async fn tokens_cannot_be_guessed_from_another_server() {
     let token = login(&one).await;
     assert_ne!(token, login(&other).await);
     assert_eq!(execute(&other, &token).await.1, -1205);
+}
+
+type Request = http::Request<http_body_util::Full<bytes::Bytes>>;
+
+/// `request` sent through the mock's `Service` on a task of its own; its HTTP status.
+fn spawn_call(mock: &MockOcient, request: Request) -> JoinHandle<StatusCode> {
+    let mock = mock.clone();
+    tokio::spawn(async move { call(&mock, request).await.status() })
+}
+
+#[tokio::test(start_paused = true)]
+async fn token_requests_that_overlap_are_counted_at_their_peak() {
+    const LOGINS: u64 = 5;
+    let mock = MockOcient::new().latency(Duration::from_millis(100));
+    let started = Instant::now();
+    let logins: Vec<_> = (0..LOGINS)
+        .map(|_| spawn_call(&mock, login_request("jdoe", "secret")))
+        .collect();
+    tokio::task::yield_now().await;
+    assert_eq!(mock.token_requests_in_flight(), LOGINS, "all waiting");
+    for login in logins {
+        assert_eq!(login.await.expect("login task"), StatusCode::OK);
+    }
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(100),
+        "side by side"
+    );
+    assert_eq!(mock.token_requests_in_flight(), 0);
+    assert_eq!(mock.counters().peak_token_requests_in_flight, LOGINS);
+
+    // One at a time, they never raise it.
+    let token = login(&mock).await;
+    refresh(&mock, &token).await;
+    let counters = mock.counters();
+    assert_eq!(counters.peak_token_requests_in_flight, LOGINS);
+    assert_eq!(counters.token_requests(), LOGINS + 2);
+}
+
+// The same set `Counters::token_requests` counts: a held device poll and a query are not
+// token requests, however long they take.
+#[tokio::test(start_paused = true)]
+async fn every_kind_of_token_request_is_in_flight_and_nothing_else() {
+    let mock = MockOcient::new().sso_tokens(["idp-token"]);
+    let token = login(&mock).await;
+    let (_, grant) = send(
+        &mock,
+        request(Method::POST, "/v1/sso_device_grant", None, ""),
+    )
+    .await;
+    let poll = json!({ "user_code": grant["user_code"] }).to_string();
+    let held = spawn_call(
+        &mock,
+        request(Method::POST, "/v1/sso_device_grant_verify", None, &poll),
+    );
+    mock.set_latency(Duration::from_millis(100));
+    let exchange = json!({"id_token": "idp-token"});
+    let requests = [
+        login_request("jdoe", "secret"),
+        refresh_request(&token),
+        sso_request(&exchange),
+        request(Method::POST, "/v1/sso_device_grant", None, ""),
+    ];
+    let calls: Vec<_> = requests
+        .into_iter()
+        .map(|request| spawn_call(&mock, request))
+        .collect();
+    tokio::task::yield_now().await;
+    assert_eq!(execute(&mock, &token).await, (StatusCode::OK, 0));
+    assert_eq!(mock.token_requests_in_flight(), 4);
+    for call in calls {
+        assert_eq!(call.await.expect("token request task"), StatusCode::OK);
+    }
+    mock.set_device_approval(DeviceApproval::Deny);
+    assert_eq!(held.await.expect("poll task"), StatusCode::FORBIDDEN);
+    assert_eq!(mock.token_requests_in_flight(), 0);
+    let counters = mock.counters();
+    assert_eq!(counters.peak_token_requests_in_flight, 4);
+    assert_eq!(counters.device_polls, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_request_dropped_before_its_answer_is_no_longer_in_flight() {
+    let mock = MockOcient::new().latency(Duration::from_millis(100));
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(10),
+        call(&mock, login_request("jdoe", "secret")),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the login was still waiting");
+    assert_eq!(mock.token_requests_in_flight(), 0);
+    assert_eq!(mock.current_generation(), 0, "nothing issued");
+
+    // A hung answer stays in flight until its task is cancelled.
+    mock.set_latency(Duration::ZERO);
+    mock.fail_token_requests(Fault::Hang, 1);
+    let hung = spawn_call(&mock, login_request("jdoe", "secret"));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(mock.token_requests_in_flight(), 1);
+    hung.abort();
+    assert!(hung.await.expect_err("aborted").is_cancelled());
+    assert_eq!(mock.token_requests_in_flight(), 0);
+    let counters = mock.counters();
+    assert_eq!(
+        (counters.logins, counters.peak_token_requests_in_flight),
+        (2, 1)
+    );
 }

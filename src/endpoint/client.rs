@@ -159,25 +159,11 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_secs(6));
     }
 
-    /// A transport that is never asked to send.
-    struct Unused;
-
-    impl Transport for Unused {
-        fn send(
-            &mut self,
-            _: Exchange,
-            _: Request<Bytes>,
-            _: Duration,
-        ) -> BoxFuture<'_, Result<Answer, Error>> {
-            unreachable!("never asked")
-        }
-    }
-
     #[test]
     fn a_client_shows_its_exchange_and_timeout_only() {
         let timeout = Duration::from_secs(7);
         let deadline = Deadline::new(timeout);
-        let mut unused = Unused;
+        let mut unused = crate::endpoint::script::Unused;
         let client = TokenClient::new(&mut unused, Exchange::Refresh, timeout, deadline);
         assert_eq!(
             format!("{client:?}"),

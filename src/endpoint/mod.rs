@@ -197,20 +197,6 @@ mod tests {
         }
     }
 
-    /// A transport that is never asked to send.
-    struct Unused;
-
-    impl Transport for Unused {
-        fn send(
-            &mut self,
-            _: Exchange,
-            _: Request<Bytes>,
-            _: Duration,
-        ) -> BoxFuture<'_, Result<Answer, Error>> {
-            unreachable!("never asked")
-        }
-    }
-
     #[tokio::test]
     async fn by_default_there_is_one_node_in_the_clear_nowhere_and_no_login() {
         let endpoint = Minimal(Uri::from_static("https://sql-node"));
@@ -221,7 +207,7 @@ mod tests {
         assert!(endpoint.initial_grant().is_none());
         let timeout = Duration::from_secs(1);
         let deadline = Deadline::new(timeout);
-        let mut unused = Unused;
+        let mut unused = script::Unused;
         let mut client = TokenClient::new(&mut unused, Exchange::Login, timeout, deadline);
         let login = TokenEndpoint::login(&endpoint, &mut client).await;
         assert!(matches!(login, Err(Error::MissingCredentials)), "{login:?}");

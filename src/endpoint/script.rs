@@ -78,6 +78,20 @@ impl Script {
     }
 }
 
+/// A transport that is never asked to send: for what a protocol does before it sends.
+pub(crate) struct Unused;
+
+impl Transport for Unused {
+    fn send(
+        &mut self,
+        _: Exchange,
+        _: Request<Bytes>,
+        _: Duration,
+    ) -> BoxFuture<'_, Result<Answer, Error>> {
+        unreachable!("never asked")
+    }
+}
+
 impl Transport for Script {
     fn send(
         &mut self,

@@ -17,13 +17,13 @@ use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::config::Config;
-use crate::endpoint::{Answer, Deadline, FailureKind, TokenClient, Transport};
+use crate::endpoint::{Answer, Deadline, TokenClient, Transport};
 use crate::error::{BoxError, Error, Exchange};
 use crate::grant::Grant;
 use crate::inner::{HttpResponse, InnerService};
 use crate::record::Transition;
 use crate::retry_after::server_wait;
-use crate::state::{BoxFuture, Cause, Fetch, Plan, Setback};
+use crate::state::{self, BoxFuture, Fetch, Plan, Setback};
 
 /// The largest login or refresh answer read; anything longer is hostile.
 const MAX_ANSWER: usize = 1024 * 1024;
@@ -100,11 +100,7 @@ where
 
     /// `error`, with what the endpoint's classification of it says about the next attempt.
     fn setback(&self, error: Error) -> Setback {
-        let cause = match self.config.endpoint.classify(&error) {
-            FailureKind::Away => Cause::Outage,
-            FailureKind::Refused | FailureKind::Revoked => Cause::Rejection,
-            FailureKind::Unusable => Cause::Unusable,
-        };
+        let cause = state::cause(self.config.endpoint.classify(&error));
         Setback {
             error,
             cause,
@@ -121,12 +117,15 @@ where
         } = plan;
         let can_log_in = self.config.endpoint.can_log_in();
         let current = match current {
-            Some(current) if !(login_first && can_log_in) => current,
+            Some(current) if state::refreshes_first(login_first, can_log_in) => current,
             _ => return self.exchange(None).await,
         };
         match self.exchange(Some(&current)).await {
             Err(error)
-                if can_log_in && self.config.endpoint.classify(&error) == FailureKind::Revoked =>
+                if state::logs_in_after_refresh(
+                    self.config.endpoint.classify(&error),
+                    can_log_in,
+                ) =>
             {
                 tracing::debug!(%error, "refresh rejected as revoked; logging in again");
                 self.exchange(None).await
@@ -157,15 +156,10 @@ where
         }
     }
 
-    /// Whether `error` is the node's fault, so another node may do better: the endpoint
-    /// calls it [`FailureKind::Away`] and it is not a credentials provider's (which every
-    /// node would meet alike). A node the layer will not talk to in the clear is skipped too.
+    /// Whether `error` is the node's fault, so another node may do better (see
+    /// [`state::fails_over`]).
     fn node_failed(&self, error: &Error) -> bool {
-        match error {
-            Error::InsecureTransport { .. } => true,
-            Error::Provider { .. } => false,
-            error => self.config.endpoint.classify(error) == FailureKind::Away,
-        }
+        state::fails_over(error, self.config.endpoint.classify(error))
     }
 
     /// One attempt at one node: a refresh of `current`, or a login when it is `None`.

@@ -10,10 +10,11 @@ use http::{Response, StatusCode, Uri};
 use http_body_util::Full;
 
 use super::*;
-use crate::endpoint::{TokenClient, TokenEndpoint};
+use crate::endpoint::{FailureKind, TokenClient, TokenEndpoint};
 use crate::error::ErrorCode;
 #[cfg(feature = "ocient")]
 use crate::ocient::OcientAuth;
+use crate::state::Cause;
 
 /// A wrapped service that is never called: only the classing is under test.
 #[derive(Clone)]

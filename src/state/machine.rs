@@ -32,6 +32,10 @@
 //!                                     that starts the next attempt when it ends)
 //! ```
 //!
+//! Within one attempt, the free functions below decide the rest: whether it refreshes or
+//! logs in first, whether a rejected refresh is followed by a login, whether a failure
+//! moves to another node, and what a failure's kind means for the next try.
+//!
 //! The machine sees no HTTP, no task and no lock: it is data in, decisions out
 //! ([`Next`]), so its tests are a table. [`TokenState`](super::TokenState) holds it under
 //! its cold lock, reports each event, and carries out the decision.
@@ -43,6 +47,7 @@ use tokio::time::Instant;
 use super::backoff::{Failure, Timing};
 use super::flight::{Cause, Setback};
 use super::token::{Phase, Token};
+use crate::endpoint::FailureKind;
 use crate::error::{Error, Exchange};
 
 /// Rounds a waiter makes before concluding that tokens die faster than they arrive.
@@ -52,6 +57,37 @@ pub(crate) const MAX_WAIT_ROUNDS: u8 = 3;
 /// it is revoked or expired, so a refresh would only be rejected.
 pub(crate) fn login_first(current: Option<&Token>, now: Instant) -> bool {
     current.is_none_or(|token| token.phase() == Phase::Revoked || now >= token.expires_at)
+}
+
+/// Whether an attempt with a token to trade refreshes it first, rather than logging in:
+/// unless the plan says a refresh would only be rejected and the endpoint can log in.
+pub(crate) fn refreshes_first(login_first: bool, can_log_in: bool) -> bool {
+    !(login_first && can_log_in)
+}
+
+/// Whether a refresh that failed as `kind` is followed, in the same attempt, by a login.
+pub(crate) fn logs_in_after_refresh(kind: FailureKind, can_log_in: bool) -> bool {
+    can_log_in && kind == FailureKind::Revoked
+}
+
+/// Whether a token request that failed with `error`, classified `kind`, moves to the
+/// endpoint's next node: the node was away (not a credentials provider, which every node
+/// would meet alike), or the layer will not talk to it in the clear.
+pub(crate) fn fails_over(error: &Error, kind: FailureKind) -> bool {
+    match error {
+        Error::InsecureTransport { .. } => true,
+        Error::Provider { .. } => false,
+        _ => kind == FailureKind::Away,
+    }
+}
+
+/// What a failure classified `kind` means for the attempt's next try.
+pub(crate) fn cause(kind: FailureKind) -> Cause {
+    match kind {
+        FailureKind::Away => Cause::Outage,
+        FailureKind::Refused | FailureKind::Revoked => Cause::Rejection,
+        FailureKind::Unusable => Cause::Unusable,
+    }
 }
 
 /// The attempt's status.

@@ -35,10 +35,13 @@ use tokio::time::Instant;
 
 pub(crate) use backoff::Timing;
 use cold::Cold;
+#[cfg(test)]
+pub(crate) use flight::Cause;
 use flight::Settled;
-pub(crate) use flight::{BoxFuture, Cause, Fetch, Flight, Plan, Setback, Settlement};
+pub(crate) use flight::{BoxFuture, Fetch, Flight, Plan, Setback, Settlement};
 use hot::Hot;
 pub(crate) use hot::Lookup;
+pub(crate) use machine::{cause, fails_over, logs_in_after_refresh, refreshes_first};
 use machine::{Event, Next};
 use token::OnDue;
 pub(crate) use token::Token;

@@ -266,3 +266,56 @@ fn the_next_attempt_logs_in_without_a_live_token() {
     token.advance(Phase::Revoked);
     assert!(login_first(Some(&token), now), "revoked");
 }
+
+#[test]
+fn within_an_attempt_a_refresh_comes_first_unless_only_a_login_can_help() {
+    assert!(refreshes_first(false, true));
+    assert!(refreshes_first(false, false));
+    assert!(
+        refreshes_first(true, false),
+        "no login to fall back on: refresh what there is"
+    );
+    assert!(!refreshes_first(true, true));
+    for kind in [
+        FailureKind::Away,
+        FailureKind::Refused,
+        FailureKind::Unusable,
+    ] {
+        assert!(!logs_in_after_refresh(kind, true), "{kind:?}");
+    }
+    assert!(logs_in_after_refresh(FailureKind::Revoked, true));
+    assert!(!logs_in_after_refresh(FailureKind::Revoked, false));
+}
+
+#[test]
+fn only_a_node_that_was_away_or_in_the_clear_is_failed_over_from() {
+    let away = Error::transport(Exchange::Login, "refused");
+    assert!(fails_over(&away, FailureKind::Away));
+    for kind in [
+        FailureKind::Refused,
+        FailureKind::Revoked,
+        FailureKind::Unusable,
+    ] {
+        assert!(!fails_over(&away, kind), "{kind:?}");
+    }
+    let provider = Error::provider("vault sealed");
+    assert!(
+        !fails_over(&provider, FailureKind::Away),
+        "every node meets the same provider"
+    );
+    let plain = Error::InsecureTransport {
+        origin: "http://sql-node".into(),
+    };
+    assert!(
+        fails_over(&plain, FailureKind::Refused),
+        "the next node may be https"
+    );
+}
+
+#[test]
+fn each_kind_of_failure_has_its_cause() {
+    assert_eq!(cause(FailureKind::Away), Cause::Outage);
+    assert_eq!(cause(FailureKind::Refused), Cause::Rejection);
+    assert_eq!(cause(FailureKind::Revoked), Cause::Rejection);
+    assert_eq!(cause(FailureKind::Unusable), Cause::Unusable);
+}

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Uri;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::endpoint::erased::DynEndpoint;
 use crate::error::Error;
@@ -23,6 +24,8 @@ pub(crate) struct Config {
     revokers: Revokers,
     /// Where transitions are reported.
     pub(crate) record: Arc<Record>,
+    /// Bounds the token requests in flight across the tokens of a layer that keeps many.
+    admission: Option<Arc<Semaphore>>,
 }
 
 /// Where a request goes, as far as the token is concerned.
@@ -58,7 +61,21 @@ impl Config {
             refresh_timeout,
             revokers,
             record,
+            admission: None,
         }
+    }
+
+    /// Sends a token request only with a permit of `admission`, when there is one.
+    pub(crate) fn admitted_by(mut self, admission: Option<Arc<Semaphore>>) -> Self {
+        self.admission = admission;
+        self
+    }
+
+    /// Waits for a turn to send a token request, in the order asked (tokio's semaphore is
+    /// fair): the permit, held until the answer is read, or none where nothing bounds them.
+    pub(crate) async fn admission(&self) -> Option<SemaphorePermit<'_>> {
+        // Never closed: an error cannot come, and would only mean "no bound".
+        self.admission.as_ref()?.acquire().await.ok()
     }
 
     /// The revoker for a request sent from `place` (see [`Revokers::pick`]).

@@ -102,6 +102,13 @@ pub enum Error {
     /// The layer was used outside a Tokio runtime, where it cannot run its refresh task.
     #[error("the token refresh layer needs a Tokio runtime")]
     NoRuntime,
+    /// A [`PerIdentityLayer`](crate::PerIdentityLayer) could not tell whose request this
+    /// is, and has no identity for such requests: nothing was sent.
+    #[error(
+        "the request names no identity: put one in its extensions, or set \
+         PerIdentityLayer::default_identity"
+    )]
+    NoIdentity,
     /// The credentials provider (see `OcientAuth::credentials_from`, and
     /// `OcientAuth::sso_token_from` for an identity provider's token) failed. Its error is
     /// the [`source`](std::error::Error::source): left out of this error's message and of

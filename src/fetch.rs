@@ -224,6 +224,10 @@ where
             return Err(refusal);
         }
         let request = request.map(B::from);
+        // Queued before readiness, so a request waiting for its turn holds no slot of the
+        // inner service; the layer's timeout counts the wait.
+        let config = Arc::clone(&self.config);
+        let _turn = config.admission().await;
         let service = &mut self.service;
         poll_fn(|cx| service.poll_ready(cx))
             .await

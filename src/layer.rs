@@ -7,26 +7,16 @@ use std::time::Duration;
 use http::Uri;
 use tower_layer::Layer;
 
+use crate::endpoint::erased::DynEndpoint;
 use crate::endpoint::TokenEndpoint;
 use crate::event::{Hook, TokenEvent};
-use crate::grant::MAX_LIFETIME;
-use crate::origin::Origin;
+use crate::record::Record;
 use crate::service::TokenRefresh;
-use crate::settings::{Settings, Shared};
-use crate::state::Timing;
+use crate::settings::{default_name, Fleet, Settings, Shared};
 use crate::status::TokenStatus;
 
-/// How long a login or refresh may take, answer body included, unless set otherwise.
-pub(crate) const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
-/// Refresh once half the lifetime is left (what Ocient advises, and a common default).
-const DEFAULT_REFRESH_AT: f64 = 0.5;
-const DEFAULT_FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// While down after an outage: at most ~2.5 s of ours after the server's return, and about
-/// 30 attempts a minute, one at a time, while it is away.
-const DEFAULT_MAX_BACKOFF_WHILE_DOWN: Duration = Duration::from_secs(2);
-/// The shortest backoff and refresh timeout: below that they would only mean a storm.
-const MIN_WAIT: Duration = Duration::from_millis(10);
+/// Revokers for the one token of a layer, which every request on every core sends.
+const REVOKERS: usize = 16;
 
 /// Applies [`TokenRefresh`] to a service.
 ///
@@ -68,7 +58,11 @@ const MIN_WAIT: Duration = Duration::from_millis(10);
 /// layer sends its own login and refresh requests through it.
 #[derive(Clone)]
 pub struct TokenRefreshLayer {
+    endpoint: Arc<dyn DynEndpoint>,
     settings: Settings,
+    hook: Option<Hook>,
+    /// The `layer` label of its metrics; the endpoint's host when unset.
+    name: Option<String>,
     /// The token and configuration of every service made with these settings, made at
     /// first use; a builder method that changes the settings starts a new one.
     shared: Arc<OnceLock<Shared>>,
@@ -78,22 +72,11 @@ impl TokenRefreshLayer {
     /// Keeps a token from `endpoint` (an [`OcientAuth`](crate::OcientAuth)) fresh.
     #[must_use]
     pub fn new(endpoint: impl TokenEndpoint) -> Self {
-        let settings = Settings {
-            endpoint: Arc::new(endpoint),
-            timing: Timing {
-                refresh_at: DEFAULT_REFRESH_AT,
-                first_backoff: DEFAULT_FIRST_BACKOFF,
-                max_backoff: DEFAULT_MAX_BACKOFF,
-                max_backoff_while_down: DEFAULT_MAX_BACKOFF_WHILE_DOWN,
-            },
-            refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
-            extra_origins: Vec::new(),
-            hook: None,
-            refresh_when_idle: false,
-            name: None,
-        };
         TokenRefreshLayer {
-            settings,
+            endpoint: Arc::new(endpoint),
+            settings: Settings::default(),
+            hook: None,
+            name: None,
             shared: Arc::default(),
         }
     }
@@ -107,21 +90,14 @@ impl TokenRefreshLayer {
     /// refresh: callers then wait for a new token each time one dies.
     #[must_use]
     pub fn refresh_at(self, remaining_fraction: f64) -> Self {
-        self.with(|settings| {
-            settings.timing.refresh_at = if remaining_fraction.is_nan() {
-                DEFAULT_REFRESH_AT
-            } else {
-                remaining_fraction.clamp(0.0, 0.9)
-            };
-        })
+        self.with(|layer| layer.settings.refresh_at(remaining_fraction))
     }
 
     /// Bounds each login and refresh request, answer body included (default 30 s, at least
     /// 10 ms).
     #[must_use]
     pub fn refresh_timeout(self, timeout: Duration) -> Self {
-        // No answer arrives in no time: zero would fail every attempt.
-        self.with(|settings| settings.refresh_timeout = timeout.max(MIN_WAIT))
+        self.with(|layer| layer.settings.refresh_timeout(timeout))
     }
 
     /// After a failed login or refresh, waits `first` before the next attempt, doubling
@@ -139,13 +115,7 @@ impl TokenRefreshLayer {
     /// date) sets the earliest next attempt, capped at `max`.
     #[must_use]
     pub fn retry_backoff(self, first: Duration, max: Duration) -> Self {
-        // Past the longest lifetime a backoff means nothing, and would overflow an `Instant`;
-        // a zero backoff would retry back to back against a failing server.
-        let first = first.max(MIN_WAIT);
-        self.with(|settings| {
-            settings.timing.first_backoff = first.min(MAX_LIFETIME);
-            settings.timing.max_backoff = max.max(first).min(MAX_LIFETIME);
-        })
+        self.with(|layer| layer.settings.retry_backoff(first, max))
     }
 
     /// The longest wait between attempts while the layer is **down**: no usable token, and
@@ -165,9 +135,7 @@ impl TokenRefreshLayer {
     /// full backoff: asking again soon would not change its mind.
     #[must_use]
     pub fn retry_backoff_while_down(self, max: Duration) -> Self {
-        self.with(|settings| {
-            settings.timing.max_backoff_while_down = max.clamp(MIN_WAIT, MAX_LIFETIME)
-        })
+        self.with(|layer| layer.settings.retry_backoff_while_down(max))
     }
 
     /// Also sends the token to `uri`'s origin (scheme, host and port).
@@ -176,7 +144,7 @@ impl TokenRefreshLayer {
     /// scheme or host names no origin and is ignored.
     #[must_use]
     pub fn allow_origin(self, uri: Uri) -> Self {
-        self.with(|settings| settings.extra_origins.extend(Origin::of(&uri)))
+        self.with(|layer| layer.settings.allow_origin(&uri))
     }
 
     /// Calls `hook` on every new token, every failed attempt and every token the server
@@ -207,7 +175,7 @@ impl TokenRefreshLayer {
     #[must_use]
     pub fn on_token(self, hook: impl Fn(&TokenEvent<'_>) + Send + Sync + 'static) -> Self {
         let hook: Hook = Arc::new(hook);
-        self.with(|settings| settings.hook = Some(hook))
+        self.with(|layer| layer.hook = Some(hook))
     }
 
     /// With `true`, refreshes the token at its refresh point even when no request comes,
@@ -232,7 +200,7 @@ impl TokenRefreshLayer {
     /// timer or clone of the wrapped service is left.
     #[must_use]
     pub fn refresh_when_idle(self, refresh: bool) -> Self {
-        self.with(|settings| settings.refresh_when_idle = refresh)
+        self.with(|layer| layer.settings.refresh_when_idle = refresh)
     }
 
     /// Names the layer in its metrics (the `layer` label, with the `metrics` feature), so
@@ -258,7 +226,7 @@ impl TokenRefreshLayer {
     #[must_use]
     pub fn name(self, name: impl Into<String>) -> Self {
         let name = name.into();
-        self.with(|settings| settings.name = Some(name))
+        self.with(|layer| layer.name = Some(name))
     }
 
     /// Where the token of every service this layer makes is: see [`TokenStatus`]. Sends
@@ -269,16 +237,23 @@ impl TokenRefreshLayer {
 
     /// The settings changed by `change`, for services that share a token of their own:
     /// every builder method goes through here, so none can keep the old token by mistake.
-    fn with(mut self, change: impl FnOnce(&mut Settings)) -> Self {
-        change(&mut self.settings);
-        TokenRefreshLayer {
-            settings: self.settings,
-            shared: Arc::default(),
-        }
+    fn with(mut self, change: impl FnOnce(&mut Self)) -> Self {
+        change(&mut self);
+        self.shared = Arc::default();
+        self
     }
 
     fn shared(&self) -> &Shared {
-        self.shared.get_or_init(|| self.settings.share())
+        self.shared.get_or_init(|| {
+            let name = self.name.clone();
+            let name = name.unwrap_or_else(|| default_name(&*self.endpoint));
+            let fleet = Fleet {
+                record: Arc::new(Record::new(&name, self.hook.clone())),
+                revokers: REVOKERS,
+                admission: None,
+            };
+            self.settings.share(Arc::clone(&self.endpoint), fleet)
+        })
     }
 }
 
@@ -294,14 +269,15 @@ impl<S> Layer<S> for TokenRefreshLayer {
 impl fmt::Debug for TokenRefreshLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let settings = &self.settings;
+        let name = self.name.clone();
         f.debug_struct("TokenRefreshLayer")
-            .field("endpoint", &settings.endpoint)
+            .field("endpoint", &self.endpoint)
             .field("timing", &settings.timing)
             .field("refresh_timeout", &settings.refresh_timeout)
             .field("extra_origins", &settings.extra_origins)
-            .field("on_token", &settings.hook.as_ref().map(|_| "<hook>"))
+            .field("on_token", &self.hook.as_ref().map(|_| "<hook>"))
             .field("refresh_when_idle", &settings.refresh_when_idle)
-            .field("name", &settings.name())
+            .field("name", &name.unwrap_or_else(|| default_name(&*self.endpoint)))
             .finish()
     }
 }

@@ -176,6 +176,7 @@
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod authorize;
 mod config;
 mod endpoint;
 mod error;

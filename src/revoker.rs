@@ -10,9 +10,6 @@ use std::sync::{Arc, Weak};
 
 use crate::state::TokenState;
 
-/// Revokers per state: enough that two busy cores seldom share one.
-const STRIPES: usize = 16;
-
 /// Revokes tokens of one state; padded so that its reference counts share no cache line.
 #[repr(align(128))]
 pub(crate) struct Revoker {
@@ -28,31 +25,35 @@ impl Revoker {
     }
 }
 
-/// A full set of revokers for one state, which they hold weakly: a response never keeps
-/// it alive.
-pub(crate) struct Revokers([Arc<Revoker>; STRIPES]);
+/// A set of revokers for one state, which they hold weakly: a response never keeps it
+/// alive. A layer's one token has enough that two busy cores seldom share one; a token
+/// among thousands (one per identity) has one, as its requests are few beside the layer's.
+pub(crate) struct Revokers(Box<[Arc<Revoker>]>);
 
 impl Revokers {
-    pub(crate) fn new(state: &Arc<TokenState>) -> Self {
-        Revokers(std::array::from_fn(|_| {
-            Arc::new(Revoker {
-                state: Arc::downgrade(state),
-            })
-        }))
+    /// `stripes` revokers (at least one) of `state`.
+    pub(crate) fn new(state: &Arc<TokenState>, stripes: usize) -> Self {
+        Self::of(Arc::downgrade(state), stripes)
     }
 
     /// Revokers of no state, for a configuration under test.
     #[cfg(test)]
     pub(crate) fn none() -> Self {
-        Revokers(std::array::from_fn(|_| {
-            Arc::new(Revoker { state: Weak::new() })
-        }))
+        Self::of(Weak::new(), 1)
+    }
+
+    fn of(state: Weak<TokenState>, stripes: usize) -> Self {
+        let revoker = || {
+            let state = Weak::clone(&state);
+            Arc::new(Revoker { state })
+        };
+        Revokers((0..stripes.max(1)).map(|_| revoker()).collect())
     }
 
     /// The revoker for a request sent from `place` (any number that differs between
     /// callers that run at once, such as the calling clone's address).
     pub(crate) fn pick(&self, place: usize) -> Arc<Revoker> {
         // Clones sit at least a few cache lines apart; the low bits say nothing.
-        Arc::clone(&self.0[(place >> 7) % STRIPES])
+        Arc::clone(&self.0[(place >> 7) % self.0.len()])
     }
 }

@@ -2,24 +2,21 @@
 
 use std::fmt;
 use std::future::Future;
-use std::mem;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::AUTHORIZATION;
 use http::Request;
 use tower_service::Service;
 
-use crate::config::{Config, Route};
+use crate::authorize::Authorizer;
+use crate::config::Config;
 use crate::endpoint::TokenEndpoint;
 use crate::error::{BoxError, Error};
-use crate::fetch::Fetcher;
-use crate::future::{self, ResponseFuture};
+use crate::future::ResponseFuture;
 use crate::inner::InnerService;
 use crate::layer::TokenRefreshLayer;
-use crate::record::Transition;
-use crate::state::{Lookup, Token, TokenState};
+use crate::state::{Token, TokenState};
 use crate::status::TokenStatus;
 
 /// Middleware that keeps a token fresh and puts `Authorization: Bearer <token>` on every
@@ -88,8 +85,7 @@ impl<S> TokenRefresh<S> {
         S: InnerService<B>,
         B: From<Bytes> + Send + 'static,
     {
-        let (service, state, config) = self.detached::<B>();
-        future::warm_up(service, state, config)
+        self.shared().warm_up(&self.inner)
     }
 
     /// Starts a new token now, whatever the current one's phase and however long the
@@ -119,8 +115,7 @@ impl<S> TokenRefresh<S> {
         S: InnerService<B>,
         B: From<Bytes> + Send + 'static,
     {
-        let (service, state, config) = self.detached::<B>();
-        future::refresh_now(service, state, config)
+        self.shared().refresh_now(&self.inner)
     }
 
     /// The wrapped service.
@@ -161,40 +156,14 @@ impl<S: fmt::Debug> fmt::Debug for TokenRefresh<S> {
 }
 
 impl<S> TokenRefresh<S> {
-    /// What a future that outlives this borrow needs (`warm_up`, `refresh_now`): an unready
-    /// clone of the wrapped service, the state and the configuration. Hands over a fetcher
-    /// first, as a request would.
-    fn detached<B>(&self) -> (S, Arc<TokenState>, Arc<Config>)
-    where
-        S: InnerService<B>,
-        B: From<Bytes> + Send + 'static,
-    {
-        self.hand_over_fetcher::<B>();
-        let (state, config) = (Arc::clone(&self.state), Arc::clone(&self.config));
-        (self.inner.clone(), state, config)
-    }
-
-    /// With `refresh_when_idle`, hands the state what it needs to refresh with no request
-    /// (a token handed in, or a service made after the login, never launched a flight).
-    fn hand_over_fetcher<B>(&self)
-    where
-        S: InnerService<B>,
-        B: From<Bytes> + Send + 'static,
-    {
-        if self.state.wants_fetcher() {
-            let fetcher = Fetcher::<S, B>::boxed(self.inner.clone(), &self.config);
-            self.state.keep_fetcher(fetcher);
+    /// The token, for a caller that keeps no copy of it (`warm_up`, `refresh_now`).
+    fn shared(&self) -> Authorizer<'_> {
+        Authorizer {
+            state: &self.state,
+            config: &self.config,
+            seen: None,
+            place: 0,
         }
-    }
-}
-
-impl<S: Clone> TokenRefresh<S> {
-    /// Gives back the readiness this service was granted (clone-and-swap, as tower's
-    /// services do) and returns an unready clone for the caller.
-    fn unready_clone(&mut self) -> S {
-        let unready = self.inner.clone();
-        let readied = mem::replace(&mut self.inner, unready);
-        readied.clone()
     }
 }
 
@@ -211,43 +180,15 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        match self.config.route(request.uri()) {
-            Route::Api => {}
-            Route::Elsewhere => return ResponseFuture::passed_through(self.inner.call(request)),
-            Route::Insecure(origin) => {
-                let error = origin.refused();
-                let turned_away = Transition::TurnedAway { error: &error };
-                self.config.record.emit(turned_away);
-                // Nothing will be sent: the readiness we were granted goes back unused.
-                drop(self.unready_clone());
-                return ResponseFuture::failed(error);
-            }
-        }
-        self.hand_over_fetcher::<B>();
-        match self.state.lookup(&mut self.seen) {
-            Lookup::Send {
-                header,
-                generation,
-                due,
-            } => {
-                if due {
-                    let fetcher = || Fetcher::<S, B>::boxed(self.inner.clone(), &self.config);
-                    self.state.refresh_in_background(fetcher);
-                }
-                request.headers_mut().insert(AUTHORIZATION, header);
-                // Where this clone lives picks the revoker, so cores seldom share one.
-                let revoker = self.config.revoker(self as *const Self as usize);
-                ResponseFuture::sent(self.inner.call(request), revoker, generation)
-            }
-            Lookup::Wait => {
-                // Give back the readiness we were granted: held while waiting, it could
-                // starve the refresh of the very slot it needs (ConcurrencyLimit(1),
-                // Buffer(1)). The request readies its own clone once a token exists.
-                let service = self.unready_clone();
-                let (state, config) = (Arc::clone(&self.state), Arc::clone(&self.config));
-                ResponseFuture::waiting(service, request, state, config)
-            }
-        }
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // Where this clone lives picks the revoker, so cores seldom share one.
+        let place = self as *const Self as usize;
+        let authorizer = Authorizer {
+            state: &self.state,
+            config: &self.config,
+            seen: Some(&mut self.seen),
+            place,
+        };
+        authorizer.call(&mut self.inner, request)
     }
 }

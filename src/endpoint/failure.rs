@@ -75,7 +75,9 @@ impl FailureKind {
             // The user's answer: asking again at once would only prompt them again.
             #[cfg(feature = "ocient")]
             Error::DeviceGrant { .. } => FailureKind::Refused,
-            Error::InvalidResponse { .. } | Error::NoRuntime => FailureKind::Unusable,
+            Error::InvalidResponse { .. } | Error::NoRuntime | Error::NoIdentity => {
+                FailureKind::Unusable
+            }
         }
     }
 }
@@ -149,6 +151,7 @@ mod tests {
             rejected(Exchange::Refresh, 404),
             rejected(Exchange::Login, 200),
             Error::NoRuntime,
+            Error::NoIdentity,
         ] {
             assert_eq!(FailureKind::of(&error), FailureKind::Unusable, "{error}");
         }

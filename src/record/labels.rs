@@ -15,6 +15,8 @@ pub(super) const REVOCATIONS: &str = "token_revocations_total";
 pub(super) const WAIT: &str = "token_wait_duration_seconds";
 pub(super) const TURNED_AWAY: &str = "token_requests_turned_away_total";
 pub(super) const FAILOVERS: &str = "token_failovers_total";
+pub(super) const IDENTITIES: &str = "token_identities";
+pub(super) const DROPPED: &str = "token_identities_dropped_total";
 
 /// The `kind` of an exchange.
 pub(super) fn kind(exchange: Exchange) -> &'static str {
@@ -42,11 +44,12 @@ pub(super) enum Failure {
     Credentials,
     Insecure,
     NoRuntime,
+    NoIdentity,
 }
 
 impl Failure {
     /// Every reason a request is turned away for.
-    pub(super) const ALL: [Failure; 7] = [
+    pub(super) const ALL: [Failure; 8] = [
         Failure::Rejected,
         Failure::Transport,
         Failure::Timeout,
@@ -54,6 +57,7 @@ impl Failure {
         Failure::Credentials,
         Failure::Insecure,
         Failure::NoRuntime,
+        Failure::NoIdentity,
     ];
 
     pub(super) fn of(error: &Error) -> Failure {
@@ -71,6 +75,7 @@ impl Failure {
             Error::MissingCredentials | Error::Provider { .. } => Failure::Credentials,
             Error::InsecureTransport { .. } => Failure::Insecure,
             Error::NoRuntime => Failure::NoRuntime,
+            Error::NoIdentity => Failure::NoIdentity,
         }
     }
 
@@ -83,13 +88,14 @@ impl Failure {
             Failure::Credentials => "credentials",
             Failure::Insecure => "insecure",
             Failure::NoRuntime => "no_runtime",
+            Failure::NoIdentity => "no_identity",
         }
     }
 
     /// Whether a login or refresh can end so: one runs on the layer's own task, so never
-    /// outside a runtime.
+    /// outside a runtime, and for an identity already told.
     pub(super) fn ends_exchanges(self) -> bool {
-        self != Failure::NoRuntime
+        !matches!(self, Failure::NoRuntime | Failure::NoIdentity)
     }
 }
 
@@ -126,5 +132,15 @@ pub(super) fn describe() {
         FAILOVERS,
         count,
         "Switches of token requests to another SQL node."
+    );
+    describe_gauge!(
+        IDENTITIES,
+        count,
+        "Identities a per-identity layer holds a token for."
+    );
+    describe_counter!(
+        DROPPED,
+        count,
+        "Identities dropped for the cap or for idleness."
     );
 }

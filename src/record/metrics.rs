@@ -34,16 +34,31 @@ pub(crate) struct Metrics {
     /// whatever order the events come in.
     #[cfg(feature = "metrics")]
     shown: Mutex<u64>,
+    /// The layer keeps one token, whose expiry and generation the gauges show; a layer
+    /// that keeps one per identity has no such one token.
+    #[cfg(feature = "metrics")]
+    one_token: bool,
 }
 
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 impl Metrics {
-    /// The metrics of the layer named `layer`, its counters and histograms registered.
-    pub(crate) fn new(layer: &str) -> Metrics {
+    /// The metrics of the layer named `layer`, its counters and histograms registered;
+    /// with `one_token`, the gauges of its token too.
+    pub(crate) fn new(layer: &str, one_token: bool) -> Metrics {
         #[cfg(feature = "metrics")]
-        return Metrics::registered(SharedString::from_shared(Arc::from(layer)));
+        return Metrics::registered(SharedString::from_shared(Arc::from(layer)), one_token);
         #[cfg(not(feature = "metrics"))]
         Metrics {}
+    }
+
+    /// A layer that keeps a token per identity holds `held` of them, after dropping
+    /// `dropped` (for its cap or their idleness).
+    pub(crate) fn identities(&self, held: usize, dropped: usize) {
+        #[cfg(feature = "metrics")]
+        {
+            gauge!(labels::IDENTITIES, "layer" => self.layer.clone()).set(held as f64);
+            counter!(labels::DROPPED, "layer" => self.layer.clone()).increment(dropped as u64);
+        }
     }
 
     /// Records what `transition` moves.
@@ -78,7 +93,7 @@ impl Metrics {
     /// Describes every metric, and registers each counter and histogram of the layer named
     /// `layer` at zero. The gauges appear with the first token: before it there is nothing
     /// to expire.
-    fn registered(layer: SharedString) -> Metrics {
+    fn registered(layer: SharedString, one_token: bool) -> Metrics {
         labels::describe();
         // A counter increased by nothing, a histogram registered: each series exists, at 0.
         for exchange in [Exchange::Login, Exchange::Refresh] {
@@ -98,9 +113,13 @@ impl Metrics {
         counter!(labels::REVOCATIONS, "layer" => layer.clone()).increment(0);
         counter!(labels::FAILOVERS, "layer" => layer.clone()).increment(0);
         let _ = histogram!(labels::WAIT, "layer" => layer.clone());
+        if !one_token {
+            counter!(labels::DROPPED, "layer" => layer.clone()).increment(0);
+        }
         Metrics {
             layer,
             shown: Mutex::new(0),
+            one_token,
         }
     }
 
@@ -112,6 +131,9 @@ impl Metrics {
 
     /// The token of `generation`, which expires at `expires_at`, is now the one sent.
     fn installed(&self, generation: u64, expires_at: Instant) {
+        if !self.one_token {
+            return;
+        }
         let mut shown = self.shown();
         if generation < *shown {
             return;
@@ -127,7 +149,7 @@ impl Metrics {
     fn revoked(&self, generation: u64) {
         counter!(labels::REVOCATIONS, "layer" => self.layer.clone()).increment(1);
         let shown = self.shown();
-        if *shown == generation {
+        if self.one_token && *shown == generation {
             let now = unix_seconds(Instant::now());
             gauge!(labels::EXPIRY, "layer" => self.layer.clone()).set(now);
         }

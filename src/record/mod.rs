@@ -13,6 +13,8 @@ mod metrics;
 mod trace;
 mod transition;
 
+use std::sync::Arc;
+
 use tokio::time::Instant;
 
 use crate::error::{Error, Exchange};
@@ -20,19 +22,41 @@ use crate::event::Hook;
 use metrics::Metrics;
 pub(crate) use transition::Transition;
 
-/// The listeners of one layer's transitions.
+/// The listeners of one token's transitions.
 pub(crate) struct Record {
     hook: Option<Hook>,
-    metrics: Metrics,
+    /// The layer's, whichever of its tokens this one is.
+    metrics: Arc<Metrics>,
 }
 
 impl Record {
-    /// The listeners of the layer named `layer`: tracing, `hook`, and the metrics.
+    /// The listeners of the one token of the layer named `layer`: tracing, `hook`, and the
+    /// metrics.
     pub(crate) fn new(layer: &str, hook: Option<Hook>) -> Record {
         Record {
             hook,
-            metrics: Metrics::new(layer),
+            metrics: Arc::new(Metrics::new(layer, true)),
         }
+    }
+
+    /// The listeners of a layer named `layer` that keeps a token per identity: its metrics
+    /// add up every token's, and show no one token's expiry or generation.
+    pub(crate) fn per_identity(layer: &str) -> Record {
+        Record {
+            hook: None,
+            metrics: Arc::new(Metrics::new(layer, false)),
+        }
+    }
+
+    /// The listeners of one identity's token: `hook`, and the layer's metrics.
+    pub(crate) fn for_identity(&self, hook: Option<Hook>) -> Record {
+        let metrics = Arc::clone(&self.metrics);
+        Record { hook, metrics }
+    }
+
+    /// The identities held changed to `held`, after dropping `dropped` of them.
+    pub(crate) fn identities(&self, held: usize, dropped: usize) {
+        self.metrics.identities(held, dropped);
     }
 
     /// Tells every listener. Never call it with the token state's lock held.

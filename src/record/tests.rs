@@ -36,6 +36,7 @@ fn every_error_has_one_label_as_an_outcome_and_as_a_reason() {
             "insecure",
         ),
         (Error::NoRuntime, "no_runtime"),
+        (Error::NoIdentity, "no_identity"),
     ];
     for (error, label) in labelled {
         let failure = Failure::of(&error);
@@ -46,7 +47,8 @@ fn every_error_has_one_label_as_an_outcome_and_as_a_reason() {
         );
         let outcome = labels::outcome(Err(&error));
         assert_eq!(outcome, label, "the same word as an outcome");
-        assert_eq!(failure.ends_exchanges(), label != "no_runtime");
+        let no_exchange = ["no_runtime", "no_identity"];
+        assert_eq!(failure.ends_exchanges(), !no_exchange.contains(&label));
     }
     assert_eq!(labels::outcome(Ok(())), "ok");
 }
@@ -92,7 +94,7 @@ fn the_gauges_never_go_back_to_an_older_token_whatever_order_they_hear_in() {
     let recorder = metrics_util::debugging::DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     metrics::with_local_recorder(&recorder, || {
-        let metrics = Metrics::new("test");
+        let metrics = Metrics::new("test", true);
         let now = Instant::now();
         let installed = |generation, expires_in| Transition::Installed {
             generation,

@@ -56,6 +56,12 @@ impl Hot {
         usable(seen.as_deref())
     }
 
+    /// The hot path for a caller that keeps no copy of the token (a token among many, one
+    /// per identity): one load of the shared one, still no lock, no clock, no allocation.
+    pub(super) fn lookup_loaded(&self) -> Lookup {
+        usable(self.current.load().as_deref())
+    }
+
     /// The current token, for a caller without a copy of its own (a request that waited).
     ///
     /// Off the hot path, the clock is asked as well as the phase: a token whose timer runs

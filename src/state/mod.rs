@@ -119,6 +119,11 @@ impl TokenState {
         self.hot.lookup(seen)
     }
 
+    /// The hot path for a caller that keeps no copy of the token (see [`Hot::lookup_loaded`]).
+    pub(crate) fn lookup_loaded(&self) -> Lookup {
+        self.hot.lookup_loaded()
+    }
+
     /// The current token, for a caller without a copy of its own, by the clock too.
     pub(crate) fn lookup_now(&self) -> Lookup {
         self.hot.lookup_now()

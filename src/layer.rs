@@ -277,7 +277,10 @@ impl fmt::Debug for TokenRefreshLayer {
             .field("extra_origins", &settings.extra_origins)
             .field("on_token", &self.hook.as_ref().map(|_| "<hook>"))
             .field("refresh_when_idle", &settings.refresh_when_idle)
-            .field("name", &name.unwrap_or_else(|| default_name(&*self.endpoint)))
+            .field(
+                "name",
+                &name.unwrap_or_else(|| default_name(&*self.endpoint)),
+            )
             .finish()
     }
 }

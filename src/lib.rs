@@ -184,6 +184,7 @@ mod event;
 mod fetch;
 mod future;
 mod grant;
+mod identity;
 mod inner;
 mod layer;
 #[cfg(feature = "ocient")]
@@ -206,6 +207,7 @@ pub use error::{printable, Error, ErrorCode, Exchange, ProviderError};
 pub use event::TokenEvent;
 pub use future::ResponseFuture;
 pub use grant::{Grant, InvalidLifetime, InvalidSecret, Secret};
+pub use identity::{IdentitiesStatus, PerIdentity, PerIdentityLayer};
 pub use inner::{HttpResponse, InnerService};
 pub use layer::TokenRefreshLayer;
 #[cfg(feature = "ocient")]

@@ -42,6 +42,9 @@ pub(super) struct Cold {
     /// With `refresh_when_idle`: what the last flight fetched with, for the timer to start
     /// a refresh when no request comes. It holds a clone of the wrapped service.
     idle_fetch: Option<Box<dyn Fetch>>,
+    /// The layer let go of this token (its identity was dropped): an attempt under way
+    /// ends for its waiting callers, and nothing more starts on its own.
+    retired: bool,
 }
 
 impl Cold {
@@ -61,6 +64,7 @@ impl Cold {
             timer: None,
             flight: None,
             idle_fetch: None,
+            retired: false,
         }
     }
 
@@ -167,6 +171,27 @@ impl Cold {
             consecutive_failures: self.machine.consecutive_failures(),
             last_error: self.machine.last_error().cloned(),
         }
+    }
+
+    /// Nothing is to run for this token any more: stops its tasks, and gives back the
+    /// fetcher kept for idle refreshes, for the caller to drop once the lock is released.
+    pub(super) fn retire(&mut self) -> Option<Box<dyn Fetch>> {
+        self.retired = true;
+        if let Some(timer) = self.timer.take() {
+            timer.abort();
+        }
+        // A login under way is left to end, for the requests waiting on it; a flight
+        // waiting out a backoff, or an idle retry, has nobody to try for.
+        if !self.machine.is_running() {
+            if let Some(task) = self.flight.take() {
+                task.abort();
+            }
+        }
+        self.idle_fetch.take()
+    }
+
+    pub(super) fn is_retired(&self) -> bool {
+        self.retired
     }
 
     /// Nobody is left to use a token: stops the timer and any flight backing off.

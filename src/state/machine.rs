@@ -230,6 +230,11 @@ impl Machine {
         self.attempt != Attempt::Idle
     }
 
+    /// Whether a login or refresh is being sent (not waiting out a backoff).
+    pub(crate) fn is_running(&self) -> bool {
+        self.attempt == Attempt::Running
+    }
+
     #[cfg(test)]
     pub(crate) fn attempt(&self) -> Attempt {
         self.attempt

@@ -158,7 +158,12 @@ impl TokenState {
             tracing::debug!(error = %Error::NoRuntime, "cannot start a token refresh");
             return;
         };
-        let next = self.decide(&mut self.lock(), Event::Due);
+        let mut cold = self.lock();
+        if cold.is_retired() {
+            return;
+        }
+        let next = self.decide(&mut cold, Event::Due);
+        drop(cold);
         if matches!(next, Next::Start) {
             Flight::new(self, runtime).launch(fetch());
         }
@@ -235,6 +240,14 @@ impl TokenState {
         }
     }
 
+    /// The layer let go of this token (its identity was dropped): whatever runs for it
+    /// stops now, rather than when the last request that holds it is gone.
+    pub(crate) fn retire(&self) {
+        let fetch = self.lock().retire();
+        // Dropped unlocked: it holds a clone of the user's service.
+        drop(fetch);
+    }
+
     /// Where the token is now. Takes the cold lock briefly, which no request on the hot
     /// path ever waits for, and changes nothing.
     pub(crate) fn status(&self) -> TokenStatus {
@@ -295,7 +308,12 @@ impl TokenState {
     fn publish(&self, cold: &mut Cold, token: Token) -> (u64, Instant) {
         let token = Arc::new(token);
         let installed = (token.generation, token.expires_at);
-        let timer = token.watch(self.idle_refresh());
+        // A retired token's only users are requests already waiting for it, which read
+        // the clock themselves: no timer outlives the layer's hold.
+        let timer = match cold.is_retired() {
+            true => None,
+            false => token.watch(self.idle_refresh()),
+        };
         self.hot.publish(token);
         cold.installed(timer);
         installed

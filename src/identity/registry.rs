@@ -1,0 +1,331 @@
+//! The tokens of a [`PerIdentityLayer`](super::PerIdentityLayer): one per identity, in a
+//! concurrent map that requests read without a lock, bounded by a cap and an idle time.
+//!
+//! A request finds its identity's member with one read of the map (papaya's: lock-free
+//! reads, epoch-based reclamation) and writes its stamp only when the coarse clock moved.
+//! Everything else is the cold path, under one mutex: a new identity (made outside it,
+//! since the user's function makes its endpoint), the least recently used one dropped for
+//! the cap, the idle ones dropped by a sweeper task that also moves the clock.
+
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use papaya::{Guard, HashMap, LocalGuard};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use super::recency::Recency;
+use super::service::Identify;
+use super::{IdentityHook, MakeEndpoint};
+use crate::authorize::Authorizer;
+use crate::error::Error;
+use crate::event::Hook;
+use crate::future::ResponseFuture;
+use crate::inner::InnerService;
+use crate::record::Record;
+use crate::record::Transition;
+use crate::settings::{Fleet, Settings, Shared};
+use crate::status::TokenStatus;
+
+/// The clock's tick is at most this long: the idle time is kept to within about a tick, and
+/// the least recently used identity is told apart from others used in the same tick only by
+/// when it came.
+const LONGEST_TICK: Duration = Duration::from_secs(1);
+const SHORTEST_TICK: Duration = Duration::from_millis(10);
+
+/// How many identities, and for how long idle.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    pub(super) max_identities: usize,
+    pub(super) idle_timeout: Duration,
+    pub(super) token_requests: usize,
+}
+
+/// One identity's token.
+pub(crate) struct Member {
+    shared: Shared,
+    /// The tick of the request that last used it.
+    last_used: AtomicU64,
+    /// Which holding of the identity this is (see `Recency`).
+    number: u64,
+}
+
+impl Member {
+    /// This token, for a request sent from `place`.
+    pub(crate) fn authorizer(&self, place: usize) -> Authorizer<'_> {
+        Authorizer {
+            state: &self.shared.state,
+            config: &self.shared.config,
+            seen: None,
+            place,
+        }
+    }
+
+    pub(crate) fn status(&self) -> TokenStatus {
+        self.shared.state.status()
+    }
+
+    /// A request used it at `tick`: written only when the tick moved, so the requests of
+    /// one identity on many cores mostly read the line they share.
+    fn touch(&self, tick: u64) {
+        if self.last_used.load(Ordering::Relaxed) != tick {
+            self.last_used.store(tick, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What the cold path keeps, under the mutex.
+struct Books<I> {
+    recency: Recency<I>,
+    held: usize,
+    members_made: u64,
+    /// Whether a sweeper task runs; it ends when nothing is held.
+    sweeping: bool,
+}
+
+/// The tokens of one layer, by identity.
+pub(crate) struct Registry<I> {
+    members: HashMap<I, Arc<Member>>,
+    make: MakeEndpoint<I>,
+    identify: Identify<I>,
+    settings: Settings,
+    hook: Option<IdentityHook<I>>,
+    /// The layer's metrics, and the record of every token when there is no hook.
+    record: Arc<Record>,
+    admission: Arc<Semaphore>,
+    limits: Limits,
+    /// The coarse clock: ticks since `epoch`, moved by the sweeper.
+    tick: AtomicU64,
+    tick_length: Duration,
+    epoch: Instant,
+    books: Mutex<Books<I>>,
+    me: Weak<Registry<I>>,
+}
+
+impl<I> Registry<I>
+where
+    I: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    pub(super) fn new(
+        make: MakeEndpoint<I>,
+        settings: Settings,
+        hook: Option<IdentityHook<I>>,
+        name: &str,
+        limits: Limits,
+        identify: Identify<I>,
+    ) -> Arc<Self> {
+        let tick_length = (limits.idle_timeout / 8).clamp(SHORTEST_TICK, LONGEST_TICK);
+        Arc::new_cyclic(|me| Registry {
+            members: HashMap::new(),
+            make,
+            identify,
+            settings,
+            hook,
+            record: Arc::new(Record::per_identity(name)),
+            admission: Arc::new(Semaphore::new(limits.token_requests)),
+            limits,
+            tick: AtomicU64::new(0),
+            tick_length,
+            epoch: Instant::now(),
+            books: Mutex::new(Books {
+                recency: Recency::default(),
+                held: 0,
+                members_made: 0,
+                sweeping: false,
+            }),
+            me: Weak::clone(me),
+        })
+    }
+
+    /// A guard for [`find`](Self::find): the members it finds live at least as long.
+    pub(crate) fn guard(&self) -> LocalGuard<'_> {
+        self.members.guard()
+    }
+
+    /// The hot path: `identity`'s member, if it is held, stamped as used now.
+    pub(crate) fn find<'g>(&self, identity: &I, guard: &'g impl Guard) -> Option<&'g Member> {
+        let member = self.members.get(identity, guard)?;
+        member.touch(self.tick.load(Ordering::Relaxed));
+        Some(member)
+    }
+
+    /// `identity`'s member, held from now if it was not: the least recently used one is
+    /// dropped if that passes the cap.
+    pub(crate) fn hold(&self, identity: I) -> Arc<Member> {
+        let guard = self.members.guard();
+        if let Some(held) = self.members.get(&identity, &guard) {
+            held.touch(self.tick.load(Ordering::Relaxed));
+            return Arc::clone(held);
+        }
+        // Made unlocked: the user's function and its endpoint may take their time.
+        let fresh = self.member_for(&identity);
+        let mut books = self.books();
+        if let Some(member) = self.members.get(&identity, &guard) {
+            // Another request held it meanwhile: ours never ran anything.
+            return Arc::clone(member);
+        }
+        books.members_made += 1;
+        let tick = self.tick.load(Ordering::Relaxed);
+        let member = Arc::new(Member {
+            shared: fresh,
+            last_used: AtomicU64::new(tick),
+            number: books.members_made,
+        });
+        self.members
+            .insert(identity.clone(), Arc::clone(&member), &guard);
+        books.recency.arrived(identity, member.number, tick);
+        books.held += 1;
+        let mut dropped = Vec::new();
+        while books.held > self.limits.max_identities {
+            match books.recency.least_recent(self.stamp_of(&guard)) {
+                Some(least) => dropped.extend(self.drop_member(&mut books, least, &guard)),
+                None => break,
+            }
+        }
+        self.sweep_from_now_on(&mut books);
+        let held = books.held;
+        drop(books);
+        self.retire(held, dropped);
+        member
+    }
+
+    /// Whose tokens are held, and each one's status.
+    pub(crate) fn statuses(&self) -> Vec<TokenStatus> {
+        let members = self.members.pin();
+        members.values().map(|member| member.status()).collect()
+    }
+
+    /// The status of `identity`'s token, if it is held. Does not count as a use.
+    pub(crate) fn status_of(&self, identity: &I) -> Option<TokenStatus> {
+        let members = self.members.pin();
+        members.get(identity).map(|member| member.status())
+    }
+
+    /// How a request says whose it is.
+    pub(crate) fn identify(&self) -> &Identify<I> {
+        &self.identify
+    }
+
+    /// A request that names no identity, answered with `error` unsent.
+    pub(crate) fn turn_away<S, B>(&self, error: Error) -> ResponseFuture<S, B>
+    where
+        S: InnerService<B>,
+        B: From<bytes::Bytes> + Send + 'static,
+    {
+        self.record.emit(Transition::TurnedAway { error: &error });
+        ResponseFuture::failed(error)
+    }
+
+    /// A new token for `identity`, with the layer's settings.
+    fn member_for(&self, identity: &I) -> Shared {
+        let endpoint = (self.make)(identity);
+        let record = match &self.hook {
+            None => Arc::clone(&self.record),
+            Some(hook) => Arc::new(
+                self.record
+                    .for_identity(Some(identity_hook(hook, identity))),
+            ),
+        };
+        let fleet = Fleet {
+            record,
+            revokers: 1,
+            admission: Some(&self.admission),
+        };
+        self.settings.share(endpoint, fleet)
+    }
+
+    /// What the recency asks: when `identity`, held as `number`, was last used.
+    fn stamp_of<'g>(&'g self, guard: &'g impl Guard) -> impl Fn(&I, u64) -> Option<u64> + 'g {
+        move |identity, number| {
+            let member = self.members.get(identity, guard)?;
+            let held = member.number == number;
+            held.then(|| member.last_used.load(Ordering::Relaxed))
+        }
+    }
+
+    /// Takes `(identity, number)` out of the map; the member, to retire once unlocked.
+    fn drop_member(
+        &self,
+        books: &mut Books<I>,
+        (identity, number): (I, u64),
+        guard: &impl Guard,
+    ) -> Option<Arc<Member>> {
+        let held = self.members.get(&identity, guard)?;
+        if held.number != number {
+            return None;
+        }
+        let member = Arc::clone(held);
+        self.members.remove(&identity, guard);
+        books.held -= 1;
+        Some(member)
+    }
+
+    /// Stops what ran for the `dropped` members, and tells the metrics.
+    fn retire(&self, held: usize, dropped: Vec<Arc<Member>>) {
+        for member in &dropped {
+            member.shared.state.retire();
+        }
+        self.record.identities(held, dropped.len());
+    }
+
+    fn books(&self) -> MutexGuard<'_, Books<I>> {
+        // Every step leaves the books consistent: a poisoned lock is usable.
+        self.books
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Starts the sweeper if it is not running, and a runtime is there to run it.
+    fn sweep_from_now_on(&self, books: &mut Books<I>) {
+        if books.sweeping {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        books.sweeping = true;
+        let (me, tick_length) = (Weak::clone(&self.me), self.tick_length);
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(tick_length).await;
+                let Some(registry) = me.upgrade() else { return };
+                if !registry.sweep() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Moves the clock and drops the identities idle for longer than the idle timeout;
+    /// `false` once nothing is held, when the sweeper ends.
+    fn sweep(&self) -> bool {
+        let now = (self.epoch.elapsed().as_nanos() / self.tick_length.as_nanos()) as u64;
+        self.tick.store(now, Ordering::Relaxed);
+        let idle_ticks = self.limits.idle_timeout.as_nanos() / self.tick_length.as_nanos();
+        let since = now.saturating_sub(idle_ticks as u64);
+        let guard = self.members.guard();
+        let mut books = self.books();
+        let mut dropped = Vec::new();
+        while let Some(idle) = books.recency.idle_before(since, self.stamp_of(&guard)) {
+            dropped.extend(self.drop_member(&mut books, idle, &guard));
+        }
+        books.sweeping = books.held > 0;
+        let (held, sweeping) = (books.held, books.sweeping);
+        drop(books);
+        if !dropped.is_empty() {
+            self.retire(held, dropped);
+        }
+        sweeping
+    }
+}
+
+/// The user's hook, told which identity's token an event is about.
+fn identity_hook<I>(hook: &IdentityHook<I>, identity: &I) -> Hook
+where
+    I: Clone + Send + Sync + 'static,
+{
+    let (hook, identity) = (Arc::clone(hook), identity.clone());
+    Arc::new(move |event| hook(&identity, event))
+}

@@ -1,0 +1,203 @@
+//! [`PerIdentity`]: puts the token of the request's identity on it.
+
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::Request;
+use tower_service::Service;
+
+use super::registry::Registry;
+use super::IdentifyFn;
+use crate::authorize::unready_clone;
+use crate::error::{BoxError, Error};
+use crate::future::ResponseFuture;
+use crate::inner::InnerService;
+use crate::status::TokenStatus;
+
+/// Whose request it is.
+pub(crate) struct Identify<I> {
+    /// The user's function of the request; else the `I` in its extensions.
+    pub(crate) with: Option<IdentifyFn<I>>,
+    /// Whose it is when it does not say.
+    pub(crate) default: Option<I>,
+}
+
+impl<I: Send + Sync + 'static> Identify<I> {
+    /// What the user's function says of `request`, if there is one; it sees the request
+    /// without its body.
+    fn by_function<B>(&self, request: Request<B>) -> (Request<B>, Option<I>) {
+        let Some(identify) = &self.with else {
+            return (request, None);
+        };
+        let (parts, body) = request.into_parts();
+        let identity = identify(&parts);
+        (Request::from_parts(parts, body), identity)
+    }
+
+    /// The identity `request` names: `by_function`'s, else the one in its extensions (if
+    /// there is no function), else the default. Borrowed, so the hot path clones nothing.
+    fn of<'a, B>(&'a self, request: &'a Request<B>, by_function: &'a Option<I>) -> Option<&'a I> {
+        let named = match &self.with {
+            Some(_) => by_function.as_ref(),
+            None => request.extensions().get::<I>(),
+        };
+        named.or(self.default.as_ref())
+    }
+}
+
+/// Middleware that keeps a token per identity and puts the token of the request's identity
+/// on every request to the API's origin.
+///
+/// Made by [`PerIdentityLayer`](super::PerIdentityLayer), whose docs say how it behaves.
+/// Clones share the tokens.
+pub struct PerIdentity<S, I> {
+    inner: S,
+    registry: Arc<Registry<I>>,
+}
+
+/// The identities a [`PerIdentityLayer`](super::PerIdentityLayer) holds, for a health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IdentitiesStatus {
+    /// Identities held.
+    pub held: usize,
+    /// Of them, those with a token to send now.
+    pub usable: usize,
+    /// Of them, those without one whose last attempt failed.
+    pub failing: usize,
+}
+
+impl IdentitiesStatus {
+    pub(super) fn of<I>(registry: &Registry<I>) -> Self
+    where
+        I: Hash + Eq + Clone + Send + Sync + 'static,
+    {
+        let statuses = registry.statuses();
+        let usable = statuses.iter().filter(|s| s.is_usable()).count();
+        let failing = statuses
+            .iter()
+            .filter(|s| !s.is_usable() && s.last_error.is_some())
+            .count();
+        IdentitiesStatus {
+            held: statuses.len(),
+            usable,
+            failing,
+        }
+    }
+}
+
+impl<S, I> PerIdentity<S, I>
+where
+    I: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    pub(super) fn new(inner: S, registry: Arc<Registry<I>>) -> Self {
+        PerIdentity { inner, registry }
+    }
+
+    /// The identities held: see [`IdentitiesStatus`]. Sends nothing.
+    pub fn status(&self) -> IdentitiesStatus {
+        IdentitiesStatus::of(&self.registry)
+    }
+
+    /// Where `identity`'s token is, if the identity is held: see [`TokenStatus`]. Sends
+    /// nothing, and does not count as a use.
+    pub fn status_of(&self, identity: &I) -> Option<TokenStatus> {
+        self.registry.status_of(identity)
+    }
+
+    /// Obtains a usable token for `identity` now (holding the identity from now): see
+    /// [`TokenRefresh::warm_up`](crate::TokenRefresh::warm_up).
+    pub fn warm_up<B>(
+        &self,
+        identity: I,
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'static
+    where
+        S: InnerService<B>,
+        B: From<Bytes> + Send + 'static,
+    {
+        let member = self.registry.hold(identity);
+        member.authorizer(0).warm_up(&self.inner)
+    }
+
+    /// Starts a new token for `identity` now (holding the identity from now): see
+    /// [`TokenRefresh::refresh_now`](crate::TokenRefresh::refresh_now).
+    pub fn refresh_now<B>(
+        &self,
+        identity: I,
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'static
+    where
+        S: InnerService<B>,
+        B: From<Bytes> + Send + 'static,
+    {
+        let member = self.registry.hold(identity);
+        member.authorizer(0).refresh_now(&self.inner)
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, I> Clone for PerIdentity<S, I> {
+    fn clone(&self) -> Self {
+        PerIdentity {
+            inner: self.inner.clone(),
+            registry: Arc::clone(&self.registry),
+        }
+    }
+}
+
+impl<S: fmt::Debug, I> fmt::Debug for PerIdentity<S, I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PerIdentity")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B, I> Service<Request<B>> for PerIdentity<S, I>
+where
+    S: InnerService<B>,
+    B: From<Bytes> + Send + 'static,
+    I: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // Where this clone lives picks the revoker, as for one token.
+        let place = self as *const Self as usize;
+        let registry = &self.registry;
+        let (request, by_function) = registry.identify().by_function(request);
+        let Some(identity) = registry.identify().of(&request, &by_function) else {
+            drop(unready_clone(&mut self.inner));
+            return registry.turn_away(Error::NoIdentity);
+        };
+        let guard = registry.guard();
+        if let Some(member) = registry.find(identity, &guard) {
+            return member.authorizer(place).call(&mut self.inner, request);
+        }
+        let member = registry.hold(identity.clone());
+        member.authorizer(place).call(&mut self.inner, request)
+    }
+}

@@ -4,6 +4,7 @@
 //! - `transport`: how each scenario runs over both HTTP and HTTPS;
 //! - `end_to_end`: every scenario over both HTTP and HTTPS, and a client that does not
 //!   trust the server;
+//! - `identities`: a token per user through `PerIdentityLayer`, a thousand users at once;
 //! - `nodes`: failover between the SQL nodes of a cluster;
 //! - `outage_https`: outages through `ocient_mock::FaultProxy`: a node down, a black hole,
 //!   connections cut mid-refresh;
@@ -18,6 +19,7 @@ mod common;
 mod transport;
 
 mod end_to_end;
+mod identities;
 mod nodes;
 mod outage_https;
 mod reqwest_client;

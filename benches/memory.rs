@@ -8,21 +8,30 @@
 //! Same three stacks as `hot_path` (bare inner service, tower-http `AddAuthorization`, this
 //! crate's `TokenRefresh` holding a fresh token), same request, on a current-thread runtime,
 //! plus `TokenRefresh` shared by 64 tasks on a 2-worker runtime.
+//!
+//! A token per identity (`PerIdentityLayer`, identity a `UserId(u32)` in the request's
+//! extensions): the live bytes each of 10,000 held identities costs, with its token handed
+//! in (`initial_token`, so nothing is sent), and the allocations per request with those
+//! 10,000 held and the requests cycling over them, next to the single-token layer given the
+//! same requests (the identity in their extensions, ignored).
 
 mod common;
 
-use common::{answer, auth_with, call_n, request, runtimes, token, Body, QUERY};
+use common::{answer, auth_for, auth_with, call_n, call_n_as, request, request_as, runtimes};
+use common::{token, Body, UserId, QUERY};
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::fmt::Debug;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 use http::{Request, Response, Uri};
 use tokio::runtime::Runtime;
 use tower::{service_fn, Layer, Service};
 use tower_http::auth::AddAuthorizationLayer;
-use tower_token_refresh::TokenRefreshLayer;
+use tower_token_refresh::{PerIdentityLayer, TokenRefreshLayer};
 
 // ---------------------------------------------------------------------------------------
 // Counting allocator
@@ -107,6 +116,8 @@ const TASKS: u64 = 64;
 const PER_REQUEST: u64 = 100_000;
 /// Requests over which live bytes must not grow.
 const GROWTH: u64 = 1_000_000;
+/// Identities held by the per-identity layer (its default cap).
+const MANY: u32 = 10_000;
 
 /// `n` requests on the current thread.
 fn run_here<S>(rt: &Runtime, service: &S, n: u64)
@@ -140,6 +151,55 @@ where
             task.await.expect("caller task");
         }
     });
+}
+
+/// `n` requests on the current thread, for the users `0..users` in turn from `*next` on.
+fn run_here_as<S>(rt: &Runtime, service: &S, users: u32, next: &Cell<u32>, n: u64)
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone,
+    S::Error: Debug,
+{
+    let uri = Uri::from_static(QUERY);
+    let mut service = service.clone();
+    let mut user = next.get();
+    rt.block_on(call_n_as(&mut service, &uri, users, &mut user, n));
+    next.set(user);
+}
+
+/// `n` requests spread over 64 tasks sharing clones of `service`, task `t` taking the users
+/// `0..users` in turn from `t / 64` of the way round.
+fn run_shared_as<S>(rt: &Runtime, service: &S, users: u32, n: u64)
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Debug,
+{
+    let uri = Uri::from_static(QUERY);
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|t| {
+                let mut service = service.clone();
+                let uri = uri.clone();
+                let n = n / TASKS + u64::from(t < n % TASKS);
+                let mut user = (t * u64::from(users) / TASKS) as u32;
+                tokio::spawn(
+                    async move { call_n_as(&mut service, &uri, users, &mut user, n).await },
+                )
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("caller task");
+        }
+    });
+}
+
+/// What holding identities costs: live bytes before and after.
+struct Held {
+    /// Live bytes added by the layer holding `MANY` identities, each with its token.
+    layer: i64,
+    /// Of which the endpoints the user's function made (`MANY` `OcientAuth`s, measured
+    /// apart: the same calls, kept in a `Vec`).
+    endpoints: i64,
 }
 
 struct Row {
@@ -213,13 +273,67 @@ fn main() {
         run_shared(&two_workers, &ours, n)
     }));
 
+    // A token per identity. First what each held identity costs: 10,000 made and used once
+    // each, their tokens handed in.
+    let endpoints = {
+        let before = snapshot();
+        let endpoints: Vec<_> = (0..MANY).map(|user| auth_for(&UserId(user))).collect();
+        let after = snapshot();
+        drop(black_box(endpoints));
+        after.live - before.live
+    };
+    let before = snapshot();
+    let layer = PerIdentityLayer::new(auth_for);
+    let many = layer.layer(service_fn(answer));
+    run_here_as(&current, &many, MANY, &Cell::new(0), u64::from(MANY));
+    // Let every timer task spawned for a token take its first turn.
+    current.block_on(tokio::time::sleep(Duration::from_millis(50)));
+    let after = snapshot();
+    let status = layer.status();
+    assert_eq!((status.held, status.usable), (MANY as usize, MANY as usize));
+    let held = Held {
+        layer: after.live - before.live,
+        endpoints,
+    };
+
+    // Then the hot path with 10,000 held, next to the single token given the same requests.
+    rows.push({
+        let mut row = measure("request with identity (built, dropped)", &|n| {
+            let user = Cell::new(0);
+            for _ in 0..n {
+                let next = user.get();
+                user.set(if next + 1 == MANY { 0 } else { next + 1 });
+                black_box(request_as(&uri, UserId(next)));
+            }
+        });
+        row.growth = None;
+        row
+    });
+    let next = Cell::new(0);
+    rows.push(measure("token_refresh, identity in request", &|n| {
+        run_here_as(&current, &ours, MANY, &next, n)
+    }));
+    let next = Cell::new(0);
+    rows.push(measure("per_identity, 10,000 held", &|n| {
+        run_here_as(&current, &many, MANY, &next, n)
+    }));
+    rows.push(measure(
+        "token_refresh, identity, 2 workers x 64 tasks",
+        &|n| run_shared_as(&two_workers, &ours, MANY, n),
+    ));
+    rows.push(measure("per_identity, 10,000 held, 2 workers x 64", &|n| {
+        run_shared_as(&two_workers, &many, MANY, n)
+    }));
+    let status = layer.status();
+    assert_eq!((status.held, status.usable), (MANY as usize, MANY as usize));
+
     println!();
     println!(
         "memory: allocations per request ({PER_REQUEST} requests after {PER_REQUEST} to warm up), \
          and live-bytes growth over {GROWTH} more, then {GROWTH} more again"
     );
     println!(
-        "{:<42} {:>12} {:>12} {:>16} {:>16}",
+        "{:<46} {:>12} {:>12} {:>16} {:>16}",
         "stack", "allocs/req", "bytes/req", "live growth 1st", "live growth 2nd"
     );
     for row in &rows {
@@ -228,17 +342,26 @@ fn main() {
             |(a, b)| (format!("{a:+}"), format!("{b:+}")),
         );
         println!(
-            "{:<42} {:>12.3} {:>12.1} {:>16} {:>16}",
+            "{:<46} {:>12.3} {:>12.1} {:>16} {:>16}",
             row.name, row.allocations, row.bytes, first, second
         );
     }
     println!(
         "response future size in bytes (moved, not allocated): bare {}, add_authorization {}, \
-         token_refresh {}; request {}",
+         token_refresh {}, per_identity {}; request {}",
         future_size(&bare),
         future_size(&tower_http),
         future_size(&ours),
+        future_size(&many),
         std::mem::size_of::<Request<Body>>(),
+    );
+    let per = |bytes: i64| bytes as f64 / f64::from(MANY);
+    println!(
+        "per identity held ({MANY} held, each with its token): {:.0} bytes live, of which \
+         {:.0} the endpoint (OcientAuth) the function made, {:.0} the layer's own",
+        per(held.layer),
+        per(held.endpoints),
+        per(held.layer - held.endpoints),
     );
     // One line per stack, to copy into the README.
     for row in &rows[1..4] {

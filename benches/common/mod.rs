@@ -48,6 +48,51 @@ pub fn request(uri: &Uri) -> Request<Body> {
     request
 }
 
+/// Whose request it is, for the benches of a token per identity: a number, cheap to hash,
+/// copied without allocating (`Copy`), as a user id would be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserId(pub u32);
+
+/// A 200-character token of its own for `user`: `token()` with its last characters the
+/// user's number, so each identity's header differs and is the size of a real one.
+pub fn token_of(user: UserId) -> String {
+    let mut token = token();
+    let id = format!("{:08}", user.0);
+    token.replace_range(token.len() - id.len().., &id);
+    token
+}
+
+/// `request(uri)` with `user` in its extensions, as an application's middleware puts it.
+pub fn request_as(uri: &Uri, user: UserId) -> Request<Body> {
+    let mut request = request(uri);
+    request.extensions_mut().insert(user);
+    request
+}
+
+/// `n` requests through `service` as in `call_n`, each with an identity in its extensions:
+/// the users `0..users` in turn, from `*next` on (left where the next call goes on).
+pub async fn call_n_as<S>(service: &mut S, uri: &Uri, users: u32, next: &mut u32, n: u64)
+where
+    S: Service<Request<Body>, Response = Response<Body>>,
+    S::Error: Debug,
+{
+    for _ in 0..n {
+        let user = UserId(*next);
+        *next += 1;
+        if *next == users {
+            *next = 0;
+        }
+        let response = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(request_as(uri, user))
+            .await
+            .expect("call");
+        black_box(response);
+    }
+}
+
 /// The trivial inner service: a ready, empty `200`.
 pub fn answer(_: Request<Body>) -> Ready<Result<Response<Body>, Infallible>> {
     ready(Ok(Response::new(Full::new(Bytes::new()))))
@@ -88,6 +133,11 @@ pub fn runtimes() -> (Runtime, Runtime) {
 /// An hour-long token handed in, so the layer needs no login to start.
 pub fn auth_with(token: &str) -> OcientAuth {
     OcientAuth::new(BASE.parse().expect("base URI")).initial_token(token, Duration::from_secs(3600))
+}
+
+/// `auth_with` for `user`: its own hour-long token handed in, so it needs no login.
+pub fn auth_for(user: &UserId) -> OcientAuth {
+    auth_with(&token_of(*user))
 }
 
 /// A simulated SQL node's answer: ready at once (a query), or later (a token request).

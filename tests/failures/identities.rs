@@ -1,0 +1,140 @@
+//! A token per identity when the token endpoint fails: ten thousand users through an
+//! outage never put more than the cap of token requests on the node, and are all usable
+//! again within seconds of its return; a provider that fails for one user fails no other.
+
+use ocient_mock::MockOcient;
+use tokio::task::JoinSet;
+use tokio::time::{sleep, Instant};
+use tower::ServiceBuilder;
+use tower_token_refresh::{Error, OcientAuth, PerIdentity, PerIdentityLayer};
+
+use crate::common::outage::Switch;
+use crate::common::{millis, query, secs, send, BASE};
+
+const USERS: u32 = 10_000;
+const CAP: usize = 16;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct User(u32);
+
+type Service = PerIdentity<Switch<MockOcient>, User>;
+
+fn password(user: u32) -> String {
+    format!("password-{user}")
+}
+
+fn users(count: u32) -> MockOcient {
+    (0..count).fold(MockOcient::new(), |mock, user| {
+        mock.user(format!("user-{user}"), password(user))
+    })
+}
+
+fn layer() -> PerIdentityLayer<User> {
+    PerIdentityLayer::new(|user: &User| {
+        OcientAuth::new(BASE.parse().unwrap())
+            .credentials(format!("user-{}", user.0), password(user.0))
+    })
+    .max_token_requests_in_flight(CAP)
+}
+
+/// Every user's token, obtained at once.
+async fn warm_up_everyone(service: &Service) {
+    let mut users = JoinSet::new();
+    for user in 0..USERS {
+        users.spawn(service.warm_up(User(user)));
+    }
+    for warmed in users.join_all().await {
+        warmed.unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn ten_thousand_users_through_an_outage_never_exceed_the_cap_and_recover_within_seconds() {
+    // A minute's tokens, and 5 ms a token request, so that requests overlap: the cap of
+    // 16 lets 3,200 logins a second through, 10,000 in about 3 s.
+    let mock = users(USERS).token_lifetime(secs(60)).latency(millis(5));
+    let switch = Switch::new(mock.clone());
+    let layer = layer().refresh_when_idle(true);
+    let service = ServiceBuilder::new().layer(layer).service(switch.clone());
+
+    warm_up_everyone(&service).await;
+    assert_eq!(mock.counters().logins, u64::from(USERS));
+    assert_eq!(service.status().usable, USERS as usize);
+
+    // Down for longer than a token lives: every token dies, with nobody sending.
+    switch.set_down(true);
+    sleep(secs(90)).await;
+    assert_eq!(
+        service.status().usable,
+        0,
+        "the outage outlived every token"
+    );
+    switch.set_down(false);
+    let back = Instant::now();
+    let mut usable = 0;
+    while back.elapsed() <= secs(10) && usable < USERS as usize {
+        sleep(millis(100)).await;
+        usable = service.status().usable;
+    }
+    let counters = mock.counters();
+    println!(
+        "usable again {:?} after the return; {} refused while down; peak {}",
+        back.elapsed(),
+        switch.refused_token_requests(),
+        counters.peak_token_requests_in_flight
+    );
+    assert_eq!(usable, USERS as usize, "every user, within 10 s");
+    assert!(
+        counters.peak_token_requests_in_flight <= CAP as u64,
+        "{} token requests at once",
+        counters.peak_token_requests_in_flight
+    );
+    assert!(
+        counters.peak_token_requests_in_flight >= CAP as u64 / 2,
+        "the cap was put to use: {}",
+        counters.peak_token_requests_in_flight
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_provider_that_fails_for_one_user_fails_no_other() {
+    let mock = users(3);
+    let layer = PerIdentityLayer::new(|user: &User| {
+        let name = format!("user-{}", user.0);
+        let password = password(user.0);
+        let vault_sealed = user.0 == 1;
+        OcientAuth::new(BASE.parse().unwrap()).credentials_from(move || {
+            let answer = match vault_sealed {
+                true => Err("vault sealed".into()),
+                false => Ok((name.clone(), password.clone())),
+            };
+            std::future::ready(answer)
+        })
+    });
+    let service = ServiceBuilder::new().layer(layer).service(mock.clone());
+    for round in 0..3 {
+        for user in 0..3 {
+            let mut request = query();
+            request.extensions_mut().insert(User(user));
+            let answer = send(&service, request).await;
+            match user {
+                1 => {
+                    let error = answer.unwrap_err();
+                    let error = error.downcast_ref::<Error>();
+                    assert!(matches!(error, Some(Error::Provider { .. })), "{error:?}");
+                }
+                _ => assert!(answer.is_ok(), "round {round}, user {user}: {answer:?}"),
+            }
+        }
+        sleep(secs(1)).await;
+    }
+    let counters = mock.counters();
+    assert_eq!(
+        counters.logins, 2,
+        "one each for the others; none sent for user 1"
+    );
+    assert_eq!(counters.queries_ok, 6);
+    let failing = service.status_of(&User(1)).unwrap();
+    assert!(!failing.is_usable());
+    assert!(service.status_of(&User(0)).unwrap().is_usable());
+}

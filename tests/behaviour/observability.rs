@@ -18,7 +18,7 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use ocient_mock::{Fault, MockOcient};
 use tokio::time::sleep;
 use tower::{BoxError, Service, ServiceBuilder};
-use tower_token_refresh::{OcientAuth, TokenRefreshLayer};
+use tower_token_refresh::{OcientAuth, PerIdentityLayer, TokenRefreshLayer};
 
 use crate::common::{
     auth, layered, metrics_contract, millis, query, query_to, secs, send, switched,
@@ -526,9 +526,10 @@ async fn labels_are_a_fixed_set_without_user_password_path_or_token() {
             );
         }
     }
-    // 2 kinds x 7 outcomes (`ok`, and every failure but `no_runtime`), 2 durations, 7
-    // reasons, revocations, failovers, waits, and the two gauges of the tokens since.
-    assert_eq!(series.len(), 14 + 2 + 7 + 3 + 2);
+    // 2 kinds x 7 outcomes (`ok`, and every failure but `no_runtime` and `no_identity`),
+    // 2 durations, 8 reasons, revocations, failovers, waits, and the two gauges of the
+    // tokens since.
+    assert_eq!(series.len(), 14 + 2 + 8 + 3 + 2);
 }
 
 // Two layers in one process are told apart by name; the default is the API's host.
@@ -659,4 +660,59 @@ async fn a_refresh_rejected_as_revoked_counts_with_the_login_after_it() {
         "and no wait"
     );
     assert_eq!(moved["token_generation"], Moved::To(2.0));
+}
+
+/// Whose request it is, for a per-identity layer.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct User(String);
+
+// A layer of many tokens adds them all up, under its own name: no user in any label, the
+// identities held and dropped, and no one token's expiry or generation.
+#[tokio::test(start_paused = true)]
+async fn a_per_identity_layer_names_no_identity_in_any_label() {
+    let users = ["user-alice", "user-bob", "user-carol"];
+    let mock = users
+        .iter()
+        .fold(MockOcient::new(), |mock, user| mock.user(*user, "secret"));
+    let readings = Readings::new("per_identity");
+    let layer = PerIdentityLayer::new(|user: &User| {
+        OcientAuth::new(BASE.parse().unwrap()).credentials(user.0.clone(), "secret")
+    })
+    .max_identities(2);
+    let service = ServiceBuilder::new().layer(layer).service(mock.clone());
+    for user in users {
+        let mut request = query();
+        request.extensions_mut().insert(User(user.to_owned()));
+        send(&service, request).await.unwrap();
+    }
+    let mut anonymous = query();
+    anonymous.extensions_mut().clear();
+    send(&service, anonymous).await.unwrap_err();
+
+    // What moved first: a look takes the movements with it.
+    let moved = readings.moved();
+    let series = readings.series();
+    let mut names: Vec<&str> = series.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names, metrics_contract::PER_IDENTITY_NAMES);
+    for Series { name, labels, .. } in &series {
+        for (key, value) in labels {
+            assert!(
+                metrics_contract::allowed(key, value, "per_identity"),
+                "{name}: {key}={value}"
+            );
+            assert!(!value.contains("user"), "{name}: {value}");
+        }
+    }
+    assert_eq!(
+        moved["token_refresh_requests_total{kind=login,outcome=ok}"],
+        Moved::By(3)
+    );
+    assert_eq!(moved["token_identities"], Moved::To(2.0));
+    assert_eq!(moved["token_identities_dropped_total"], Moved::By(1));
+    assert_eq!(
+        moved["token_requests_turned_away_total{reason=no_identity}"],
+        Moved::By(1)
+    );
 }

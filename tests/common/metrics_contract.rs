@@ -19,7 +19,7 @@ pub const NAMES: [&str; 8] = [
 pub const KINDS: [&str; 2] = ["login", "refresh"];
 
 /// The values of `reason`, and of `outcome` besides `ok`.
-pub const FAILURES: [&str; 7] = [
+pub const FAILURES: [&str; 8] = [
     "rejected",
     "transport",
     "timeout",
@@ -27,6 +27,20 @@ pub const FAILURES: [&str; 7] = [
     "credentials",
     "insecure",
     "no_runtime",
+    "no_identity",
+];
+
+/// Every metric a `PerIdentityLayer` registers, in alphabetical order: no one token's
+/// expiry or generation, and the identities it holds and dropped.
+pub const PER_IDENTITY_NAMES: [&str; 8] = [
+    "token_failovers_total",
+    "token_identities",
+    "token_identities_dropped_total",
+    "token_refresh_request_duration_seconds",
+    "token_refresh_requests_total",
+    "token_requests_turned_away_total",
+    "token_revocations_total",
+    "token_wait_duration_seconds",
 ];
 
 /// Whether the layer named `layer` may write `value` for `label`: nothing outside these

@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::fetch::Fetcher;
 use crate::future::{self, ResponseFuture};
 use crate::inner::InnerService;
-use crate::record::Transition;
+use crate::record::{Record, Transition};
 use crate::state::{Lookup, Token, TokenState};
 
 /// One token, as a request finds it.
@@ -79,15 +79,12 @@ impl Authorizer<'_> {
     }
 
     /// A request answered with `error`, unsent.
-    pub(crate) fn turn_away<S, B>(&self, error: Error) -> ResponseFuture<S, B>
+    fn turn_away<S, B>(&self, error: Error) -> ResponseFuture<S, B>
     where
         S: InnerService<B>,
         B: From<Bytes> + Send + 'static,
     {
-        self.config
-            .record
-            .emit(Transition::TurnedAway { error: &error });
-        ResponseFuture::failed(error)
+        turned_away(&self.config.record, error)
     }
 
     /// See [`TokenRefresh::warm_up`](crate::TokenRefresh::warm_up).
@@ -130,6 +127,16 @@ impl Authorizer<'_> {
             self.state.keep_fetcher(fetcher);
         }
     }
+}
+
+/// A request answered with `error`, unsent, and told to `record`.
+pub(crate) fn turned_away<S, B>(record: &Record, error: Error) -> ResponseFuture<S, B>
+where
+    S: InnerService<B>,
+    B: From<Bytes> + Send + 'static,
+{
+    record.emit(Transition::TurnedAway { error: &error });
+    ResponseFuture::failed(error)
 }
 
 /// Gives back the readiness `inner` was granted (clone-and-swap, as tower's services do)

@@ -207,7 +207,7 @@ pub use error::{printable, Error, ErrorCode, Exchange, ProviderError};
 pub use event::TokenEvent;
 pub use future::ResponseFuture;
 pub use grant::{Grant, InvalidLifetime, InvalidSecret, Secret};
-pub use identity::{IdentitiesStatus, PerIdentity, PerIdentityLayer};
+pub use identity::{PerIdentity, PerIdentityLayer};
 pub use inner::{HttpResponse, InnerService};
 pub use layer::TokenRefreshLayer;
 #[cfg(feature = "ocient")]
@@ -217,7 +217,7 @@ pub use ocient::{DeviceCode, IdentityToken, OcientAuth};
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub use retry::RetryUnauthorized;
 pub use service::TokenRefresh;
-pub use status::{TokenPhase, TokenStatus};
+pub use status::{IdentitiesStatus, TokenPhase, TokenStatus};
 
 // The README's examples compile as doctests (they log in to Ocient).
 #[cfg(all(doctest, feature = "ocient"))]

@@ -1,4 +1,5 @@
-//! [`TokenStatus`]: where the token is, for a health check or a readiness probe.
+//! [`TokenStatus`]: where the token is, for a health check or a readiness probe; and
+//! [`IdentitiesStatus`], where the tokens of a per-identity layer are.
 
 use std::time::Duration;
 
@@ -59,5 +60,42 @@ impl TokenStatus {
     /// Whether a request sent now goes out at once with the token.
     pub fn is_usable(&self) -> bool {
         matches!(self.phase, TokenPhase::Fresh | TokenPhase::Due)
+    }
+}
+
+/// The identities a [`PerIdentityLayer`](crate::PerIdentityLayer) holds, for a health check:
+/// from [`PerIdentity::status`](crate::PerIdentity::status) or
+/// [`PerIdentityLayer::status`](crate::PerIdentityLayer::status). Reading it sends nothing.
+///
+/// One user's failing token need not make a whole service unready: which count matters, and
+/// how much, is the application's call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IdentitiesStatus {
+    /// Identities held.
+    pub held: usize,
+    /// Of them, those with a token to send now.
+    pub usable: usize,
+    /// Of them, those without one whose last attempt failed.
+    pub failing: usize,
+}
+
+impl IdentitiesStatus {
+    /// The counts of the held identities' `statuses`.
+    pub(crate) fn of(statuses: impl IntoIterator<Item = TokenStatus>) -> Self {
+        let mut counts = IdentitiesStatus {
+            held: 0,
+            usable: 0,
+            failing: 0,
+        };
+        for status in statuses {
+            counts.held += 1;
+            if status.is_usable() {
+                counts.usable += 1;
+            } else if status.last_error.is_some() {
+                counts.failing += 1;
+            }
+        }
+        counts
     }
 }

@@ -2,6 +2,7 @@
 //! [`TokenRefreshLayer`](crate::TokenRefreshLayer) keeps its one, bounded in number and in
 //! the token requests they send at once.
 
+mod identify;
 mod recency;
 mod registry;
 mod service;
@@ -19,8 +20,9 @@ use crate::endpoint::erased::DynEndpoint;
 use crate::endpoint::TokenEndpoint;
 use crate::event::TokenEvent;
 use crate::settings::Settings;
+use crate::status::{IdentitiesStatus, TokenStatus};
 use registry::{Limits, Registry};
-pub use service::{IdentitiesStatus, PerIdentity};
+pub use service::PerIdentity;
 
 /// The user's function from an identity to its endpoint.
 type MakeEndpoint<I> = Arc<dyn Fn(&I) -> Arc<dyn DynEndpoint> + Send + Sync>;
@@ -311,12 +313,12 @@ where
 
     /// The identities held and how many have a usable token. Sends nothing.
     pub fn status(&self) -> IdentitiesStatus {
-        IdentitiesStatus::of(self.registry())
+        IdentitiesStatus::of(self.registry().statuses())
     }
 
     /// Where `identity`'s token is, if the identity is held. Sends nothing, starts nothing,
     /// and does not count as a use.
-    pub fn status_of(&self, identity: &I) -> Option<crate::TokenStatus> {
+    pub fn status_of(&self, identity: &I) -> Option<TokenStatus> {
         self.registry().status_of(identity)
     }
 
@@ -329,7 +331,7 @@ where
 
     fn registry(&self) -> &Arc<Registry<I>> {
         self.registry.get_or_init(|| {
-            let identify = service::Identify {
+            let identify = identify::Identify {
                 with: self.identify.clone(),
                 default: self.default_identity.clone(),
             };

@@ -16,16 +16,12 @@ use papaya::{Guard, HashMap, LocalGuard};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use super::identify::Identify;
 use super::recency::Recency;
-use super::service::Identify;
 use super::{IdentityHook, MakeEndpoint};
 use crate::authorize::Authorizer;
-use crate::error::Error;
 use crate::event::Hook;
-use crate::future::ResponseFuture;
-use crate::inner::InnerService;
 use crate::record::Record;
-use crate::record::Transition;
 use crate::settings::{Fleet, Settings, Shared};
 use crate::status::TokenStatus;
 
@@ -208,14 +204,9 @@ where
         &self.identify
     }
 
-    /// A request that names no identity, answered with `error` unsent.
-    pub(crate) fn turn_away<S, B>(&self, error: Error) -> ResponseFuture<S, B>
-    where
-        S: InnerService<B>,
-        B: From<bytes::Bytes> + Send + 'static,
-    {
-        self.record.emit(Transition::TurnedAway { error: &error });
-        ResponseFuture::failed(error)
+    /// The layer's record, for what concerns no one identity.
+    pub(crate) fn record(&self) -> &Record {
+        &self.record
     }
 
     /// A new token for `identity`, with the layer's settings.

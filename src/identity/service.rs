@@ -11,43 +11,11 @@ use http::Request;
 use tower_service::Service;
 
 use super::registry::Registry;
-use super::IdentifyFn;
-use crate::authorize::unready_clone;
+use crate::authorize::{turned_away, unready_clone};
 use crate::error::{BoxError, Error};
 use crate::future::ResponseFuture;
 use crate::inner::InnerService;
-use crate::status::TokenStatus;
-
-/// Whose request it is.
-pub(crate) struct Identify<I> {
-    /// The user's function of the request; else the `I` in its extensions.
-    pub(crate) with: Option<IdentifyFn<I>>,
-    /// Whose it is when it does not say.
-    pub(crate) default: Option<I>,
-}
-
-impl<I: Send + Sync + 'static> Identify<I> {
-    /// What the user's function says of `request`, if there is one; it sees the request
-    /// without its body.
-    fn by_function<B>(&self, request: Request<B>) -> (Request<B>, Option<I>) {
-        let Some(identify) = &self.with else {
-            return (request, None);
-        };
-        let (parts, body) = request.into_parts();
-        let identity = identify(&parts);
-        (Request::from_parts(parts, body), identity)
-    }
-
-    /// The identity `request` names: `by_function`'s, else the one in its extensions (if
-    /// there is no function), else the default. Borrowed, so the hot path clones nothing.
-    fn of<'a, B>(&'a self, request: &'a Request<B>, by_function: &'a Option<I>) -> Option<&'a I> {
-        let named = match &self.with {
-            Some(_) => by_function.as_ref(),
-            None => request.extensions().get::<I>(),
-        };
-        named.or(self.default.as_ref())
-    }
-}
+use crate::status::{IdentitiesStatus, TokenStatus};
 
 /// Middleware that keeps a token per identity and puts the token of the request's identity
 /// on every request to the API's origin.
@@ -57,37 +25,6 @@ impl<I: Send + Sync + 'static> Identify<I> {
 pub struct PerIdentity<S, I> {
     inner: S,
     registry: Arc<Registry<I>>,
-}
-
-/// The identities a [`PerIdentityLayer`](super::PerIdentityLayer) holds, for a health check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct IdentitiesStatus {
-    /// Identities held.
-    pub held: usize,
-    /// Of them, those with a token to send now.
-    pub usable: usize,
-    /// Of them, those without one whose last attempt failed.
-    pub failing: usize,
-}
-
-impl IdentitiesStatus {
-    pub(super) fn of<I>(registry: &Registry<I>) -> Self
-    where
-        I: Hash + Eq + Clone + Send + Sync + 'static,
-    {
-        let statuses = registry.statuses();
-        let usable = statuses.iter().filter(|s| s.is_usable()).count();
-        let failing = statuses
-            .iter()
-            .filter(|s| !s.is_usable() && s.last_error.is_some())
-            .count();
-        IdentitiesStatus {
-            held: statuses.len(),
-            usable,
-            failing,
-        }
-    }
 }
 
 impl<S, I> PerIdentity<S, I>
@@ -100,7 +37,7 @@ where
 
     /// The identities held: see [`IdentitiesStatus`]. Sends nothing.
     pub fn status(&self) -> IdentitiesStatus {
-        IdentitiesStatus::of(&self.registry)
+        IdentitiesStatus::of(self.registry.statuses())
     }
 
     /// Where `identity`'s token is, if the identity is held: see [`TokenStatus`]. Sends
@@ -191,7 +128,7 @@ where
         let (request, by_function) = registry.identify().by_function(request);
         let Some(identity) = registry.identify().of(&request, &by_function) else {
             drop(unready_clone(&mut self.inner));
-            return registry.turn_away(Error::NoIdentity);
+            return turned_away(registry.record(), Error::NoIdentity);
         };
         let guard = registry.guard();
         if let Some(member) = registry.find(identity, &guard) {

@@ -231,8 +231,9 @@ where
     }
 
     /// Holds at most `max` identities (default 10,000, at least 1): a new one past it drops
-    /// the least recently used (to within a second; among identities last used in the
-    /// same second, the one held longest).
+    /// the least recently used, as told by a clock that ticks every eighth of the
+    /// [`idle_timeout`](Self::idle_timeout), at most a second: identities last used in the
+    /// same tick count as used together.
     #[must_use]
     pub fn max_identities(self, max: usize) -> Self {
         self.with(|layer| layer.limits.max_identities = max.max(1))

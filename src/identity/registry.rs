@@ -320,3 +320,110 @@ where
     let (hook, identity) = (Arc::clone(hook), identity.clone());
     Arc::new(move |event| hook(&identity, event))
 }
+
+#[cfg(test)]
+mod tests {
+    use http::Uri;
+
+    use super::*;
+    use crate::endpoint::{TokenClient, TokenEndpoint};
+    use crate::error::Error;
+    use crate::grant::Grant;
+
+    /// An endpoint nobody asks for a token: these tests hold identities and drop them.
+    #[derive(Debug)]
+    struct Idle(Uri);
+
+    impl TokenEndpoint for Idle {
+        fn origin(&self) -> &Uri {
+            &self.0
+        }
+        async fn refresh(&self, _: &mut TokenClient<'_>, _: &Grant) -> Result<Grant, Error> {
+            unreachable!("never asked")
+        }
+    }
+
+    const IDLE: Duration = Duration::from_secs(80);
+
+    fn registry(max_identities: usize) -> Arc<Registry<&'static str>> {
+        let make: MakeEndpoint<&'static str> =
+            Arc::new(|_| Arc::new(Idle(Uri::from_static("https://sql-node"))));
+        let limits = Limits {
+            max_identities,
+            idle_timeout: IDLE,
+            token_requests: 1,
+        };
+        let identify = Identify {
+            with: None,
+            default: None,
+        };
+        let settings = Settings::default();
+        Registry::new(make, settings, None, "test", limits, identify)
+    }
+
+    fn held(registry: &Registry<&'static str>) -> Vec<&'static str> {
+        let members = registry.members.pin();
+        let mut held: Vec<_> = members.keys().copied().collect();
+        held.sort_unstable();
+        held
+    }
+
+    /// A request for `identity` found it held.
+    fn used(registry: &Registry<&'static str>, identity: &'static str) {
+        let guard = registry.guard();
+        assert!(registry.find(&identity, &guard).is_some(), "{identity}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_the_cap_the_least_recently_used_goes() {
+        let registry = registry(2);
+        registry.hold("a");
+        registry.hold("b");
+        // A tick later "a" is used again: "b" is now the least recently used.
+        tokio::time::sleep(registry.tick_length * 2).await;
+        used(&registry, "a");
+        registry.hold("c");
+        assert_eq!(held(&registry), ["a", "c"]);
+        // Ticks later "c" is used, and not "a".
+        tokio::time::sleep(registry.tick_length * 2).await;
+        used(&registry, "c");
+        registry.hold("d");
+        assert_eq!(held(&registry), ["c", "d"], "a was used before c");
+        assert_eq!(registry.books().held, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_same_identity_held_twice_is_one_member() {
+        let registry = registry(2);
+        let first = registry.hold("a");
+        let again = registry.hold("a");
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(registry.books().held, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_sweeper_drops_only_the_identities_idle_past_the_timeout_then_ends() {
+        let registry = registry(10);
+        registry.hold("a");
+        registry.hold("b");
+        tokio::time::sleep(IDLE / 2).await;
+        used(&registry, "a");
+        // Past the idle timeout for "b", not for "a" (used half-way).
+        tokio::time::sleep(IDLE / 2 + IDLE / 4).await;
+        assert_eq!(held(&registry), ["a"]);
+        let tasks = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        assert_eq!(tasks, 1, "the sweeper runs while an identity is held");
+        tokio::time::sleep(IDLE).await;
+        assert!(held(&registry).is_empty());
+        let tasks = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        assert_eq!(tasks, 0, "and ends with the last one");
+        // Holding again starts it again.
+        registry.hold("c");
+        tokio::time::sleep(IDLE * 2).await;
+        assert!(held(&registry).is_empty());
+    }
+}

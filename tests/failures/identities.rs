@@ -18,6 +18,7 @@ const CAP: usize = 16;
 struct User(u32);
 
 type Service = PerIdentity<Switch<MockOcient>, User>;
+type Body = http_body_util::Full<bytes::Bytes>;
 
 fn password(user: u32) -> String {
     format!("password-{user}")
@@ -137,4 +138,43 @@ async fn a_provider_that_fails_for_one_user_fails_no_other() {
     let failing = service.status_of(&User(1)).unwrap();
     assert!(!failing.is_usable());
     assert!(service.status_of(&User(0)).unwrap().is_usable());
+}
+
+#[tokio::test(start_paused = true)]
+async fn users_whose_provider_hangs_hold_no_turn_from_the_others() {
+    let mock = users(2);
+    // Users 1 and up wait forever for their credentials; only user 0 has them.
+    let layer = PerIdentityLayer::new(|user: &User| {
+        let credentials = (format!("user-{}", user.0), password(user.0));
+        let hangs = user.0 > 0;
+        OcientAuth::new(BASE.parse().unwrap()).credentials_from(move || {
+            let credentials = credentials.clone();
+            async move {
+                if hangs {
+                    std::future::pending::<()>().await;
+                }
+                Ok(credentials)
+            }
+        })
+    })
+    .max_token_requests_in_flight(1)
+    .refresh_timeout(secs(30));
+    let service = ServiceBuilder::new().layer(layer).service(mock.clone());
+    let mut stuck = JoinSet::new();
+    for user in 1..=5 {
+        stuck.spawn(service.warm_up::<Body>(User(user)));
+    }
+    sleep(secs(1)).await;
+    let start = Instant::now();
+    service.warm_up::<Body>(User(0)).await.unwrap();
+    assert!(
+        start.elapsed() < secs(1),
+        "user 0 waited {:?} behind the hung providers",
+        start.elapsed()
+    );
+    // The hung ones end at the layer's timeout, as a provider's failure would.
+    for hung in stuck.join_all().await {
+        assert!(matches!(hung, Err(Error::Timeout { .. })), "{hung:?}");
+    }
+    assert_eq!(mock.counters().logins, 1);
 }

@@ -1,5 +1,6 @@
 //! Drives concurrent queries through hyper-util's Client and `TokenRefreshLayer` for a
-//! while, and shows the token being refreshed underneath them.
+//! while, and shows the token being refreshed underneath them; with `--users N`, through
+//! `PerIdentityLayer`, a token per user.
 //!
 //! ```text
 //! cargo run --example demo                      # against an embedded mock Ocient, 4 s tokens
@@ -7,6 +8,7 @@
 //! OCIENT_PASSWORD=... cargo run --example demo -- --url https://sql-node --user jdoe \
 //!     --database retail_analytics               # against a real SQL node: SELECT 1
 //! cargo run --example demo -- --plot FILE.svg   # and a chart: p50/p99 per second, tokens marked
+//! cargo run --example demo -- --users 100       # 100 users of the mock, a token each
 //! cargo run --example demo --features metrics -- --metrics 127.0.0.1:9000
 //!                                               # and the layer's metrics, for Prometheus
 //! ```
@@ -22,6 +24,10 @@
 //! feature, serves the layer's metrics in the Prometheus text format at `http://ADDR/metrics`
 //! while the demo runs, and prints its `token_*` lines at the end (`demo/metrics_page.rs`).
 //! The tests in `demo/tests.rs` run the demo and read both back.
+//!
+//! `--users N` (embedded mock only) queries as N users in turn through `PerIdentityLayer`
+//! (`demo/users.rs`), and exits 1 unless each user logged in once and no query went out
+//! with another user's token.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +44,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_token_refresh::{TokenEvent, TokenRefresh, TokenRefreshLayer};
+use users::Users;
 
 #[path = "demo/flags.rs"]
 mod flags;
@@ -55,6 +62,8 @@ mod support;
 #[cfg(test)]
 #[path = "demo/tests.rs"]
 mod tests;
+#[path = "demo/users.rs"]
+mod users;
 
 use flags::{exit_2, parse, Run};
 use latency::{recorder, BySecond, Latencies, SecondLatency};
@@ -62,6 +71,10 @@ use plot::Install;
 use support::{Node, NodeFlags};
 
 type Body = Full<Bytes>;
+/// The client beneath the layer, counting the token requests the layer sends.
+type Counted = CountTokenRequests<support::tls::HttpsClient<Body>>;
+/// Makes each query a worker sends: who it is from, with `--users`, is the maker's business.
+type Query = Arc<dyn Fn() -> Request<Body> + Send + Sync>;
 
 /// How long the embedded mock's tokens live: short, to show several refreshes in a run.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(4);
@@ -124,19 +137,29 @@ impl Stats {
 async fn main() -> Result<(), BoxError> {
     let (flags, run) = parse(std::env::args().skip(1)).unwrap_or_else(|refused| exit_2(refused));
     let report = demo(&flags, &run).await?;
-    if report.stats.failed.load(Ordering::Relaxed) > 0 {
+    if report.failed() {
         std::process::exit(1);
     }
     Ok(())
 }
 
-/// What a run saw: `main` reads whether a request failed, the tests read the rest.
+/// What a run saw: `main` reads whether it failed, the tests read the rest.
 struct Report {
     stats: Arc<Stats>,
-    /// Every token the layer reported obtained, in the order it did.
+    /// Every token the layer reported obtained, in the order it did (one token's only).
     installs: Vec<Install>,
     /// The latencies of each second in which a request completed.
     by_second: Vec<SecondLatency>,
+    /// With `--users`: their summary.
+    users: Option<users::Summary>,
+}
+
+impl Report {
+    /// A request failed, or (with `--users`) the run broke a rule of a token per user.
+    fn failed(&self) -> bool {
+        let failed = self.stats.failed.load(Ordering::Relaxed) > 0;
+        failed || self.users.as_ref().is_some_and(|users| !users.held_up())
+    }
 }
 
 /// The demo, as `main` runs it after reading the command line.
@@ -144,61 +167,104 @@ async fn demo(flags: &NodeFlags, run: &Run) -> Result<Report, BoxError> {
     let short_tokens = MockOcient::new()
         .token_lifetime(TOKEN_LIFETIME)
         .latency(Duration::from_millis(30));
-    let node = flags.node(short_tokens).await?;
-    let mock = node.mock.as_ref();
+    let users = run.users.map(Users::new);
+    let node = match &users {
+        None => flags.node(short_tokens).await?,
+        Some(users) => flags.node(users.register(short_tokens)).await?,
+    };
     #[cfg(feature = "metrics")]
     if let Some(addr) = run.metrics {
-        // Before the layer makes its service below: that is when it registers its metrics,
-        // with the recorder in force then.
+        // Before the layer makes its service: that is when it registers its metrics, with
+        // the recorder in force then.
         metrics_page::serve(addr)?;
     }
+    let client = CountTokenRequests {
+        inner: node.client::<Body>()?,
+        stats: Arc::default(),
+    };
+    let target = node.execute_uri();
+    announce(run, &target, &node);
+    let report = match users {
+        None => one_token(&node, run, client, &target).await?,
+        Some(users) => users.run(&node, run, client, &target).await?,
+    };
+    show_plot_and_metrics(run, &report).await?;
+    Ok(report)
+}
+
+/// The run with one token, `TokenRefreshLayer`'s.
+async fn one_token(
+    node: &Node,
+    run: &Run,
+    client: Counted,
+    target: &str,
+) -> Result<Report, BoxError> {
+    let mock = node.mock.as_ref();
     let start = Instant::now();
     let installs = Arc::new(Mutex::new(Vec::new()));
     let layer = TokenRefreshLayer::new(node.auth.clone())
         .refresh_when_idle(run.refresh_when_idle)
         .on_token(note_installs(start, Arc::clone(&installs)));
-    let stats = Arc::new(Stats::default());
-    let service = ServiceBuilder::new()
-        .layer(layer)
-        .service(CountTokenRequests {
-            inner: node.client::<Body>()?,
-            stats: Arc::clone(&stats),
-        });
+    let stats = Arc::clone(&client.stats);
+    let service = ServiceBuilder::new().layer(layer).service(client);
+    let target = target.to_owned();
+    let query: Query = Arc::new(move || query(&target));
+    let (latencies, by_second) = drive(&service, query, &stats, run, start, mock).await?;
+    settle(&service).await;
+    println!("\r{}", stats.line(generation(mock), &latencies));
+    summarize(&stats, &latencies, mock);
+    let installs = std::mem::take(&mut *installs.lock().expect("no panic while held"));
+    Ok(Report {
+        stats,
+        installs,
+        by_second,
+        users: None,
+    })
+}
 
-    let target = node.execute_uri();
-    announce(run, &target, &node);
+/// Runs the workers, each sending `query`'s queries through `service` one after another
+/// until `run.seconds` after `start`, and shows their progress (with the token generation
+/// of `mock`, if given); their latencies, in all and per second.
+async fn drive<S>(
+    service: &S,
+    query: Query,
+    stats: &Arc<Stats>,
+    run: &Run,
+    start: Instant,
+    mock: Option<&MockServer>,
+) -> Result<(Latencies, Vec<SecondLatency>), BoxError>
+where
+    S: Service<Request<Body>, Response = http::Response<hyper::body::Incoming>, Error = BoxError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
     let (mut latencies, hand_over) = Latencies::new();
     let until = start + Duration::from_secs(run.seconds);
-    let workers: Vec<_> = (0..run.concurrency)
-        .map(|_| {
-            tokio::spawn(worker(
-                service.clone(),
-                target.clone(),
-                Arc::clone(&stats),
-                hand_over.clone(),
-                start,
-                run.seconds,
-            ))
-        })
-        .collect();
+    let spawn = |_| {
+        let (service, query, stats) = (service.clone(), Arc::clone(&query), Arc::clone(stats));
+        let hand_over = hand_over.clone();
+        tokio::spawn(worker(service, query, stats, hand_over, start, run.seconds))
+    };
+    let workers: Vec<_> = (0..run.concurrency).map(spawn).collect();
     drop(hand_over);
 
-    show_progress(&stats, &mut latencies, mock, until).await?;
+    show_progress(stats, &mut latencies, mock, until).await?;
     let mut by_second = BySecond::new(start, run.seconds);
     for worker in workers {
         by_second.add(&worker.await?);
     }
-    settle(&service).await;
     latencies.merge();
-    println!("\r{}", stats.line(generation(mock), &latencies));
-    summarize(&stats, &latencies, mock);
-    let report = Report {
-        stats,
-        installs: std::mem::take(&mut *installs.lock().expect("no panic while held")),
-        by_second: by_second.percentiles(),
-    };
-    show_plot_and_metrics(run, &report).await?;
-    Ok(report)
+    Ok((latencies, by_second.percentiles()))
+}
+
+/// One `SELECT 1` to `target`.
+fn query(target: &str) -> Request<Body> {
+    Request::post(target)
+        .header("content-type", "application/json")
+        .body(Full::from(r#"{"statement":"SELECT 1"}"#))
+        .expect("a valid request")
 }
 
 /// Waits, a second at most, for a refresh the last requests started, so that the summary,
@@ -214,8 +280,12 @@ async fn settle<S>(service: &TokenRefresh<S>) {
 
 /// The first line: who runs against what.
 fn announce(run: &Run, target: &str, node: &Node) {
+    let users = match run.users {
+        Some(users) => format!(", as {users} users in turn,"),
+        None => String::new(),
+    };
     println!(
-        "{} concurrent clients for {} s against {} over {} ({})",
+        "{} concurrent clients for {} s{users} against {} over {} ({})",
         run.concurrency,
         run.seconds,
         target,
@@ -299,7 +369,7 @@ async fn show_progress(
 
 async fn worker<S>(
     service: S,
-    target: String,
+    query: Query,
     stats: Arc<Stats>,
     hand_over: mpsc::UnboundedSender<Histogram<u64>>,
     start: Instant,
@@ -324,10 +394,7 @@ where
         }
     };
     while Instant::now() < until {
-        let request = Request::post(target.as_str())
-            .header("content-type", "application/json")
-            .body(Full::from(r#"{"statement":"SELECT 1"}"#))
-            .expect("a valid request");
+        let request = query();
         let started = Instant::now();
         let outcome = match service.clone().oneshot(request).await {
             Ok(response) if response.status().is_success() => response

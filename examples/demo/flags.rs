@@ -11,6 +11,8 @@ pub struct Run {
     pub seconds: u64,
     pub concurrency: usize,
     pub refresh_when_idle: bool,
+    /// A token per user, for this many users of the embedded mock (`demo/users.rs`).
+    pub users: Option<usize>,
     /// Where to write the latency chart.
     pub plot: Option<PathBuf>,
     /// Where to serve the metrics page.
@@ -36,8 +38,21 @@ impl From<String> for Refused {
 
 /// The node's flags and the demo's, from `args` (the command line without the program).
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<(NodeFlags, Run), Refused> {
+    let args: Vec<String> = args.into_iter().collect();
+    // Before the node's flags are read: they would ask for a real node's password first.
+    let given = |flag: &str| args.iter().any(|arg| arg == flag);
+    if given("--users") && given("--url") {
+        let why =
+            "--users runs against the embedded mock, which knows every user's password: drop --url";
+        return Err(why.to_string().into());
+    }
     let (node, rest) = NodeFlags::parse(args)?;
-    Ok((node, parse_run(rest)?))
+    let run = parse_run(rest)?;
+    if run.users.is_some() && run.plot.is_some() {
+        let why = "--plot marks the installs of one token, and --users has one per user: drop one of them";
+        return Err(why.to_string().into());
+    }
+    Ok((node, run))
 }
 
 fn parse_run(rest: Vec<String>) -> Result<Run, Refused> {
@@ -45,6 +60,7 @@ fn parse_run(rest: Vec<String>) -> Result<Run, Refused> {
         seconds: 10,
         concurrency: 32,
         refresh_when_idle: false,
+        users: None,
         plot: None,
         #[cfg(feature = "metrics")]
         metrics: None,
@@ -61,6 +77,10 @@ fn parse_run(rest: Vec<String>) -> Result<Run, Refused> {
             "--concurrency" => {
                 run.concurrency = value?.parse().map_err(|e| format!("--concurrency: {e}"))?
             }
+            "--users" => match value?.parse() {
+                Ok(users) if users > 0 => run.users = Some(users),
+                _ => return Err("--users: a number of users, at least 1".to_string().into()),
+            },
             "--plot" => run.plot = Some(value?.into()),
             #[cfg(feature = "metrics")]
             "--metrics" => {
@@ -83,7 +103,7 @@ fn parse_run(rest: Vec<String>) -> Result<Run, Refused> {
 pub fn exit_2(refused: Refused) -> ! {
     match refused {
         Refused::Usage(message) => eprintln!(
-            "{message}\nusage: demo {NODE_USAGE} [--seconds N] [--concurrency N] [--refresh-when-idle] [--plot FILE.svg] [--metrics ADDR]"
+            "{message}\nusage: demo {NODE_USAGE} [--seconds N] [--concurrency N] [--refresh-when-idle] [--users N] [--plot FILE.svg] [--metrics ADDR]"
         ),
         #[cfg(not(feature = "metrics"))]
         Refused::NotBuiltIn(message) => eprintln!("{message}"),

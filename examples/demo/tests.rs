@@ -6,6 +6,7 @@
 //! values the run itself reported.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 
 use plotters::style::RGBColor;
 use roxmltree::Document;
@@ -137,6 +138,45 @@ fn a_request_counts_in_the_second_it_completed_in() {
     assert!(near(seconds[1].p99_ms, 20.0) && near(seconds[2].p50_ms, 9.0));
 }
 
+/// `--users`: with 50 users, one login each, and every query with its own user's token.
+async fn check_users_run() {
+    let args = ["--users", "50", "--seconds", "2", "--concurrency", CLIENTS];
+    let (node, run) = parse(args.map(String::from)).expect("flags the demo takes");
+    let report = demo(&node, &run).await.expect("the demo runs");
+    let users = report.users.as_ref().expect("a summary of the users");
+    assert_eq!(users.users, 50);
+    assert_eq!(users.logins, 50, "one login per user");
+    assert_eq!(users.wrong_identity, 0, "never another user's token");
+    let identities = (users.held, users.usable);
+    assert_eq!(identities, (50, 50), "every user's token kept, and usable");
+    let stats = &report.stats;
+    let ok = stats.ok.load(Ordering::Relaxed);
+    assert_eq!(stats.failed.load(Ordering::Relaxed), 0);
+    assert!(ok >= 50, "a query from every user");
+    assert_eq!(users.queries_ok, ok, "as the mock saw them");
+    assert!(!report.failed(), "so the demo exits 0");
+}
+
+/// With the feature, the metrics test runs this after its own run: see there.
+#[cfg(not(feature = "metrics"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_users_each_logs_in_once_and_sends_only_their_own_token() {
+    check_users_run().await;
+}
+
+#[test]
+fn users_are_the_embedded_mock_s_alone_and_at_least_one() {
+    let refused = |args: &[&str]| match parse(args.iter().map(|arg| arg.to_string())) {
+        Err(crate::flags::Refused::Usage(message)) => message,
+        other => panic!("{args:?} refused, not {:?}", other.map(|_| ())),
+    };
+    // Told about --url, not the real node's password the demo would otherwise ask for.
+    let message = refused(&["--users", "3", "--url", "https://sql-node"]);
+    assert!(message.contains("drop --url"), "{message}");
+    assert!(refused(&["--users", "0"]).contains("at least 1"));
+    assert!(refused(&["--users", "3", "--plot", "x.svg"]).contains("--plot"));
+}
+
 #[cfg(not(feature = "metrics"))]
 #[test]
 fn metrics_without_the_feature_names_the_command_that_has_it() {
@@ -153,9 +193,9 @@ fn metrics_without_the_feature_names_the_command_that_has_it() {
 
 /// The one test that installs the process's Prometheus recorder (a process has one).
 ///
-/// It also holds the only run of the demo in this process: every layer made while the
-/// recorder is installed registers with it under the same `layer` label, so a second run
-/// would add its login to this one's. Hence it checks the chart of its run as well.
+/// It also holds the only runs of the demo in this process: every layer made while the
+/// recorder is installed registers with it, so another run would add its logins to this
+/// one's. Hence it checks the chart of its run as well, and runs `--users` after its checks.
 #[cfg(feature = "metrics")]
 mod with_metrics {
     use std::net::{SocketAddr, TcpListener};
@@ -163,7 +203,7 @@ mod with_metrics {
 
     use prometheus_parse::{Sample, Scrape, Value};
 
-    use super::{chart_path, check_chart, run_demo};
+    use super::{chart_path, check_chart, check_users_run, run_demo};
     use crate::metrics_contract::{allowed, NAMES};
     use crate::metrics_page::fetch;
     use crate::{Report, TOKEN_LIFETIME};
@@ -195,6 +235,7 @@ mod with_metrics {
         check_token(&scrape, &report, started);
         check_quiet_run(&scrape);
         check_labels(&scrape);
+        check_users_run().await;
     }
 
     /// One login, every refresh the demo sent, all answered, each one timed.

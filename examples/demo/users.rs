@@ -18,7 +18,8 @@ use tower_token_refresh::{PerIdentity, PerIdentityLayer};
 use crate::flags::Run;
 use crate::latency::Latencies;
 use crate::support::Node;
-use crate::{drive, query, Counted, Query, Report, Stats};
+use crate::traffic::{drive, Stats};
+use crate::{query, Counted, Query, Report};
 
 /// Whose query it is, as an application puts it in the request's extensions.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

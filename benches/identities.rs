@@ -12,9 +12,11 @@
 //! * `per_identity_1`: `PerIdentityLayer` holding one identity, every request that user's;
 //! * `per_identity_10000`: `PerIdentityLayer` holding 10,000 identities, the requests
 //!   cycling over all of them;
-//! * `per_identity_10000_one_user` (diagnostic): the same 10,000 held, every request user
-//!   0's. Against `per_identity_10000` it separates the size of the map from the cache misses
-//!   of touching 10,000 identities' tokens in turn; against `per_identity_1`, the reverse.
+//! * `per_identity_10000_one_user` and `per_identity_10000_cycling_1000` (diagnostics): the
+//!   same 10,000 held, every request user 0's, or the requests cycling over users 0 to 999.
+//!   Against `per_identity_1` they show what the size of the map costs; against
+//!   `per_identity_10000`, what touching every identity's token in turn costs (cache and TLB
+//!   misses: the working set outgrows the caches).
 //!
 //! Every identity's endpoint is an `OcientAuth` with a 200-character token of its own handed
 //! in, valid for an hour (`common::auth_for`), and every identity is used once before
@@ -47,6 +49,8 @@ use tower_token_refresh::{PerIdentityLayer, TokenRefreshLayer};
 
 /// Identities held by the large registry (the layer's default cap).
 const MANY: u32 = 10_000;
+/// Identities the second diagnostic cycles over, of the `MANY` held.
+const FEW: u32 = 1_000;
 /// Tasks sharing one service on the multi-thread runtime.
 const TASKS: u64 = 64;
 /// Calls a task makes between yields.
@@ -220,6 +224,8 @@ fn identities(c: &mut Criterion) {
     one_thread(&mut group, rt, "per_identity_10000", many.clone(), MANY);
     let name = "per_identity_10000_one_user";
     one_thread(&mut group, rt, name, many.clone(), 1);
+    let name = "per_identity_10000_cycling_1000";
+    one_thread(&mut group, rt, name, many.clone(), FEW);
     group.finish();
 
     let mut group = c.benchmark_group("identities/two_workers_64_tasks");
@@ -233,7 +239,9 @@ fn identities(c: &mut Criterion) {
     shared_by_tasks(&mut group, rt, "per_identity_1", one, 1);
     shared_by_tasks(&mut group, rt, "per_identity_10000", many.clone(), MANY);
     let name = "per_identity_10000_one_user";
-    shared_by_tasks(&mut group, rt, name, many, 1);
+    shared_by_tasks(&mut group, rt, name, many.clone(), 1);
+    let name = "per_identity_10000_cycling_1000";
+    shared_by_tasks(&mut group, rt, name, many, FEW);
     group.finish();
 }
 

@@ -42,6 +42,10 @@ struct Counting;
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 static ALLOCATED_BYTES: AtomicU64 = AtomicU64::new(0);
 static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
+/// Live allocations by size (the last slot: every size from `SIZES - 1` up), to say what
+/// a held identity is made of.
+const SIZES: usize = 1025;
+static LIVE_BY_SIZE: [AtomicI64; SIZES] = [const { AtomicI64::new(0) }; SIZES];
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -50,6 +54,12 @@ fn counted(size: usize) {
     ALLOCATIONS.fetch_add(1, Relaxed);
     ALLOCATED_BYTES.fetch_add(size as u64, Relaxed);
     LIVE_BYTES.fetch_add(size as i64, Relaxed);
+    LIVE_BY_SIZE[size.min(SIZES - 1)].fetch_add(1, Relaxed);
+}
+
+fn freed(size: usize) {
+    LIVE_BYTES.fetch_sub(size as i64, Relaxed);
+    LIVE_BY_SIZE[size.min(SIZES - 1)].fetch_sub(1, Relaxed);
 }
 
 // SAFETY: every method forwards to `System` with the caller's arguments unchanged; the
@@ -76,16 +86,15 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: `ptr` came from this allocator, i.e. from `System`, with `layout`.
         unsafe { System.dealloc(ptr, layout) };
-        LIVE_BYTES.fetch_sub(layout.size() as i64, Relaxed);
+        freed(layout.size());
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: `ptr` came from `System` with `layout`; the caller upholds the rest.
         let new = unsafe { System.realloc(ptr, layout, new_size) };
         if !new.is_null() {
-            ALLOCATIONS.fetch_add(1, Relaxed);
-            ALLOCATED_BYTES.fetch_add(new_size as u64, Relaxed);
-            LIVE_BYTES.fetch_add(new_size as i64 - layout.size() as i64, Relaxed);
+            freed(layout.size());
+            counted(new_size);
         }
         new
     }
@@ -104,6 +113,14 @@ fn snapshot() -> Snapshot {
         bytes: ALLOCATED_BYTES.load(Relaxed),
         live: LIVE_BYTES.load(Relaxed),
     }
+}
+
+/// Live allocations by size now.
+fn live_by_size() -> Vec<i64> {
+    LIVE_BY_SIZE
+        .iter()
+        .map(|count| count.load(Relaxed))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -200,6 +217,8 @@ struct Held {
     /// Of which the endpoints the user's function made (`MANY` `OcientAuth`s, measured
     /// apart: the same calls, kept in a `Vec`).
     endpoints: i64,
+    /// Live allocations added, by size.
+    by_size: Vec<i64>,
 }
 
 struct Row {
@@ -282,18 +301,23 @@ fn main() {
         drop(black_box(endpoints));
         after.live - before.live
     };
-    let before = snapshot();
+    let (before, sizes_before) = (snapshot(), live_by_size());
     let layer = PerIdentityLayer::new(auth_for);
     let many = layer.layer(service_fn(answer));
     run_here_as(&current, &many, MANY, &Cell::new(0), u64::from(MANY));
     // Let every timer task spawned for a token take its first turn.
-    current.block_on(tokio::time::sleep(Duration::from_millis(50)));
-    let after = snapshot();
+    current.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
+    let (after, sizes_after) = (snapshot(), live_by_size());
     let status = layer.status();
     assert_eq!((status.held, status.usable), (MANY as usize, MANY as usize));
     let held = Held {
         layer: after.live - before.live,
         endpoints,
+        by_size: sizes_after
+            .iter()
+            .zip(&sizes_before)
+            .map(|(after, before)| after - before)
+            .collect(),
     };
 
     // Then the hot path with 10,000 held, next to the single token given the same requests.
@@ -363,8 +387,29 @@ fn main() {
         per(held.endpoints),
         per(held.layer - held.endpoints),
     );
+    // What they are made of: the sizes that hold at least 8 bytes per identity.
+    let mut sizes: Vec<(usize, i64)> = (held.by_size.iter().copied().enumerate())
+        .map(|(size, count)| (size, count * size as i64))
+        .filter(|&(size, bytes)| size < SIZES - 1 && bytes >= 8 * i64::from(MANY))
+        .collect();
+    sizes.sort_by_key(|&(size, bytes)| (-bytes, size));
+    let parts: Vec<String> = sizes
+        .iter()
+        .map(|&(size, _)| {
+            let count = held.by_size[size] as f64 / f64::from(MANY);
+            format!("{count:.0} x {size} B")
+        })
+        .collect();
+    let counted: i64 = sizes.iter().map(|&(_, bytes)| bytes).sum();
+    println!(
+        "  live allocations per identity, by size: {}; the rest ({:.0} B: the map's tables, \
+         allocations over {} B, smaller ones) besides",
+        parts.join(", "),
+        per(held.layer - counted),
+        SIZES - 2,
+    );
     // One line per stack, to copy into the README.
-    for row in &rows[1..4] {
+    for row in rows[1..4].iter().chain(&rows[8..10]) {
         eprintln!(
             "memory: {}: {:.3} allocations/request, {:.1} bytes/request, live bytes {:+} then {:+} \
              over two runs of {} requests",
@@ -376,4 +421,9 @@ fn main() {
             GROWTH
         );
     }
+    eprintln!(
+        "memory: per identity held: {:.0} bytes ({:.0} of them the endpoint), {MANY} held",
+        per(held.layer),
+        per(held.endpoints),
+    );
 }

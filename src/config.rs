@@ -15,8 +15,10 @@ use crate::revoker::{Revoker, Revokers};
 /// What every clone of a service shares besides the token.
 pub(crate) struct Config {
     pub(crate) endpoint: Arc<dyn DynEndpoint>,
-    /// The endpoint's own origin first, when it names one.
-    origins: Vec<Origin>,
+    /// The endpoint's own origin first, when it names one. Shared between the tokens of a
+    /// layer that keeps many, when their endpoints name the same (see
+    /// [`sharing_origins`](Self::sharing_origins)).
+    origins: Arc<[Origin]>,
     pub(crate) refresh_timeout: Duration,
     /// The user opted in to tokens over plain http to hosts that are not loopback.
     plain_http_allowed: bool,
@@ -63,6 +65,20 @@ impl Config {
             record,
             admission: None,
         }
+    }
+
+    /// Reads its origins from `known`, when they are the same: the tokens of a layer that
+    /// keeps one per identity then hold one copy, which every request finds in the cache.
+    pub(crate) fn sharing_origins(mut self, known: Option<&Arc<[Origin]>>) -> Self {
+        if let Some(known) = known.filter(|known| ***known == *self.origins) {
+            self.origins = Arc::clone(known);
+        }
+        self
+    }
+
+    /// Its origins, to share with the next token.
+    pub(crate) fn origins(&self) -> &Arc<[Origin]> {
+        &self.origins
     }
 
     /// Sends a token request only with a permit of `admission`, when there is one.

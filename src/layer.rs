@@ -251,6 +251,7 @@ impl TokenRefreshLayer {
                 record: Arc::new(Record::new(&name, self.hook.clone())),
                 revokers: REVOKERS,
                 admission: None,
+                origins: None,
             };
             self.settings.share(Arc::clone(&self.endpoint), fleet)
         })

@@ -55,6 +55,8 @@ pub(crate) struct Fleet<'a> {
     pub(crate) revokers: usize,
     /// Bounds the token requests in flight across the layer's tokens, if anything does.
     pub(crate) admission: Option<&'a Arc<Semaphore>>,
+    /// The origins of the layer's last token, shared if this one's are the same.
+    pub(crate) origins: Option<&'a Arc<[Origin]>>,
 }
 
 impl Default for Settings {
@@ -124,7 +126,8 @@ impl Settings {
             Revokers::new(&state, fleet.revokers),
             fleet.record,
         )
-        .admitted_by(fleet.admission.cloned());
+        .admitted_by(fleet.admission.cloned())
+        .sharing_origins(fleet.origins);
         Shared {
             state,
             config: Arc::new(config),

@@ -21,8 +21,10 @@ use super::recency::Recency;
 use super::{IdentityHook, MakeEndpoint};
 use crate::authorize::Authorizer;
 use crate::event::Hook;
+use crate::origin::Origin;
 use crate::record::Record;
 use crate::settings::{Fleet, Settings, Shared};
+use crate::state::TokenState;
 use crate::status::TokenStatus;
 
 /// The clock's tick is at most this long: the idle time is kept to within about a tick, and
@@ -39,7 +41,8 @@ pub(super) struct Limits {
     pub(super) token_requests: usize,
 }
 
-/// One identity's token.
+/// One identity's token, held in the map itself: a request reads its entry and nothing
+/// else of the map's.
 pub(crate) struct Member {
     shared: Shared,
     /// The tick of the request that last used it.
@@ -83,7 +86,7 @@ struct Books<I> {
 
 /// The tokens of one layer, by identity.
 pub(crate) struct Registry<I> {
-    members: HashMap<I, Arc<Member>>,
+    members: HashMap<I, Member>,
     make: MakeEndpoint<I>,
     identify: Identify<I>,
     settings: Settings,
@@ -97,6 +100,8 @@ pub(crate) struct Registry<I> {
     tick_length: Duration,
     epoch: Instant,
     books: Mutex<Books<I>>,
+    /// The origins of the last token made, for the next to share if they are the same.
+    origins: Mutex<Option<Arc<[Origin]>>>,
     me: Weak<Registry<I>>,
 }
 
@@ -131,6 +136,7 @@ where
                 members_made: 0,
                 sweeping: false,
             }),
+            origins: Mutex::default(),
             me: Weak::clone(me),
         })
     }
@@ -149,42 +155,44 @@ where
 
     /// `identity`'s member, held from now if it was not: the least recently used one is
     /// dropped if that passes the cap.
-    pub(crate) fn hold(&self, identity: I) -> Arc<Member> {
-        let guard = self.members.guard();
-        if let Some(held) = self.members.get(&identity, &guard) {
-            held.touch(self.tick.load(Ordering::Relaxed));
-            return Arc::clone(held);
+    pub(crate) fn hold<'g>(&self, identity: I, guard: &'g impl Guard) -> &'g Member {
+        if let Some(held) = self.find(&identity, guard) {
+            return held;
         }
         // Made unlocked: the user's function and its endpoint may take their time.
         let fresh = self.member_for(&identity);
         let mut books = self.books();
-        if let Some(member) = self.members.get(&identity, &guard) {
+        if let Some(held) = self.members.get(&identity, guard) {
             // Another request held it meanwhile: ours never ran anything.
-            return Arc::clone(member);
+            return held;
         }
         books.members_made += 1;
         let tick = self.tick.load(Ordering::Relaxed);
-        let member = Arc::new(Member {
+        let member = Member {
             shared: fresh,
             last_used: AtomicU64::new(tick),
             number: books.members_made,
-        });
-        self.members
-            .insert(identity.clone(), Arc::clone(&member), &guard);
-        books.recency.arrived(identity, member.number, tick);
+        };
+        let number = member.number;
+        self.members.insert(identity.clone(), member, guard);
         books.held += 1;
+        // The others only: one used in this very tick could otherwise rank behind it.
         let mut dropped = Vec::new();
         while books.held > self.limits.max_identities {
-            match books.recency.least_recent(self.stamp_of(&guard)) {
-                Some(least) => dropped.extend(self.drop_member(&mut books, least, &guard)),
+            match books.recency.least_recent(self.stamp_of(guard)) {
+                Some(least) => dropped.extend(self.drop_member(&mut books, least, guard)),
                 None => break,
             }
         }
+        books.recency.arrived(identity.clone(), number, tick);
         self.sweep_from_now_on(&mut books);
         let held = books.held;
         drop(books);
         self.retire(held, dropped);
-        member
+        match self.members.get(&identity, guard) {
+            Some(member) => member,
+            None => unreachable!("the newest identity is never dropped for the cap"),
+        }
     }
 
     /// Whose tokens are held, and each one's status.
@@ -219,12 +227,16 @@ where
                     .for_identity(Some(identity_hook(hook, identity))),
             ),
         };
+        let mut known = self.origins.lock().unwrap_or_else(|p| p.into_inner());
         let fleet = Fleet {
             record,
             revokers: 1,
             admission: Some(&self.admission),
+            origins: known.as_ref(),
         };
-        self.settings.share(endpoint, fleet)
+        let shared = self.settings.share(endpoint, fleet);
+        *known = Some(Arc::clone(shared.config.origins()));
+        shared
     }
 
     /// What the recency asks: when `identity`, held as `number`, was last used.
@@ -236,27 +248,27 @@ where
         }
     }
 
-    /// Takes `(identity, number)` out of the map; the member, to retire once unlocked.
+    /// Takes `(identity, number)` out of the map; its token, to retire once unlocked.
     fn drop_member(
         &self,
         books: &mut Books<I>,
         (identity, number): (I, u64),
         guard: &impl Guard,
-    ) -> Option<Arc<Member>> {
+    ) -> Option<Arc<TokenState>> {
         let held = self.members.get(&identity, guard)?;
         if held.number != number {
             return None;
         }
-        let member = Arc::clone(held);
+        let state = Arc::clone(&held.shared.state);
         self.members.remove(&identity, guard);
         books.held -= 1;
-        Some(member)
+        Some(state)
     }
 
-    /// Stops what ran for the `dropped` members, and tells the metrics.
-    fn retire(&self, held: usize, dropped: Vec<Arc<Member>>) {
-        for member in &dropped {
-            member.shared.state.retire();
+    /// Stops what ran for the `dropped` tokens, and tells the metrics.
+    fn retire(&self, held: usize, dropped: Vec<Arc<TokenState>>) {
+        for state in &dropped {
+            state.retire();
         }
         self.record.identities(held, dropped.len());
     }
@@ -377,35 +389,46 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn past_the_cap_the_least_recently_used_goes() {
         let registry = registry(2);
-        registry.hold("a");
-        registry.hold("b");
+        registry.hold("a", &registry.guard());
+        registry.hold("b", &registry.guard());
         // A tick later "a" is used again: "b" is now the least recently used.
         tokio::time::sleep(registry.tick_length * 2).await;
         used(&registry, "a");
-        registry.hold("c");
+        registry.hold("c", &registry.guard());
         assert_eq!(held(&registry), ["a", "c"]);
         // Ticks later "c" is used, and not "a".
         tokio::time::sleep(registry.tick_length * 2).await;
         used(&registry, "c");
-        registry.hold("d");
+        registry.hold("d", &registry.guard());
         assert_eq!(held(&registry), ["c", "d"], "a was used before c");
         assert_eq!(registry.books().held, 2);
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_identity_held_last_stays_even_behind_one_used_in_the_same_tick() {
+        let registry = registry(1);
+        registry.hold("a", &registry.guard());
+        tokio::time::sleep(registry.tick_length * 2).await;
+        used(&registry, "a");
+        registry.hold("b", &registry.guard());
+        assert_eq!(held(&registry), ["b"]);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn the_same_identity_held_twice_is_one_member() {
         let registry = registry(2);
-        let first = registry.hold("a");
-        let again = registry.hold("a");
-        assert!(Arc::ptr_eq(&first, &again));
+        let guard = registry.guard();
+        let first = registry.hold("a", &guard);
+        let again = registry.hold("a", &guard);
+        assert!(std::ptr::eq(first, again));
         assert_eq!(registry.books().held, 1);
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_sweeper_drops_only_the_identities_idle_past_the_timeout_then_ends() {
         let registry = registry(10);
-        registry.hold("a");
-        registry.hold("b");
+        registry.hold("a", &registry.guard());
+        registry.hold("b", &registry.guard());
         tokio::time::sleep(IDLE / 2).await;
         used(&registry, "a");
         // Past the idle timeout for "b", not for "a" (used half-way).
@@ -422,7 +445,7 @@ mod tests {
             .num_alive_tasks();
         assert_eq!(tasks, 0, "and ends with the last one");
         // Holding again starts it again.
-        registry.hold("c");
+        registry.hold("c", &registry.guard());
         tokio::time::sleep(IDLE * 2).await;
         assert!(held(&registry).is_empty());
     }

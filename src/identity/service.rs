@@ -56,7 +56,8 @@ where
         S: InnerService<B>,
         B: From<Bytes> + Send + 'static,
     {
-        let member = self.registry.hold(identity);
+        let guard = self.registry.guard();
+        let member = self.registry.hold(identity, &guard);
         member.authorizer(0).warm_up(&self.inner)
     }
 
@@ -70,7 +71,8 @@ where
         S: InnerService<B>,
         B: From<Bytes> + Send + 'static,
     {
-        let member = self.registry.hold(identity);
+        let guard = self.registry.guard();
+        let member = self.registry.hold(identity, &guard);
         member.authorizer(0).refresh_now(&self.inner)
     }
 
@@ -131,10 +133,10 @@ where
             return turned_away(registry.record(), Error::NoIdentity);
         };
         let guard = registry.guard();
-        if let Some(member) = registry.find(identity, &guard) {
-            return member.authorizer(place).call(&mut self.inner, request);
-        }
-        let member = registry.hold(identity.clone());
+        let member = match registry.find(identity, &guard) {
+            Some(member) => member,
+            None => registry.hold(identity.clone(), &guard),
+        };
         member.authorizer(place).call(&mut self.inner, request)
     }
 }

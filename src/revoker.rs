@@ -27,8 +27,12 @@ impl Revoker {
 
 /// A set of revokers for one state, which they hold weakly: a response never keeps it
 /// alive. A layer's one token has enough that two busy cores seldom share one; a token
-/// among thousands (one per identity) has one, as its requests are few beside the layer's.
-pub(crate) struct Revokers(Box<[Arc<Revoker>]>);
+/// among thousands (one per identity) has one, as its requests are few beside the layer's,
+/// kept inline so that a request reads no further pointer to reach it.
+pub(crate) struct Revokers {
+    first: Arc<Revoker>,
+    others: Box<[Arc<Revoker>]>,
+}
 
 impl Revokers {
     /// `stripes` revokers (at least one) of `state`.
@@ -47,13 +51,44 @@ impl Revokers {
             let state = Weak::clone(&state);
             Arc::new(Revoker { state })
         };
-        Revokers((0..stripes.max(1)).map(|_| revoker()).collect())
+        Revokers {
+            first: revoker(),
+            others: (1..stripes).map(|_| revoker()).collect(),
+        }
     }
 
     /// The revoker for a request sent from `place` (any number that differs between
     /// callers that run at once, such as the calling clone's address).
     pub(crate) fn pick(&self, place: usize) -> Arc<Revoker> {
         // Clones sit at least a few cache lines apart; the low bits say nothing.
-        Arc::clone(&self.0[(place >> 7) % self.0.len()])
+        let stripe = (place >> 7) % (self.others.len() + 1);
+        Arc::clone(match stripe {
+            0 => &self.first,
+            n => &self.others[n - 1],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    fn picked(revokers: &Revokers) -> HashSet<*const Revoker> {
+        (0..64usize)
+            .map(|clone| Arc::as_ptr(&revokers.pick(0x1000 + clone * 128)))
+            .collect()
+    }
+
+    #[test]
+    fn clones_in_different_places_pick_every_stripe_and_one_stripe_is_always_picked() {
+        assert_eq!(picked(&Revokers::of(Weak::new(), 16)).len(), 16);
+        assert_eq!(picked(&Revokers::of(Weak::new(), 1)).len(), 1);
+        assert_eq!(
+            picked(&Revokers::of(Weak::new(), 0)).len(),
+            1,
+            "at least one"
+        );
     }
 }

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::backoff::{Jitter, Timing};
 use super::flight::Fetch;
 use super::machine::{Event, Machine, Next};
+use super::settlement::Ends;
 use super::token::{Phase, Token};
 use crate::grant::Grant;
 use crate::status::{TokenPhase, TokenStatus};
@@ -42,6 +43,8 @@ pub(super) struct Cold {
     /// With `refresh_when_idle`: what the last flight fetched with, for the timer to start
     /// a refresh when no request comes. It holds a clone of the wrapped service.
     idle_fetch: Option<Box<dyn Fetch>>,
+    /// How the attempts so far ended, for the callers waiting on them.
+    ends: Ends,
     /// The layer let go of this token (its identity was dropped): an attempt under way
     /// ends for its waiting callers, and nothing more starts on its own.
     retired: bool,
@@ -65,6 +68,7 @@ impl Cold {
             flight: None,
             idle_fetch: None,
             retired: false,
+            ends: Ends::default(),
         }
     }
 
@@ -76,6 +80,14 @@ impl Cold {
     /// A draw in `[0, 1)` to spread a backoff.
     pub(super) fn jitter(&self) -> f64 {
         self.jitter.next()
+    }
+
+    pub(super) fn ends(&self) -> &Ends {
+        &self.ends
+    }
+
+    pub(super) fn ends_mut(&mut self) -> &mut Ends {
+        &mut self.ends
     }
 
     pub(super) fn machine(&self) -> &Machine {

@@ -7,8 +7,9 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use super::flight::{Fetch, FlightControl, Plan, Settled};
+use super::flight::{Fetch, FlightControl, Plan};
 use super::machine::{self, Event, Next};
+use super::settlement::{told, Settled};
 use super::{Setback, TokenState};
 use crate::grant::Grant;
 
@@ -37,7 +38,7 @@ impl FlightControl for TokenState {
             Ok(grant) => {
                 self.decide(&mut cold, Event::Obtained);
                 let installed = self.install(&mut cold, grant.clone(), sent_at);
-                self.settled.send_replace(Settled::Installed);
+                cold.ends_mut().record(Settled::Installed);
                 (None, Ok((grant, installed)))
             }
             Err(setback) => {
@@ -52,7 +53,7 @@ impl FlightControl for TokenState {
                 else {
                     unreachable!("a failure settles")
                 };
-                self.settled.send_replace(Settled::Failed(error.clone()));
+                cold.ends_mut().record(Settled::Failed(error.clone()));
                 (retry_at, Err(error))
             }
         };
@@ -62,6 +63,7 @@ impl FlightControl for TokenState {
         // Told only once the lock is released: a subscriber or a hook may well send requests
         // through this very layer.
         drop(cold);
+        told(&self.attempt_ended);
         match &outcome {
             Ok((grant, installed)) => self.emit_installed(*installed, Some(grant)),
             Err(error) => self.emit_failure(error, failures),
@@ -83,13 +85,14 @@ impl FlightControl for TokenState {
         else {
             unreachable!("a death settles")
         };
-        self.settled.send_replace(Settled::Failed(error.clone()));
+        cold.ends_mut().record(Settled::Failed(error.clone()));
         if let Some(at) = idle_retry_at.filter(|_| !cold.is_retired()) {
             let next = self.idle_retry_at(at);
             cold.set_flight(next);
         }
         let failures = cold.failures_and_wait(None);
         drop(cold);
+        told(&self.attempt_ended);
         self.emit_failure(&error, failures);
     }
 

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio::time::{sleep_until, Instant};
 
@@ -66,32 +66,6 @@ pub(crate) enum Cause {
     /// The server answered with something else the layer cannot use (an unusable body, a
     /// 404 from a gateway with no backend): it may change, but not within seconds.
     Unusable,
-}
-
-/// What the waiters of an attempt learn when it ends.
-#[derive(Debug, Clone)]
-pub(crate) enum Settled {
-    Pending,
-    Installed,
-    Failed(Error),
-}
-
-/// The end of the attempt a caller joined.
-#[derive(Debug)]
-pub(crate) struct Settlement(pub(super) watch::Receiver<Settled>);
-
-impl Settlement {
-    /// Waits for the attempt to end; `Ok` means a new token may be there.
-    pub(crate) async fn wait(mut self) -> Result<(), Error> {
-        // The sender lives in the token state, which the waiting request holds: `changed`
-        // cannot fail.
-        let _ = self.0.changed().await;
-        let outcome = self.0.borrow_and_update().clone();
-        match outcome {
-            Settled::Failed(error) => Err(error),
-            Settled::Pending | Settled::Installed => Ok(()),
-        }
-    }
 }
 
 /// What a flight reports to: the shared token state (or, in tests, a dummy).

@@ -20,6 +20,7 @@ mod control;
 mod flight;
 mod hot;
 mod machine;
+mod settlement;
 mod token;
 
 #[cfg(test)]
@@ -29,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
@@ -37,12 +38,12 @@ pub(crate) use backoff::Timing;
 use cold::Cold;
 #[cfg(test)]
 pub(crate) use flight::Cause;
-use flight::Settled;
-pub(crate) use flight::{BoxFuture, Fetch, Flight, Plan, Setback, Settlement};
+pub(crate) use flight::{BoxFuture, Fetch, Flight, Plan, Setback};
 use hot::Hot;
 pub(crate) use hot::Lookup;
 pub(crate) use machine::{cause, fails_over, logs_in_after_refresh, refreshes_first};
 use machine::{Event, Next};
+pub(crate) use settlement::Settlement;
 use token::OnDue;
 pub(crate) use token::Token;
 
@@ -70,7 +71,8 @@ pub(crate) struct TokenState {
     /// A flight is under way, or waiting out a backoff while the token is still valid.
     refreshing: AtomicBool,
     cold: Mutex<Cold>,
-    settled: watch::Sender<Settled>,
+    /// Tells the callers waiting on an attempt that it ended (see [`settlement`]).
+    attempt_ended: Notify,
     /// Cuts a flight's backoff short when its token is revoked under it, or when somebody
     /// asks for a new token now.
     wake_flight: Arc<Notify>,
@@ -106,7 +108,7 @@ impl TokenState {
             hot: Hot::new(refresh_when_idle),
             refreshing: AtomicBool::new(false),
             cold: Mutex::new(Cold::new(timing, initial, refresh_when_idle)),
-            settled: watch::Sender::new(Settled::Pending),
+            attempt_ended: Notify::new(),
             wake_flight: Arc::default(),
             refresh_when_idle,
             record,
@@ -188,9 +190,9 @@ impl TokenState {
         let mut cold = self.lock();
         let handed_in = self.install_initial(&mut cold);
         let usable = self.has_usable_token();
-        // Subscribed under the lock: the flight settles under it too, so no outcome can slip
+        // Counted under the lock: the flight settles under it too, so no outcome can slip
         // between our check and our wait.
-        let settled = Settlement(self.settled.subscribe());
+        let settled = Settlement::after(self, cold.ends());
         let next = self.decide(&mut cold, Event::Wanted { usable, rounds });
         drop(cold);
         if let Some(installed) = handed_in {
@@ -213,7 +215,7 @@ impl TokenState {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let mut cold = self.lock();
         let handed_in = self.install_initial(&mut cold);
-        let settled = Settlement(self.settled.subscribe());
+        let settled = Settlement::after(self, cold.ends());
         let next = self.decide(&mut cold, Event::RefreshNow);
         drop(cold);
         if let Some(installed) = handed_in {

@@ -28,7 +28,6 @@ struct Initial {
 
 /// The cold state. Never held across an `.await`.
 pub(super) struct Cold {
-    timing: Timing,
     jitter: Jitter,
     /// Every decision about the attempts.
     machine: Machine,
@@ -38,8 +37,9 @@ pub(super) struct Cold {
     /// The flight's task, if one flies (it holds a clone of the wrapped service), or the
     /// task that will start the next one.
     flight: Option<AbortHandle>,
-    /// A token handed in by the user, installed on first use.
-    initial: Option<Initial>,
+    /// A token handed in by the user, installed on first use: boxed, as most tokens have
+    /// none, and none after their first use.
+    initial: Option<Box<Initial>>,
     /// With `refresh_when_idle`: what the last flight fetched with, for the timer to start
     /// a refresh when no request comes. It holds a clone of the wrapped service.
     idle_fetch: Option<Box<dyn Fetch>>,
@@ -53,15 +53,16 @@ pub(super) struct Cold {
 impl Cold {
     pub(super) fn new(timing: Timing, initial: Option<Grant>, idle_refresh: bool) -> Self {
         let jitter = Jitter::new();
-        let initial = initial.map(|grant| Initial {
-            grant,
-            given_at: Instant::now(),
-            spread: jitter.next(),
+        let initial = initial.map(|grant| {
+            Box::new(Initial {
+                grant,
+                given_at: Instant::now(),
+                spread: jitter.next(),
+            })
         });
         Cold {
             initial,
             machine: Machine::new(timing, idle_refresh),
-            timing,
             jitter,
             generation: 0,
             timer: None,
@@ -100,7 +101,7 @@ impl Cold {
             grant,
             given_at,
             spread,
-        } = self.initial.take()?;
+        } = *self.initial.take()?;
         self.generation += 1;
         Some(self.token(grant, given_at, self.generation, spread))
     }
@@ -112,7 +113,8 @@ impl Cold {
     }
 
     fn token(&self, grant: Grant, sent_at: Instant, generation: u64, spread: f64) -> Token {
-        Token::new(grant, sent_at, generation, self.timing.refresh_at, spread)
+        let refresh_at = self.machine.timing().refresh_at;
+        Token::new(grant, sent_at, generation, refresh_at, spread)
     }
 
     /// The token made by [`next_token`](Self::next_token) or

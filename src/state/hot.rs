@@ -23,9 +23,11 @@ pub(crate) enum Lookup {
     Wait,
 }
 
-/// The current token, aligned to 128 bytes (two cache lines, for adjacent-line prefetching)
-/// so that it shares its lines with nothing requests write, such as reference counts.
-#[repr(align(128))]
+/// The current token, on a cache line of its own: it shares its line with nothing requests
+/// write. Its neighbours, the state's reference counts before it and the cold state after
+/// it, are written only off the fresh path, so a line (not two, for adjacent-line
+/// prefetching) is enough, and a token among ten thousand is 200 bytes lighter.
+#[repr(align(64))]
 pub(super) struct Hot {
     current: ArcSwapOption<Token>,
     /// The generation of `current`, published after it: a service that holds this

@@ -225,6 +225,11 @@ impl Machine {
         }
     }
 
+    /// The timing it decides by, which the tokens share.
+    pub(crate) fn timing(&self) -> &Timing {
+        &self.timing
+    }
+
     /// Whether an attempt is under way (running or backing off).
     pub(crate) fn is_under_way(&self) -> bool {
         self.attempt != Attempt::Idle

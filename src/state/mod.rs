@@ -65,8 +65,7 @@ pub(crate) enum Joined {
 
 /// One token, shared by every clone of a service.
 pub(crate) struct TokenState {
-    /// Read by every request on every core: on cache lines of its own, away from the
-    /// `Arc`'s reference counts that requests write.
+    /// Read by every request on every core: on a cache line of its own (see [`Hot`]).
     hot: Hot,
     /// A flight is under way, or waiting out a backoff while the token is still valid.
     refreshing: AtomicBool,

@@ -178,3 +178,51 @@ async fn users_whose_provider_hangs_hold_no_turn_from_the_others() {
     }
     assert_eq!(mock.counters().logins, 1);
 }
+
+fn query_as(user: u32) -> http::Request<Body> {
+    let mut request = query();
+    request.extensions_mut().insert(User(user));
+    request
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_401_revokes_only_its_own_user_s_token_and_once() {
+    let mock = users(2);
+    let service = ServiceBuilder::new().layer(layer()).service(mock.clone());
+    for user in 0..2 {
+        send(&service, query_as(user)).await.unwrap();
+    }
+    mock.revoke_all();
+    let refused = send(&service, query_as(0)).await.unwrap();
+    assert_eq!(refused.status(), http::StatusCode::UNAUTHORIZED);
+    assert!(!service.status_of(&User(0)).unwrap().is_usable(), "revoked");
+    assert!(
+        service.status_of(&User(1)).unwrap().is_usable(),
+        "user 1's token was not the one answered 401"
+    );
+    // User 0's next queries, at once: one new login for them all.
+    let mut next = JoinSet::new();
+    for _ in 0..5 {
+        let service = service.clone();
+        next.spawn(async move { send(&service, query_as(0)).await.unwrap().status() });
+    }
+    for status in next.join_all().await {
+        assert_eq!(status, http::StatusCode::OK);
+    }
+    assert_eq!(mock.counters().logins, 3, "one new login, for user 0");
+}
+
+#[tokio::test(start_paused = true)]
+async fn refresh_now_renews_one_user_s_token_and_no_one_else_s() {
+    let mock = users(2);
+    let service = ServiceBuilder::new().layer(layer()).service(mock.clone());
+    for user in 0..2 {
+        send(&service, query_as(user)).await.unwrap();
+    }
+    let before = [0, 1].map(|user| service.status_of(&User(user)).unwrap().generation);
+    service.refresh_now::<Body>(User(1)).await.unwrap();
+    let after = [0, 1].map(|user| service.status_of(&User(user)).unwrap().generation);
+    assert_eq!((after[0], after[1]), (before[0], before[1] + 1));
+    let counters = mock.counters();
+    assert_eq!((counters.logins, counters.refreshes), (2, 1));
+}

@@ -114,8 +114,8 @@ const DEFAULT_TOKEN_REQUESTS: usize = 16;
 ///   for that long is dropped.
 /// - A dropped identity's timers and idle refreshes stop at once, and nothing is sent for it
 ///   again; a login under way ends for the requests waiting on it. Its next request starts
-///   afresh, with a new login. An identity held costs about 1.5 KiB with a token (see
-///   BENCHMARKS.md), plus the endpoint the function made.
+///   afresh, with a new login. An identity held costs the layer about 2 KiB with its token
+///   (see BENCHMARKS.md), plus the endpoint the function made.
 /// - [`max_token_requests_in_flight`](Self::max_token_requests_in_flight) (default 16):
 ///   the logins and refreshes in flight at once, across every identity. Ten thousand users
 ///   arriving together after a deploy, or all needing a token after an outage, queue for

@@ -23,19 +23,17 @@
 
 mod common;
 
-use common::{answer, auth_with, call_n, request, runtimes, token, Body, QUERY};
+use common::{
+    answer, auth_with, call_n, echo, request, runtimes, token, Body, CHUNK, QUERY, TASKS,
+};
 
-use std::convert::Infallible;
 use std::fmt::Debug;
-use std::future::{ready, Ready};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use http::header::AUTHORIZATION;
 use http::{Request, Response, StatusCode, Uri};
-use http_body_util::Full;
 use tokio::runtime::Runtime;
 use tower::{service_fn, Layer, Service, ServiceExt};
 use tower_http::auth::AddAuthorizationLayer;
@@ -44,19 +42,6 @@ use tower_token_refresh::TokenRefreshLayer;
 /// The same query in origin-form (no scheme or authority), as a client bound to one
 /// connection sends it: the layer's origin check has nothing to parse.
 const QUERY_ORIGIN_FORM: &str = "/v1/execute/retail_analytics";
-/// Tasks sharing one service on the multi-thread runtime.
-const TASKS: u64 = 64;
-/// Calls a task makes between yields.
-const CHUNK: u64 = 64;
-
-/// The inner service of the sanity check: echoes the `Authorization` it received.
-fn echo(request: Request<Body>) -> Ready<Result<Response<Body>, Infallible>> {
-    let mut response = Response::new(Full::new(Bytes::new()));
-    if let Some(value) = request.headers().get(AUTHORIZATION) {
-        response.headers_mut().insert(AUTHORIZATION, value.clone());
-    }
-    ready(Ok(response))
-}
 
 /// Correctness, not timing: both bearer layers put the same sensitive header on.
 fn check_headers(rt: &Runtime, token: &str) {

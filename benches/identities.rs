@@ -29,20 +29,16 @@
 mod common;
 
 use common::{answer, auth_for, auth_with, call_n_as, runtimes, token, token_of, Body, UserId};
-use common::{request_as, QUERY};
+use common::{echo, request_as, CHUNK, QUERY, TASKS};
 
 use std::cell::Cell;
-use std::convert::Infallible;
 use std::fmt::Debug;
-use std::future::{ready, Ready};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use http::header::AUTHORIZATION;
 use http::{Request, Response, StatusCode, Uri};
-use http_body_util::Full;
 use tokio::runtime::Runtime;
 use tower::{service_fn, Layer, Service, ServiceExt};
 use tower_token_refresh::{PerIdentityLayer, TokenRefreshLayer};
@@ -51,19 +47,6 @@ use tower_token_refresh::{PerIdentityLayer, TokenRefreshLayer};
 const MANY: u32 = 10_000;
 /// Identities the second diagnostic cycles over, of the `MANY` held.
 const FEW: u32 = 1_000;
-/// Tasks sharing one service on the multi-thread runtime.
-const TASKS: u64 = 64;
-/// Calls a task makes between yields.
-const CHUNK: u64 = 64;
-
-/// The inner service of the sanity check: echoes the `Authorization` it received.
-fn echo(request: Request<Body>) -> Ready<Result<Response<Body>, Infallible>> {
-    let mut response = Response::new(Full::new(Bytes::new()));
-    if let Some(value) = request.headers().get(AUTHORIZATION) {
-        response.headers_mut().insert(AUTHORIZATION, value.clone());
-    }
-    ready(Ok(response))
-}
 
 /// Correctness, not timing: each identity's request carries its own token, sensitive.
 fn check_headers(rt: &Runtime) {

@@ -18,7 +18,7 @@
 mod common;
 
 use common::{answer, auth_for, auth_with, call_n, call_n_as, request, request_as, runtimes};
-use common::{token, Body, UserId, QUERY};
+use common::{token, Body, UserId, QUERY, TASKS};
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -126,8 +126,6 @@ fn live_by_size() -> Vec<i64> {
 // ---------------------------------------------------------------------------------------
 // The stacks (as in `hot_path`)
 // ---------------------------------------------------------------------------------------
-
-const TASKS: u64 = 64;
 
 /// Requests counted for the per-request figures, after as many again to warm up.
 const PER_REQUEST: u64 = 100_000;

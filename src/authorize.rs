@@ -96,9 +96,8 @@ impl Authorizer<'_> {
         S: InnerService<B>,
         B: From<Bytes> + Send + 'static,
     {
-        self.hand_over_fetcher::<S, B>(inner);
-        let (state, config) = (Arc::clone(self.state), Arc::clone(self.config));
-        future::warm_up(inner.clone(), state, config)
+        let (service, state, config) = self.detached(inner);
+        future::warm_up(service, state, config)
     }
 
     /// See [`TokenRefresh::refresh_now`](crate::TokenRefresh::refresh_now).
@@ -110,9 +109,20 @@ impl Authorizer<'_> {
         S: InnerService<B>,
         B: From<Bytes> + Send + 'static,
     {
+        let (service, state, config) = self.detached(inner);
+        future::refresh_now(service, state, config)
+    }
+
+    /// What a future that outlives this borrow needs: an unready clone of `inner`, the
+    /// state and the configuration. Hands over a fetcher first, as a request would.
+    fn detached<S, B>(&self, inner: &S) -> (S, Arc<TokenState>, Arc<Config>)
+    where
+        S: InnerService<B>,
+        B: From<Bytes> + Send + 'static,
+    {
         self.hand_over_fetcher::<S, B>(inner);
         let (state, config) = (Arc::clone(self.state), Arc::clone(self.config));
-        future::refresh_now(inner.clone(), state, config)
+        (inner.clone(), state, config)
     }
 
     /// With `refresh_when_idle`, hands the state what it needs to refresh with no request

@@ -22,6 +22,11 @@ pub const BASE: &str = "https://sql-node.test:9443";
 pub const QUERY: &str = "https://sql-node.test:9443/v1/execute/retail_analytics";
 pub const STATEMENT: &[u8] = br#"{"statement":"SELECT 1"}"#;
 
+/// Tasks sharing one service on the multi-thread runtime.
+pub const TASKS: u64 = 64;
+/// Calls a task makes between yields.
+pub const CHUNK: u64 = 64;
+
 pub type Body = Full<Bytes>;
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -157,4 +162,15 @@ impl Future for NodeFuture {
             NodeFuture::Token(future) => future.as_mut().poll(cx).map(Ok),
         }
     }
+}
+
+/// The inner service of the sanity checks: echoes the `Authorization` it received.
+pub fn echo(request: Request<Body>) -> Ready<Result<Response<Body>, Infallible>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    if let Some(value) = request.headers().get(http::header::AUTHORIZATION) {
+        response
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, value.clone());
+    }
+    ready(Ok(response))
 }

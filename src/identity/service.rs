@@ -11,7 +11,7 @@ use http::Request;
 use tower_service::Service;
 
 use super::registry::Registry;
-use crate::authorize::{turned_away, unready_clone};
+use crate::authorize::{turned_away, unready_clone, Authorizer};
 use crate::error::{BoxError, Error};
 use crate::future::ResponseFuture;
 use crate::inner::InnerService;
@@ -56,9 +56,7 @@ where
         S: InnerService<B>,
         B: From<Bytes> + Send + 'static,
     {
-        let guard = self.registry.guard();
-        let member = self.registry.hold(identity, &guard);
-        member.authorizer(0).warm_up(&self.inner)
+        self.with_token_of(identity, |token| token.warm_up(&self.inner))
     }
 
     /// Starts a new token for `identity` now (holding the identity from now): see
@@ -71,9 +69,14 @@ where
         S: InnerService<B>,
         B: From<Bytes> + Send + 'static,
     {
+        self.with_token_of(identity, |token| token.refresh_now(&self.inner))
+    }
+
+    /// `then` of `identity`'s token, the identity held from now.
+    fn with_token_of<T>(&self, identity: I, then: impl FnOnce(Authorizer<'_>) -> T) -> T {
         let guard = self.registry.guard();
         let member = self.registry.hold(identity, &guard);
-        member.authorizer(0).refresh_now(&self.inner)
+        then(member.authorizer(0))
     }
 
     /// The wrapped service.

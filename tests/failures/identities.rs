@@ -226,3 +226,28 @@ async fn refresh_now_renews_one_user_s_token_and_no_one_else_s() {
     let counters = mock.counters();
     assert_eq!((counters.logins, counters.refreshes), (2, 1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_hook_is_told_whose_token_each_event_is_about() {
+    let mock = users(2);
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let layer = layer().on_token({
+        let heard = std::sync::Arc::clone(&heard);
+        move |user: &User, event: &tower_token_refresh::TokenEvent<'_>| {
+            if let tower_token_refresh::TokenEvent::Obtained { generation, .. } = event {
+                heard.lock().unwrap().push((user.0, *generation));
+            }
+        }
+    });
+    let service = ServiceBuilder::new().layer(layer).service(mock.clone());
+    for user in [1, 0, 1] {
+        send(&service, query_as(user)).await.unwrap();
+    }
+    service.refresh_now::<Body>(User(1)).await.unwrap();
+    let heard = heard.lock().unwrap().clone();
+    assert_eq!(
+        heard,
+        [(1, 1), (0, 1), (1, 2)],
+        "each user's own generations"
+    );
+}

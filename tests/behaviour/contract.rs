@@ -207,3 +207,66 @@ fn a_call_outside_a_runtime_fails_cleanly_and_spoils_nothing() {
     assert_ne!(bearers[1], bearers[0], "and not sent after it died");
     assert_eq!(mock.counters().queries_bad_token, 0);
 }
+
+/// Whose request it is, for the per-identity layer.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct User(u32);
+
+// The same contract for a token per identity: a request readies the inner service before
+// calling it, one without an identity gives its readiness back, and requests waiting for
+// their users' logins hold no slot under a limit of one.
+#[tokio::test(start_paused = true)]
+async fn per_identity_the_inner_service_is_readied_and_waiters_hold_no_slot() {
+    let (inner, mut handle) =
+        tower_test::mock::pair::<Request<Full<Bytes>>, Response<Full<Bytes>>>();
+    let layer = tower_token_refresh::PerIdentityLayer::new(|user: &User| {
+        OcientAuth::new(BASE.parse().unwrap()).initial_token(format!("seed-{}", user.0), secs(100))
+    });
+    let mut service = ServiceBuilder::new().layer(layer).service(inner);
+    handle.allow(1);
+    service.ready().await.unwrap();
+    let error = service.call(query()).await.unwrap_err();
+    assert!(matches!(
+        error.downcast_ref::<Error>(),
+        Some(Error::NoIdentity)
+    ));
+    // The readiness went back unused: the next call readies again, and is the one let through.
+    service.ready().await.unwrap();
+    let mut request = query();
+    request.extensions_mut().insert(User(7));
+    let call = tokio::spawn(service.call(request));
+    let (request, respond) = handle.next_request().await.unwrap();
+    assert_eq!(request.headers()[AUTHORIZATION], "Bearer seed-7");
+    respond.send_response(Response::new(Full::default()));
+    assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+
+    let users = (0..20).fold(MockOcient::new().latency(millis(50)), |mock, user| {
+        mock.user(format!("user-{user}"), "secret")
+    });
+    let limited = ServiceBuilder::new()
+        .concurrency_limit(1)
+        .service(Recorder::new(users.clone()));
+    let layer = tower_token_refresh::PerIdentityLayer::new(|user: &User| {
+        OcientAuth::new(BASE.parse().unwrap()).credentials(format!("user-{}", user.0), "secret")
+    });
+    let service = ServiceBuilder::new().layer(layer).service(limited);
+    let mut callers = JoinSet::new();
+    for caller in 0..60 {
+        let mut service = service.clone();
+        callers.spawn(async move {
+            let mut request = query();
+            request.extensions_mut().insert(User(caller % 20));
+            service.ready().await?;
+            service.call(request).await.map(|r| r.status())
+        });
+    }
+    let all = async {
+        while let Some(status) = callers.join_next().await {
+            assert_eq!(status.unwrap().unwrap(), StatusCode::OK);
+        }
+    };
+    tokio::time::timeout(secs(60), all)
+        .await
+        .expect("no deadlock under ConcurrencyLimit(1)");
+    assert_eq!(users.counters().logins, 20);
+}

@@ -120,8 +120,9 @@ const DEFAULT_TOKEN_REQUESTS: usize = 16;
 ///   the logins and refreshes in flight at once, across every identity. Ten thousand users
 ///   arriving together after a deploy, or all needing a token after an outage, queue for
 ///   their turn, in order; the wait counts in each request's
-///   [`refresh_timeout`](Self::refresh_timeout), so one identity whose provider or server
-///   hangs holds a turn for at most that long.
+///   [`refresh_timeout`](Self::refresh_timeout). A turn is held only while a token request
+///   is sent and answered: one identity whose server hangs holds it for at most that
+///   timeout, and one whose provider hangs holds none.
 ///
 /// # Observability
 ///

@@ -4,8 +4,9 @@
 //! the identity's own (see `registry.rs`). The order lives here, in a heap read only when an
 //! identity must go (the cap is reached, or the idle sweep runs), and corrected lazily: an
 //! entry whose identity was used since it was stamped goes back in with its newer stamp.
-//! Each held identity has one entry, so the heap is as large as the map, and each entry is
-//! looked at again only after its identity was used.
+//! Each held identity has exactly one entry (an identity leaves the map only when its entry
+//! is taken out here), so the heap is as large as the map, and each entry is looked at again
+//! only after its identity was used.
 //!
 //! The heap never touches the map or the clock: it asks the caller, through `stamp_of`, what
 //! an identity's stamp is now, so it is tested here with plain numbers.
@@ -19,9 +20,6 @@ use std::collections::BinaryHeap;
 struct Entry<I> {
     tick: u64,
     order: u64,
-    /// Which holding of the identity this is: one dropped and held again is a new member,
-    /// and an entry of the old one must not speak for it.
-    member: u64,
     identity: I,
 }
 
@@ -68,32 +66,28 @@ impl<I> Default for Recency<I> {
 }
 
 impl<I> Recency<I> {
-    /// `identity`, held as `member`, was used at `tick`: its first entry.
-    pub(super) fn arrived(&mut self, identity: I, member: u64, tick: u64) {
+    /// `identity` was used at `tick`: its entry, from when it is held.
+    pub(super) fn arrived(&mut self, identity: I, tick: u64) {
         self.entered += 1;
         self.heap.push(Reverse(Entry {
             tick,
             order: self.entered,
-            member,
             identity,
         }));
     }
 
-    /// Takes out the least recently used identity, with its member; `stamp_of` says when
-    /// an identity held as a member was last used, or `None` when that member is gone.
-    pub(super) fn least_recent(
-        &mut self,
-        stamp_of: impl Fn(&I, u64) -> Option<u64>,
-    ) -> Option<(I, u64)> {
+    /// Takes out the least recently used identity; `stamp_of` says when an identity was
+    /// last used, or `None` if it is not held.
+    pub(super) fn least_recent(&mut self, stamp_of: impl Fn(&I) -> Option<u64>) -> Option<I> {
         self.take_first(stamp_of, |_| true)
     }
 
-    /// Takes out an identity last used before `tick`, if any, with its member.
+    /// Takes out an identity last used before `tick`, if any.
     pub(super) fn idle_before(
         &mut self,
         tick: u64,
-        stamp_of: impl Fn(&I, u64) -> Option<u64>,
-    ) -> Option<(I, u64)> {
+        stamp_of: impl Fn(&I) -> Option<u64>,
+    ) -> Option<I> {
         self.take_first(stamp_of, |stamp| stamp < tick)
     }
 
@@ -106,19 +100,19 @@ impl<I> Recency<I> {
     /// The first identity, by its stamp now, if that stamp is `wanted`.
     fn take_first(
         &mut self,
-        stamp_of: impl Fn(&I, u64) -> Option<u64>,
+        stamp_of: impl Fn(&I) -> Option<u64>,
         wanted: impl Fn(u64) -> bool,
-    ) -> Option<(I, u64)> {
+    ) -> Option<I> {
         while let Some(Reverse(first)) = self.heap.peek() {
             if !wanted(first.tick) {
                 return None;
             }
             let Reverse(entry) = self.heap.pop()?;
-            match stamp_of(&entry.identity, entry.member) {
-                // Dropped already (by the other of cap and sweep).
+            match stamp_of(&entry.identity) {
+                // Not held: nothing to drop (the caller's books and ours disagree).
                 None => {}
-                Some(now) if now > entry.tick => self.arrived(entry.identity, entry.member, now),
-                Some(_) => return Some((entry.identity, entry.member)),
+                Some(now) if now > entry.tick => self.arrived(entry.identity, now),
+                Some(_) => return Some(entry.identity),
             }
         }
         None
@@ -131,70 +125,63 @@ mod tests {
 
     use super::*;
 
-    /// Identities by name, each with its member and its stamp now.
-    struct Held(HashMap<&'static str, (u64, u64)>);
+    /// Identities by name, each with its stamp now.
+    struct Held(HashMap<&'static str, u64>);
 
     impl Held {
-        fn stamp_of(&self) -> impl Fn(&&'static str, u64) -> Option<u64> + '_ {
-            |name, member| {
-                let (held_as, stamp) = *self.0.get(name)?;
-                (held_as == member).then_some(stamp)
-            }
+        fn stamp_of(&self) -> impl Fn(&&'static str) -> Option<u64> + '_ {
+            |name| self.0.get(name).copied()
         }
     }
 
-    fn held(entries: &[(&'static str, u64, u64)]) -> (Recency<&'static str>, Held) {
+    fn held(entries: &[(&'static str, u64)]) -> (Recency<&'static str>, Held) {
         let mut recency = Recency::default();
         let mut held = HashMap::new();
-        for &(name, member, tick) in entries {
-            recency.arrived(name, member, tick);
-            held.insert(name, (member, tick));
+        for &(name, tick) in entries {
+            recency.arrived(name, tick);
+            held.insert(name, tick);
         }
         (recency, Held(held))
     }
 
     #[test]
     fn the_least_recently_stamped_goes_first_and_ties_go_in_order_of_arrival() {
-        let (mut recency, held) = held(&[("b", 1, 5), ("a", 2, 3), ("c", 3, 5)]);
-        let order: Vec<_> =
-            std::iter::from_fn(|| recency.least_recent(held.stamp_of()).map(|(name, _)| name))
-                .collect();
+        let (mut recency, held) = held(&[("b", 5), ("a", 3), ("c", 5)]);
+        let order: Vec<_> = std::iter::from_fn(|| recency.least_recent(held.stamp_of())).collect();
         assert_eq!(order, ["a", "b", "c"]);
         assert_eq!(recency.len(), 0);
     }
 
     #[test]
     fn an_identity_used_since_its_entry_goes_back_with_its_new_stamp() {
-        let (mut recency, mut held) = held(&[("a", 1, 1), ("b", 2, 2)]);
-        held.0.insert("a", (1, 7));
-        assert_eq!(recency.least_recent(held.stamp_of()), Some(("b", 2)));
-        assert_eq!(recency.least_recent(held.stamp_of()), Some(("a", 1)));
+        let (mut recency, mut held) = held(&[("a", 1), ("b", 2)]);
+        held.0.insert("a", 7);
+        assert_eq!(recency.least_recent(held.stamp_of()), Some("b"));
+        assert_eq!(recency.len(), 1, "a went back in");
+        assert_eq!(recency.least_recent(held.stamp_of()), Some("a"));
         assert_eq!(recency.least_recent(held.stamp_of()), None);
     }
 
     #[test]
-    fn an_entry_of_a_member_gone_is_passed_over() {
-        let (mut recency, mut held) = held(&[("a", 1, 1), ("b", 2, 2)]);
-        // "a" was dropped and is held again, as a new member, used later than "b".
-        held.0.insert("a", (3, 9));
-        recency.arrived("a", 3, 9);
-        assert_eq!(recency.least_recent(held.stamp_of()), Some(("b", 2)));
-        assert_eq!(recency.least_recent(held.stamp_of()), Some(("a", 3)));
-        assert_eq!(recency.len(), 0, "the old member's entry is gone too");
+    fn an_entry_of_an_identity_not_held_is_passed_over() {
+        let (mut recency, mut held) = held(&[("a", 1), ("b", 2)]);
+        held.0.remove("a");
+        assert_eq!(recency.least_recent(held.stamp_of()), Some("b"));
+        assert_eq!(recency.len(), 0, "a's entry is gone too");
     }
 
     #[test]
     fn only_identities_unused_since_before_the_tick_are_idle() {
-        let (mut recency, mut held) = held(&[("a", 1, 1), ("b", 2, 2), ("c", 3, 4)]);
-        held.0.insert("a", (1, 6));
-        assert_eq!(recency.idle_before(4, held.stamp_of()), Some(("b", 2)));
+        let (mut recency, mut held) = held(&[("a", 1), ("b", 2), ("c", 4)]);
+        held.0.insert("a", 6);
+        assert_eq!(recency.idle_before(4, held.stamp_of()), Some("b"));
         assert_eq!(
             recency.idle_before(4, held.stamp_of()),
             None,
             "c at 4 is not before 4"
         );
         assert_eq!(recency.len(), 2, "a and c stay");
-        assert_eq!(recency.idle_before(7, held.stamp_of()), Some(("c", 3)));
-        assert_eq!(recency.idle_before(7, held.stamp_of()), Some(("a", 1)));
+        assert_eq!(recency.idle_before(7, held.stamp_of()), Some("c"));
+        assert_eq!(recency.idle_before(7, held.stamp_of()), Some("a"));
     }
 }

@@ -47,8 +47,6 @@ pub(crate) struct Member {
     shared: Shared,
     /// The tick of the request that last used it.
     last_used: AtomicU64,
-    /// Which holding of the identity this is (see `Recency`).
-    number: u64,
 }
 
 impl Member {
@@ -79,7 +77,6 @@ impl Member {
 struct Books<I> {
     recency: Recency<I>,
     held: usize,
-    members_made: u64,
     /// Whether a sweeper task runs; it ends when nothing is held.
     sweeping: bool,
 }
@@ -133,7 +130,6 @@ where
             books: Mutex::new(Books {
                 recency: Recency::default(),
                 held: 0,
-                members_made: 0,
                 sweeping: false,
             }),
             origins: Mutex::default(),
@@ -166,14 +162,11 @@ where
             // Another request held it meanwhile: ours never ran anything.
             return held;
         }
-        books.members_made += 1;
         let tick = self.tick.load(Ordering::Relaxed);
         let member = Member {
             shared: fresh,
             last_used: AtomicU64::new(tick),
-            number: books.members_made,
         };
-        let number = member.number;
         self.members.insert(identity.clone(), member, guard);
         books.held += 1;
         // The others only: one used in this very tick could otherwise rank behind it.
@@ -184,7 +177,7 @@ where
                 None => break,
             }
         }
-        books.recency.arrived(identity.clone(), number, tick);
+        books.recency.arrived(identity.clone(), tick);
         self.sweep_from_now_on(&mut books);
         let held = books.held;
         drop(books);
@@ -239,26 +232,22 @@ where
         shared
     }
 
-    /// What the recency asks: when `identity`, held as `number`, was last used.
-    fn stamp_of<'g>(&'g self, guard: &'g impl Guard) -> impl Fn(&I, u64) -> Option<u64> + 'g {
-        move |identity, number| {
+    /// What the recency asks: when `identity` was last used, if it is held.
+    fn stamp_of<'g>(&'g self, guard: &'g impl Guard) -> impl Fn(&I) -> Option<u64> + 'g {
+        move |identity| {
             let member = self.members.get(identity, guard)?;
-            let held = member.number == number;
-            held.then(|| member.last_used.load(Ordering::Relaxed))
+            Some(member.last_used.load(Ordering::Relaxed))
         }
     }
 
-    /// Takes `(identity, number)` out of the map; its token, to retire once unlocked.
+    /// Takes `identity` out of the map; its token, to retire once unlocked.
     fn drop_member(
         &self,
         books: &mut Books<I>,
-        (identity, number): (I, u64),
+        identity: I,
         guard: &impl Guard,
     ) -> Option<Arc<TokenState>> {
         let held = self.members.get(&identity, guard)?;
-        if held.number != number {
-            return None;
-        }
         let state = Arc::clone(&held.shared.state);
         self.members.remove(&identity, guard);
         books.held -= 1;

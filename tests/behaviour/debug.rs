@@ -374,3 +374,24 @@ fn retry_unauthorized_shows_whether_it_has_retried() {
         "RetryUnauthorized { retried: false }"
     );
 }
+
+#[test]
+fn a_per_identity_layer_and_its_service_show_their_settings_but_no_identity_or_secret() {
+    #[derive(Clone, PartialEq, Eq, Hash)]
+    struct User(&'static str);
+    let layer = tower_token_refresh::PerIdentityLayer::new(|user: &User| {
+        OcientAuth::new("https://sql-node".parse().unwrap()).credentials(user.0, "pa55")
+    })
+    .default_identity(User("service-account"))
+    .max_identities(100)
+    .name("gateway");
+    let shown = format!("{layer:?}");
+    assert_shows_but_hides(
+        &shown,
+        &["PerIdentityLayer", "max_identities: 100", "gateway"],
+        "service-account",
+    );
+    let service = tower::Layer::layer(&layer, MockOcient::new());
+    let shown = format!("{service:?}");
+    assert_shows_but_hides(&shown, &["PerIdentity", "inner: MockOcient"], "pa55");
+}

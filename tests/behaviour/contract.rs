@@ -223,6 +223,10 @@ async fn per_identity_the_inner_service_is_readied_and_waiters_hold_no_slot() {
         OcientAuth::new(BASE.parse().unwrap()).initial_token(format!("seed-{}", user.0), secs(100))
     });
     let mut service = ServiceBuilder::new().layer(layer).service(inner);
+    // Not ready inside means not ready outside.
+    handle.allow(0);
+    let readiness = std::future::poll_fn(|cx| Poll::Ready(service.poll_ready(cx))).await;
+    assert!(readiness.is_pending());
     handle.allow(1);
     service.ready().await.unwrap();
     let error = service.call(query()).await.unwrap_err();

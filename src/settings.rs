@@ -141,3 +141,39 @@ pub(crate) fn default_name(endpoint: &dyn DynEndpoint) -> String {
     let host = endpoint.origin().host().unwrap_or("token_refresh");
     host.to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn each_setting_is_kept_within_what_makes_sense() {
+        let mut settings = Settings::default();
+        settings.refresh_at(f64::NAN);
+        assert_eq!(settings.timing.refresh_at, DEFAULT_REFRESH_AT);
+        settings.refresh_at(2.0);
+        assert_eq!(settings.timing.refresh_at, 0.9);
+
+        settings.refresh_timeout(Duration::ZERO);
+        assert_eq!(settings.refresh_timeout, MIN_WAIT);
+
+        settings.retry_backoff(Duration::ZERO, 3 * SECOND);
+        assert_eq!(settings.timing.first_backoff, MIN_WAIT);
+        assert_eq!(settings.timing.max_backoff, 3 * SECOND);
+        settings.retry_backoff(5 * SECOND, SECOND);
+        assert_eq!(
+            settings.timing.max_backoff,
+            5 * SECOND,
+            "never below the first"
+        );
+
+        settings.retry_backoff_while_down(10 * SECOND);
+        assert_eq!(settings.timing.max_backoff_while_down, 10 * SECOND);
+        settings.retry_backoff_while_down(Duration::ZERO);
+        assert_eq!(settings.timing.max_backoff_while_down, MIN_WAIT);
+        settings.retry_backoff_while_down(Duration::MAX);
+        assert_eq!(settings.timing.max_backoff_while_down, MAX_LIFETIME);
+    }
+}

@@ -45,9 +45,6 @@ pub(super) struct Cold {
     idle_fetch: Option<Box<dyn Fetch>>,
     /// How the attempts so far ended, for the callers waiting on them.
     ends: Ends,
-    /// The layer let go of this token (its identity was dropped): an attempt under way
-    /// ends for its waiting callers, and nothing more starts on its own.
-    retired: bool,
 }
 
 impl Cold {
@@ -68,7 +65,6 @@ impl Cold {
             timer: None,
             flight: None,
             idle_fetch: None,
-            retired: false,
             ends: Ends::default(),
         }
     }
@@ -187,25 +183,19 @@ impl Cold {
         }
     }
 
-    /// Nothing is to run for this token any more: stops its tasks, and gives back the
-    /// fetcher kept for idle refreshes, for the caller to drop once the lock is released.
-    pub(super) fn retire(&mut self) -> Option<Box<dyn Fetch>> {
-        self.retired = true;
+    /// The machine retired this token (its answer to [`Event::Retired`] is `next`): stops
+    /// its timer, and its flight's task if the machine says so, and gives back the fetcher
+    /// kept for idle refreshes, for the caller to drop once the lock is released.
+    pub(super) fn retired(&mut self, next: &Next) -> Option<Box<dyn Fetch>> {
         if let Some(timer) = self.timer.take() {
             timer.abort();
         }
-        // A login under way is left to end, for the requests waiting on it; a flight
-        // waiting out a backoff, or an idle retry, has nobody to try for.
-        if !self.machine.is_running() {
+        if matches!(next, Next::Stop) {
             if let Some(task) = self.flight.take() {
                 task.abort();
             }
         }
         self.idle_fetch.take()
-    }
-
-    pub(super) fn is_retired(&self) -> bool {
-        self.retired
     }
 
     /// Nobody is left to use a token: stops the timer and any flight backing off.

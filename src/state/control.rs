@@ -57,8 +57,6 @@ impl FlightControl for TokenState {
                 (retry_at, Err(error))
             }
         };
-        // A retired token is not tried for again: its waiting callers have their answer.
-        let retry_at = retry_at.filter(|_| !cold.is_retired());
         let failures = cold.failures_and_wait(retry_at);
         // Told only once the lock is released: a subscriber or a hook may well send requests
         // through this very layer.
@@ -86,7 +84,7 @@ impl FlightControl for TokenState {
             unreachable!("a death settles")
         };
         cold.ends_mut().record(Settled::Failed(error.clone()));
-        if let Some(at) = idle_retry_at.filter(|_| !cold.is_retired()) {
+        if let Some(at) = idle_retry_at {
             let next = self.idle_retry_at(at);
             cold.set_flight(next);
         }

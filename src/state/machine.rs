@@ -123,6 +123,9 @@ pub(crate) enum Event {
         alive_until: Option<Instant>,
         jitter: f64,
     },
+    /// The layer let go of the token (its identity was dropped): a login under way ends
+    /// for the callers waiting on it, and nothing more starts on its own.
+    Retired,
     /// The attempt's task ended without reporting (a panic, a runtime shutting down).
     Died {
         alive_until: Option<Instant>,
@@ -161,6 +164,8 @@ pub(crate) enum Next {
     RetryNow,
     /// Wake the attempt backing off: it asks again with [`Event::WokenUp`].
     Wake,
+    /// Stop the task of the attempt, which has nobody left to try for.
+    Stop,
 }
 
 /// The attempts at a token: their status, their failures, and when to try again.
@@ -178,6 +183,8 @@ pub(crate) struct Machine {
     consecutive_failures: u32,
     /// Why the last attempt failed, until one succeeds.
     last_error: Option<Error>,
+    /// The layer let go of the token: no retry, no idle refresh, no due refresh.
+    retired: bool,
 }
 
 impl Machine {
@@ -190,6 +197,7 @@ impl Machine {
             hurry: false,
             consecutive_failures: 0,
             last_error: None,
+            retired: false,
         }
     }
 
@@ -222,6 +230,7 @@ impl Machine {
                 Next::Stay
             }
             Event::WokenUp { revoked } => self.woken_up(revoked),
+            Event::Retired => self.retired(),
         }
     }
 
@@ -235,9 +244,9 @@ impl Machine {
         self.attempt != Attempt::Idle
     }
 
-    /// Whether a login or refresh is being sent (not waiting out a backoff).
-    pub(crate) fn is_running(&self) -> bool {
-        self.attempt == Attempt::Running
+    /// Whether the layer let go of the token.
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired
     }
 
     #[cfg(test)]
@@ -278,7 +287,7 @@ impl Machine {
     }
 
     fn due(&mut self, now: Instant) -> Next {
-        if self.is_under_way() || self.held_at(now).is_some() {
+        if self.retired || self.is_under_way() || self.held_at(now).is_some() {
             return Next::Stay;
         }
         self.start()
@@ -342,6 +351,8 @@ impl Machine {
         self.hurry = false;
         let error = setback.error.clone();
         let retry_at = self.record_failure(setback, alive_until, jitter, now);
+        // A retired token is not tried for again: its waiting callers have their answer.
+        let retry_at = retry_at.filter(|_| !self.retired);
         self.attempt = match retry_at {
             Some(until) => Attempt::BackingOff { until },
             None => Attempt::Idle,
@@ -368,7 +379,7 @@ impl Machine {
         self.attempt = Attempt::Idle;
         // Nobody may ask (an idle service, a pod out of rotation): start again once the
         // backoff ends, as a request would.
-        let idle_retry_at = match self.idle_refresh {
+        let idle_retry_at = match self.idle_refresh && !self.retired {
             true => self.held.as_ref().map(|held| held.retry_after),
             false => None,
         };
@@ -376,6 +387,19 @@ impl Machine {
             error,
             retry_at: None,
             idle_retry_at,
+        }
+    }
+
+    /// A login or refresh being sent is left to end, for the callers waiting on it; an
+    /// attempt waiting out a backoff (or an idle retry to come) has nobody to try for.
+    fn retired(&mut self) -> Next {
+        self.retired = true;
+        match self.attempt {
+            Attempt::Running => Next::Stay,
+            Attempt::Idle | Attempt::BackingOff { .. } => {
+                self.attempt = Attempt::Idle;
+                Next::Stop
+            }
         }
     }
 

@@ -159,12 +159,7 @@ impl TokenState {
             tracing::debug!(error = %Error::NoRuntime, "cannot start a token refresh");
             return;
         };
-        let mut cold = self.lock();
-        if cold.is_retired() {
-            return;
-        }
-        let next = self.decide(&mut cold, Event::Due);
-        drop(cold);
+        let next = self.decide(&mut self.lock(), Event::Due);
         if matches!(next, Next::Start) {
             Flight::new(self, runtime).launch(fetch());
         }
@@ -244,7 +239,10 @@ impl TokenState {
     /// The layer let go of this token (its identity was dropped): whatever runs for it
     /// stops now, rather than when the last request that holds it is gone.
     pub(crate) fn retire(&self) {
-        let fetch = self.lock().retire();
+        let mut cold = self.lock();
+        let next = self.decide(&mut cold, Event::Retired);
+        let fetch = cold.retired(&next);
+        drop(cold);
         // Dropped unlocked: it holds a clone of the user's service.
         drop(fetch);
     }
@@ -311,7 +309,7 @@ impl TokenState {
         let installed = (token.generation, token.expires_at);
         // A retired token's only users are requests already waiting for it, which read
         // the clock themselves: no timer outlives the layer's hold.
-        let timer = match cold.is_retired() {
+        let timer = match cold.machine().is_retired() {
             true => None,
             false => token.watch(self.idle_refresh()),
         };

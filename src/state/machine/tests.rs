@@ -86,6 +86,7 @@ fn decided(next: &Next) -> &'static str {
         Next::Settle { .. } => "settle, end",
         Next::RetryNow => "retry now",
         Next::Wake => "wake",
+        Next::Stop => "stop its task",
     }
 }
 
@@ -199,6 +200,53 @@ rows! {
     idle_woken: Idle, |_| Event::WokenUp { revoked: true } => "stay", "idle";
     running_woken: Running, |_| Event::WokenUp { revoked: true } => "stay", "running";
     down_woken: Down, |_| Event::WokenUp { revoked: true } => "stay", "down";
+
+    // The layer lets go of the token (its identity was dropped): a login being sent ends
+    // for its waiters; anything else waiting to try has nobody to try for.
+    idle_retired: Idle, |_| Event::Retired => "stop its task", "idle";
+    running_retired: Running, |_| Event::Retired => "stay", "running";
+    backing_off_retired: BackingOff, |_| Event::Retired => "stop its task", "idle";
+    down_retired: Down, |_| Event::Retired => "stop its task", "down";
+    down_retrying_retired: DownRetrying, |_| Event::Retired => "stop its task", "down";
+}
+
+#[test]
+fn a_retired_token_is_tried_for_only_by_callers_already_waiting() {
+    let now = Instant::now();
+    let alive = Some(now + Duration::from_secs(60));
+    let mut running = machine(From::Running, now);
+    running.on(Event::Retired, now);
+    let next = running.on(failed(outage(), alive), now);
+    assert_eq!(decided(&next), "settle, end", "no retry with a token left");
+    assert_eq!(
+        decided(&running.on(Event::Due, now)),
+        "stay",
+        "no due refresh"
+    );
+    let wanted = Event::Wanted {
+        usable: false,
+        rounds: 0,
+    };
+    let mut idle = machine(From::Idle, now);
+    idle.on(Event::Retired, now);
+    assert_eq!(
+        decided(&idle.on(wanted, now)),
+        "start",
+        "a waiting caller still may"
+    );
+
+    let mut retrying = machine(From::DownRetrying, now);
+    retrying.on(Event::BackoffEnded, now);
+    retrying.on(Event::Retired, now);
+    let died = Event::Died {
+        alive_until: None,
+        jitter: 0.5,
+    };
+    assert_eq!(
+        decided(&retrying.on(died, now)),
+        "settle, end",
+        "no idle retry"
+    );
 }
 
 #[test]

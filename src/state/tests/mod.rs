@@ -426,3 +426,23 @@ async fn status_shows_a_handed_in_token_without_installing_it() {
     assert_eq!(due(&state), Some(true));
     assert_eq!(state.status().generation, 1);
 }
+
+// A token retired while its login is being sent: the login ends for its waiter, and its
+// token starts no timer, as nothing of the layer holds it any more.
+#[tokio::test(start_paused = true)]
+async fn a_login_that_ends_after_its_token_was_retired_leaves_no_timer() {
+    let script = Script::of([Step::Grant(100)]);
+    let state = state(1);
+    let waiting = lead(&state, &script);
+    state.retire();
+    waiting.wait().await.unwrap();
+    settle().await;
+    assert!(
+        matches!(state.lookup_now(), Lookup::Send { .. }),
+        "the waiter's token"
+    );
+    let tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    assert_eq!(tasks, 0, "no flight, no timer");
+}
